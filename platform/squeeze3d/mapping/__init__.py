@@ -1,0 +1,65 @@
+"""Mapping networks F_E (z_E → code) and F_D (code → z_G), losses, diagnostics and optimiser."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from squeeze3d.config import MappingConfig
+from squeeze3d.mapping.common import MappingHalf, numel
+
+
+def code_shape(cfg: MappingConfig, z_e_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Shape of one compressed code (without batch)."""
+    if cfg.arch == "unet3d":
+        f = 2 ** len(cfg.unet_channels)
+        return (cfg.code_channels, *(s // f for s in z_e_shape[1:]))
+    return (cfg.d_code,)
+
+
+def build_mapping(cfg: MappingConfig, z_e_shape: tuple[int, ...], z_g_shape: tuple[int, ...]
+                  ) -> tuple[MappingHalf, MappingHalf]:
+    """F_E and F_D as two separate modules: the sender needs only F_E, the receiver only F_D."""
+    z_e_shape, z_g_shape = tuple(z_e_shape), tuple(z_g_shape)
+    c_shape = code_shape(cfg, z_e_shape)
+    d_e, d_c, d_g = numel(z_e_shape), numel(c_shape), numel(z_g_shape)
+    if cfg.arch == "residual_mlp":
+        from squeeze3d.mapping.residual_mlp import ResidualMLP
+
+        enc = ResidualMLP(d_e, d_c, cfg.hidden, cfg.dropout)
+        dec = ResidualMLP(d_c, d_g, cfg.hidden, cfg.dropout)
+    elif cfg.arch == "deep_residual_mlp":
+        from squeeze3d.mapping.deep_residual_mlp import DeepResidualMLP
+
+        enc = DeepResidualMLP(d_e, d_c, cfg.hidden, cfg.depth, cfg.dropout)
+        dec = DeepResidualMLP(d_c, d_g, cfg.hidden, cfg.depth, cfg.dropout)
+    elif cfg.arch == "official_mlp":
+        from squeeze3d.mapping.official_mlp import official_halves
+
+        enc, dec = official_halves(d_e, d_c, d_g, cfg.hidden, cfg.depth, cfg.dropout)
+    elif cfg.arch == "unet3d":
+        from squeeze3d.mapping.unet3d import UNetDecoder, UNetEncoder, check_grid
+
+        check_grid(z_g_shape, len(cfg.unet_channels), "z_G")
+        if tuple(z_g_shape[1:]) != tuple(z_e_shape[1:]):
+            raise ValueError(f"unet3d needs z_E and z_G on the same grid, got {z_e_shape} and {z_g_shape}")
+        enc = UNetEncoder(z_e_shape, cfg.unet_channels, cfg.code_channels, cfg.dropout)
+        dec = UNetDecoder(z_g_shape, cfg.unet_channels, cfg.code_channels, cfg.dropout)
+    else:
+        raise ValueError(f"unknown mapping architecture {cfg.arch!r}")
+    return MappingHalf(enc, z_e_shape, c_shape, "encoder"), MappingHalf(dec, c_shape, z_g_shape, "decoder")
+
+
+class Mapping(nn.Module):
+    """F_E and F_D held together for training; ``forward`` returns (code, standardised ẑ_G)."""
+
+    def __init__(self, f_e: MappingHalf, f_d: MappingHalf):
+        super().__init__()
+        self.f_e, self.f_d = f_e, f_d
+
+    def forward(self, z_e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        code = self.f_e(z_e)
+        return code, self.f_d.forward_std(code)
+
+
+__all__ = ["Mapping", "build_mapping", "code_shape", "numel"]

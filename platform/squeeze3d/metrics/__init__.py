@@ -1,0 +1,1 @@
+"""Asset metrics (point clouds, images) and the normalisation assets go through."""

@@ -1,0 +1,36 @@
+"""Pair registry: name -> module path. Modules are imported only when a pair is asked for, so heavy
+model code stays out of drivers that only need names (Ray's release-harness pattern)."""
+
+from __future__ import annotations
+
+import importlib
+
+from squeeze3d.pairs.base import PairSpec
+
+# Adding a pair: write squeeze3d/pairs/<name>.py defining PAIR, then add one line here.
+_REGISTRY: dict[str, str] = {
+    "debug": "squeeze3d.pairs.debug",
+    "pointnet_lion": "squeeze3d.pairs.pointnet_lion",
+}
+
+
+class UnknownPairError(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return self.args[0]
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_pair(name: str) -> PairSpec:
+    """The ``PairSpec`` registered as ``name``; unknown names raise an error listing the known ones."""
+    if name not in _REGISTRY:
+        raise UnknownPairError(f"unknown pair {name!r}; registered pairs: {', '.join(names())}")
+    spec = importlib.import_module(_REGISTRY[name]).PAIR
+    if spec.name != name:
+        raise RuntimeError(f"pair module {_REGISTRY[name]} defines {spec.name!r}, registered as {name!r}")
+    return spec
+
+
+__all__ = ["PairSpec", "UnknownPairError", "get_pair", "names"]

@@ -1,0 +1,52 @@
+"""The pair contract: everything the platform needs to know about one encoder-generator pair."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from squeeze3d.zoo.base import Encoder, Generator
+
+ASSET_KINDS = ("point_cloud", "mesh", "radiance_field")
+CONDITION_KINDS = ("noise", "prompt", "image")
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    """One encoder-generator pair. Adding a pair = one module defining ``PAIR`` + one registry line."""
+
+    name: str
+    """Registry name, e.g. ``pointnet_lion``; the MLflow model is ``squeeze3d-<name>``."""
+    description: str
+    """One line for ``squeeze3d pairs``."""
+    asset_kind: str
+    """One of ``ASSET_KINDS``."""
+    condition_kind: str
+    """What G is sampled from when building training pairs: one of ``CONDITION_KINDS``."""
+    z_e_shape: tuple[int, ...]
+    """Shape of one encoder latent z_E (without batch)."""
+    z_g_shape: tuple[int, ...]
+    """Shape of one generator latent z_G (without batch)."""
+    build_encoder: Callable[[str], Encoder]
+    """``device -> Encoder``; imports heavy model code lazily."""
+    build_generator: Callable[[str], Generator]
+    """``device -> Generator``; imports heavy model code lazily."""
+    mapping: dict[str, Any] = field(default_factory=dict)
+    """Overrides of ``MappingConfig`` defaults for this pair (architecture, d_code, dropout, ...)."""
+    optim: dict[str, Any] = field(default_factory=dict)
+    """Overrides of ``OptimConfig`` defaults (learning rates, epochs, batch size)."""
+    normalisation: str = "unit_sphere"
+    """How assets are normalised before encoding (centre + scale kept in the container)."""
+    num_points: int | None = None
+    """Point clouds: number of points E takes and G produces."""
+
+    def __post_init__(self):
+        if self.asset_kind not in ASSET_KINDS:
+            raise ValueError(f"pair {self.name!r}: asset_kind {self.asset_kind!r} not in {ASSET_KINDS}")
+        if self.condition_kind not in CONDITION_KINDS:
+            raise ValueError(f"pair {self.name!r}: condition_kind {self.condition_kind!r} not in {CONDITION_KINDS}")
+
+    @property
+    def model_name(self) -> str:
+        return f"squeeze3d-{self.name}"

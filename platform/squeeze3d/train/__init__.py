@@ -1,0 +1,1 @@
+"""Training: the single-device loop (``loop``); Ray Train and Ray Tune wiring build on it."""

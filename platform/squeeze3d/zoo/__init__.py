@@ -1,0 +1,1 @@
+"""Frozen 3D encoders and generators, one file per model, plus the shipped mini weights."""

@@ -1,0 +1,94 @@
+"""The two model contracts every pair is built from.
+
+Encoders and generators are frozen: always in ``eval()`` mode, called under ``torch.no_grad()``,
+batched, and placed on a device given as a parameter (the same code path on CPU and GPU).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def state_dict_hash(module: nn.Module) -> str:
+    """sha256 over the sorted state dict (names, dtypes, shapes, bytes): a weight identity that does
+    not depend on file format, so shards and registry versions can name the exact models used."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+class FrozenModel:
+    """Common plumbing: a wrapped ``nn.Module`` kept in eval mode on one device."""
+
+    name: str = "model"
+
+    def __init__(self, module: nn.Module, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.module = module.to(self.device).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        self._hash: str | None = None
+
+    def weights_hash(self) -> str:
+        if self._hash is None:
+            self._hash = state_dict_hash(self.module)
+        return self._hash
+
+
+class Encoder(FrozenModel):
+    """E: assets -> z_E. Subclasses implement ``_encode`` on a batch already on ``self.device``."""
+
+    def encode(self, assets: torch.Tensor) -> torch.Tensor:
+        """``assets``: a batch (e.g. ``[B, N, 3]`` points). Returns ``[B, *z_e_shape]`` float32."""
+        with torch.no_grad():
+            z = self._encode(assets.to(self.device, torch.float32))
+        return z.float()
+
+    def _encode(self, assets: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class Generator(FrozenModel):
+    """G: (conditions) -> (z_G, assets) and z_G -> assets.
+
+    Conditions are per-sample (a noise seed, a prompt, an image); a sample depends only on its own
+    condition and not on how samples are batched or which worker runs them, so distributed builds
+    are reproducible.
+    """
+
+    def sample(self, conditions: Sequence[Any], rng: torch.Generator | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            z_g = self._sample_latents(conditions, rng)
+            assets = self._decode(z_g)
+        return z_g.float(), assets.float()
+
+    def decode(self, z_g: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self._decode(z_g.to(self.device, torch.float32)).float()
+
+    def _sample_latents(self, conditions: Sequence[Any], rng: torch.Generator | None) -> torch.Tensor:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _decode(self, z_g: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+
+def seeded_normal(seeds: Sequence[int], shape: Sequence[int], device: torch.device) -> torch.Tensor:
+    """One standard-normal tensor per integer seed, drawn on CPU so values are identical on any
+    device, then moved. Returns ``[len(seeds), *shape]``."""
+    out = []
+    for s in seeds:
+        g = torch.Generator().manual_seed(int(s))
+        out.append(torch.randn(*shape, generator=g))
+    return torch.stack(out).to(device)

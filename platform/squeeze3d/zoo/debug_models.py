@@ -1,0 +1,81 @@
+"""Tiny random-weight point-cloud encoder and generator (fixed seed) for the ``debug`` pair.
+
+They are not trained: they exist so that every stage of the platform (synthesis, training, registry,
+codec) can be exercised end to end in seconds. The generator is a smooth map from a small Gaussian
+latent to a point cloud, so the (z_E, z_G) relation is learnable and the debug pair's metrics move.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from squeeze3d.zoo.base import Encoder, Generator, seeded_normal
+
+WEIGHT_SEED = 1234
+
+
+class TinyPointEncoder(nn.Module):
+    """PointNet-style: shared per-point MLP, max-pool over points."""
+
+    def __init__(self, latent_dim: int = 32, hidden: int = 64):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(3, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
+                                 nn.Linear(hidden, latent_dim))
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:  # [B, N, 3] -> [B, D]
+        return self.mlp(points).amax(dim=1)
+
+
+class TinyPointDecoder(nn.Module):
+    """Latent -> N points: a fixed template sphere deformed by a latent-conditioned MLP."""
+
+    def __init__(self, latent_dim: int = 16, num_points: int = 256, hidden: int = 64):
+        super().__init__()
+        g = torch.Generator().manual_seed(WEIGHT_SEED + 1)
+        template = torch.randn(num_points, 3, generator=g)
+        self.register_buffer("template", template / template.norm(dim=-1, keepdim=True))
+        self.mlp = nn.Sequential(nn.Linear(latent_dim + 3, hidden), nn.Tanh(), nn.Linear(hidden, 3))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:  # [B, D] -> [B, N, 3]
+        b, n = z.shape[0], self.template.shape[0]
+        t = self.template.expand(b, n, 3)
+        x = torch.cat([t, z[:, None, :].expand(b, n, z.shape[1])], dim=-1)
+        pts = t + 0.3 * self.mlp(x)
+        # unit-sphere normalisation keeps generated assets in the frame encoders expect
+        pts = pts - pts.mean(dim=1, keepdim=True)
+        return pts / pts.norm(dim=-1).amax(dim=1).clamp_min(1e-6)[:, None, None]
+
+
+
+
+class DebugEncoder(Encoder):
+    name = "debug-encoder"
+
+    def __init__(self, device: str | torch.device = "cpu", latent_dim: int = 32):
+        with torch.random.fork_rng():
+            torch.manual_seed(WEIGHT_SEED)
+            module = TinyPointEncoder(latent_dim)
+        super().__init__(module, device)
+
+    def _encode(self, assets: torch.Tensor) -> torch.Tensor:
+        return self.module(assets)
+
+
+class DebugGenerator(Generator):
+    name = "debug-generator"
+
+    def __init__(self, device: str | torch.device = "cpu", latent_dim: int = 16, num_points: int = 256):
+        with torch.random.fork_rng():
+            torch.manual_seed(WEIGHT_SEED + 2)
+            module = TinyPointDecoder(latent_dim, num_points)
+        super().__init__(module, device)
+        self.latent_dim = latent_dim
+
+    def _sample_latents(self, conditions: Sequence[int], rng: torch.Generator | None) -> torch.Tensor:
+        return seeded_normal(conditions, (self.latent_dim,), self.device)
+
+    def _decode(self, z_g: torch.Tensor) -> torch.Tensor:
+        return self.module(z_g)

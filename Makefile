@@ -33,5 +33,13 @@ lint: $(STAMP)  ## ruff
 demo: $(STAMP)  ## run the core method end to end on the embedded default
 	$(PY) jobs/demo.py
 
+# Filled by later issues (they exit with a message until then):
+sweep:  ## (placeholder until the sweep issue) Ray Tune over d_C and λ_gram for PAIR
+	@echo "make sweep: not implemented yet (Ray Tune sweep issue)"; exit 1
+train:  ## (placeholder until the training issue) Ray Train fit for PAIR
+	@echo "make train: not implemented yet (Ray Train issue)"; exit 1
+bench:  ## (placeholder until the benchmark issues) run the benchmark scripts
+	@echo "make bench: not implemented yet"; exit 1
+
 clean:  ## remove the venv and local state
 	rm -rf $(VENV) .state

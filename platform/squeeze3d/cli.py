@@ -12,10 +12,7 @@ import argparse
 import importlib
 import sys
 
-
-class UserError(Exception):
-    """Bad input or state the user can fix; printed as one line, exit status 2."""
-
+from squeeze3d.errors import UserError
 
 # Modules exposing ``add_commands(subparsers)``. Adding a command group = one line here.
 _COMMAND_MODULES = [
@@ -45,6 +42,3 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     return int(rc or 0)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

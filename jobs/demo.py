@@ -1,25 +1,36 @@
-"""`make demo`: the core method end to end on the embedded default pair.
+"""`make demo`: the main job on the embedded default pair, on this machine.
 
-    python jobs/demo.py [--pair debug] [--epochs N] [--device cpu]
+    python jobs/demo.py                      # build → Ray Train + MLflow → champion → codec vs Draco
+    python jobs/demo.py --core --pair debug  # the core method in one process (no Ray, no MLflow)
 """
 
 import argparse
 import sys
 
-from squeeze3d.demo import run_core_demo
+from squeeze3d.codec import DEFAULT_PAIR
+from squeeze3d.demo import run_core_demo, run_platform_demo
+from squeeze3d.errors import UserError
 from squeeze3d.pairs import UnknownPairError
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pair", default="debug")
-    ap.add_argument("--epochs", type=int, default=None, help="override the pair's default epochs")
+    ap.add_argument("--pair", default=DEFAULT_PAIR)
+    ap.add_argument("--core", action="store_true", help="in-process core method only")
+    ap.add_argument("--samples", type=int, default=600, help="latent pairs to build")
+    ap.add_argument("--epochs", type=int, default=None, help="training epochs")
+    ap.add_argument("--d-code", type=int, default=128, help="code size d_C for the demo model")
+    ap.add_argument("--eval", type=int, default=24, help="held-out shapes to compress")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--out", default=".state/demo", help="where the mapping checkpoint goes")
+    ap.add_argument("--out", default=".state/demo")
     a = ap.parse_args()
     try:
-        run_core_demo(a.pair, epochs=a.epochs, device=a.device, out_dir=a.out)
-    except UnknownPairError as e:
+        if a.core:
+            run_core_demo(a.pair, epochs=a.epochs, device=a.device, out_dir=a.out)
+        else:
+            run_platform_demo(a.pair, num_samples=a.samples, epochs=a.epochs or 20, d_code=a.d_code,
+                              eval_limit=a.eval, out_dir=a.out)
+    except (UnknownPairError, UserError) as e:
         print(f"demo: error: {e}", file=sys.stderr)
         return 2
     return 0

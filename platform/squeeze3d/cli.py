@@ -17,6 +17,8 @@ from squeeze3d.errors import UserError
 # Modules exposing ``add_commands(subparsers)``. Adding a command group = one line here.
 _COMMAND_MODULES = [
     "squeeze3d.cli_core",
+    "squeeze3d.codec.cli",
+    "squeeze3d.synth.cli",
 ]
 
 

@@ -92,3 +92,59 @@ def run_core_demo(pair_name: str = "debug", n_train: int = 1000, n_val: int = 10
         f"D1-PSNR {report.d1_psnr:.2f} dB")
     log(f"      mapping checkpoint: {ck}")
     return report
+
+
+@dataclass
+class PlatformDemoReport:
+    dataset: str
+    model_version: str | None
+    train_metrics: dict
+    eval_markdown: str
+    eval_paths: dict
+    seconds: dict
+
+
+def run_platform_demo(pair_name: str = "pointnet_lion", num_samples: int = 600, epochs: int = 20,
+                      d_code: int | None = 128, eval_limit: int = 24, out_dir: str | Path = ".state/demo",
+                      log=print) -> PlatformDemoReport:
+    """The main job on one machine: Ray Data builds the pairs, Ray Train fits and MLflow registers the
+    mapping, the champion is looked up, and the codec compresses held-out shapes next to Draco."""
+    from squeeze3d import registry
+    from squeeze3d.codec.evaluate import evaluate
+    from squeeze3d.synth.build import build_dataset
+    from squeeze3d.train.data import open_training_data
+    from squeeze3d.train.ray_train import connect_ray
+    from squeeze3d.train.run import run_training
+
+    out = Path(out_dir)
+    secs: dict[str, float] = {}
+    t = time.perf_counter()
+    data_uri = str(out / "data" / pair_name)
+    log(f"[1/4] building {num_samples} ({pair_name}) latent pairs with Ray Data → {data_uri}")
+    connect_ray()
+    summary = build_dataset(pair_name, num_samples=num_samples, output=data_uri, log=lambda m: log(f"      {m}"))
+    secs["build"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    sets = [f"optim.epochs={epochs}"] + ([f"mapping.d_code={d_code}"] if d_code else [])
+    cfg = train_config_for_pair(pair_name, sets=sets)
+    log(f"[2/4] fitting F_E/F_D with Ray Train ({cfg.mapping.arch}, d_C={cfg.mapping.d_code}, {epochs} epochs) "
+        "→ MLflow")
+    datasets, info = open_training_data(summary.output, pair_name)
+    res = run_training(cfg, datasets, info, workers=1, log=lambda m: log(f"      {m}"))
+    secs["train"] = time.perf_counter() - t
+
+    champ = registry.champion(pair_name)
+    log(f"[3/4] champion: models:/{champ.name}/{champ.version} ({champ.tags.get('objective')} = "
+        f"{champ.tags.get('objective_value')})")
+    t = time.perf_counter()
+    log(f"[4/4] compressing {eval_limit} held-out shapes with the champion, next to Draco")
+    rep = evaluate(pair=pair_name, model=None, limit=eval_limit, out_dir=str(out / "eval"), log=lambda m: None)
+    secs["eval"] = time.perf_counter() - t
+    log(rep.markdown)
+    paths = {"table": str(rep.markdown_path), "csv": str(rep.csv_path), "rate_distortion": str(rep.rd_png),
+             "previews": str(Path(rep.previews[0]).parent) if rep.previews else ""}
+    for k, v in paths.items():
+        log(f"      {k}: {v}")
+    log("      seconds: " + "  ".join(f"{k} {v:.0f}" for k, v in secs.items()))
+    return PlatformDemoReport(summary.output, res.model_version, res.metrics, rep.markdown, paths, secs)

@@ -49,3 +49,15 @@ def test_core_demo_end_to_end(tmp_path):
     assert ck.code_shape == (8,)
     assert torch.isfinite(torch.tensor(rep.final["val_mse"]))
     assert any("D1-PSNR" in ln for ln in lines)
+
+
+def test_cli_registry_errors_exit_2(tmp_path):
+    import os
+
+    env = {**os.environ, "SQUEEZE3D_STATE_DIR": str(tmp_path)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    for args, msg in [(("registry", "best", "--pair", "nope"), "registered pairs: "),
+                      (("registry", "best", "--pair", "debug"), "no champion for pair 'debug'")]:
+        r = subprocess.run([sys.executable, "-m", "squeeze3d", *args], capture_output=True, text=True, cwd=ROOT,
+                           env=env, timeout=120)
+        assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr

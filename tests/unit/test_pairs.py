@@ -38,3 +38,14 @@ def test_debug_weights_are_fixed():
     p = get_pair("debug")
     assert p.build_encoder("cpu").weights_hash() == p.build_encoder("cpu").weights_hash()
     assert p.build_generator("cpu").weights_hash() != p.build_encoder("cpu").weights_hash()
+
+
+def test_weights_hash_handles_zero_dim_buffers():
+    from torch import nn
+
+    from squeeze3d.zoo.base import state_dict_hash
+
+    bn = nn.BatchNorm1d(4)  # holds the 0-dim buffer num_batches_tracked
+    h = state_dict_hash(bn)
+    bn.num_batches_tracked += 1
+    assert state_dict_hash(bn) != h

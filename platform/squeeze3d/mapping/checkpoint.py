@@ -11,9 +11,11 @@ temporary sibling and renamed, so a crash never leaves a half-written checkpoint
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,22 @@ class MappingCheckpoint:
     meta: dict[str, Any] = field(default_factory=dict)
     optimizer_state: list[dict] | None = None
     trainer_state: dict[str, Any] | None = None
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to fill; on success it replaces ``path`` in one rename,
+    on any error it is removed, so readers never see a half-written directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def weights_hash(f_e: MappingHalf, f_d: MappingHalf) -> str:
@@ -84,9 +102,7 @@ def save_checkpoint(path: str | Path, f_e: MappingHalf, f_d: MappingHalf, config
                     meta: dict[str, Any] | None = None, optimizer_state: list[dict] | None = None,
                     trainer_state: dict[str, Any] | None = None) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_dir(path) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in f_e.state_dict().items()}, tmp / "f_e.safetensors")
         save_file({k: v.detach().cpu().contiguous() for k, v in f_d.state_dict().items()}, tmp / "f_d.safetensors")
         doc = {
@@ -99,12 +115,6 @@ def save_checkpoint(path: str | Path, f_e: MappingHalf, f_d: MappingHalf, config
             save_file(tensors, tmp / "optimizer.safetensors")
             (tmp / "trainer.json").write_text(json.dumps({"optimizer": skeleton, **(trainer_state or {})}))
         (tmp / "config.json").write_text(json.dumps(doc, indent=2, sort_keys=True))
-        if path.exists():
-            shutil.rmtree(path)
-        tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

@@ -6,9 +6,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from squeeze3d.zoo.base import Encoder, Generator
 
 ASSET_KINDS = ("point_cloud", "mesh", "radiance_field")
+
+
+def point_cloud_metrics(reference: torch.Tensor, reconstruction: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-asset end-task metrics for point clouds: Chamfer (lower is better) and D1-PSNR (higher)."""
+    from squeeze3d.metrics.pointcloud import chamfer, d1_psnr
+
+    return {"chamfer": chamfer(reference, reconstruction), "d1_psnr": d1_psnr(reference, reconstruction)}
 CONDITION_KINDS = ("noise", "prompt", "image")
 
 
@@ -40,6 +49,15 @@ class PairSpec:
     """How assets are normalised before encoding (centre + scale kept in the container)."""
     num_points: int | None = None
     """Point clouds: number of points E takes and G produces."""
+    asset_metrics: Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]] = point_cloud_metrics
+    """``(reference, reconstruction) -> {name: [B] values}``: the end-task metrics of this asset kind."""
+    objective: str = "d1_psnr"
+    """The asset metric that ranks models (registry champion, sweep), prefixed val_/test_ when logged."""
+    objective_mode: str = "max"
+    """``max`` or ``min`` for ``objective``."""
+    heldout_assets: Callable[[int], torch.Tensor] | None = None
+    """``n -> assets``: the first n *real* held-out assets (e.g. the corpus test split), normalised as
+    the encoder expects; None when the pair has no such set (then models rank on validation)."""
 
     def __post_init__(self):
         if self.asset_kind not in ASSET_KINDS:
@@ -50,3 +68,14 @@ class PairSpec:
     @property
     def model_name(self) -> str:
         return f"squeeze3d-{self.name}"
+
+    @property
+    def objective_metric(self) -> str:
+        """The logged metric the registry ranks versions by."""
+        return f"{'test' if self.heldout_assets is not None else 'val'}_{self.objective}"
+
+    def better(self, a: float, b: float | None) -> bool:
+        """Is objective value ``a`` better than ``b`` (None: nothing to beat)?"""
+        if b is None:
+            return True
+        return a > b if self.objective_mode == "max" else a < b

@@ -121,17 +121,22 @@ def evaluate(f_e: MappingHalf, f_d: MappingHalf, source: BatchSource, cfg: Train
 def fit(cfg: TrainConfig, z_e_shape: tuple[int, ...], z_g_shape: tuple[int, ...], train: BatchSource,
         val: BatchSource | None = None, *, resume: str | Path | None = None,
         on_epoch_end: EpochCallback | None = None, meta: dict[str, Any] | None = None,
-        log: Callable[[str], None] | None = None) -> FitResult:
+        log: Callable[[str], None] | None = None,
+        stats: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+        prepare_model: Callable[[torch.nn.Module], torch.nn.Module] | None = None) -> FitResult:
     """Train F_E and F_D on (z_E, z_G) pairs and return them with the per-epoch history.
 
     ``resume``: a training checkpoint written through ``on_epoch_end``'s save function; training
     continues at the epoch after it, with weights, optimiser state and history restored.
     ``on_epoch_end(epoch, metrics, save)``: ``save(dir)`` writes a full training checkpoint.
+    ``stats``: precomputed (mean_e, std_e, mean_g, std_g); by default one pass over ``train``.
+    Data-parallel callers must pass the same stats to every worker.
+    ``prepare_model``: wraps the model for distribution (e.g. ``ray.train.torch.prepare_model``).
     """
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
     f_e, f_d = build_mapping(cfg.mapping, z_e_shape, z_g_shape)
-    model = Mapping(f_e, f_d).to(device)
+    model: torch.nn.Module = Mapping(f_e, f_d).to(device)
     opt = build_optimizer(model, cfg.optim)
     history: list[dict[str, float]] = []
     start = 0
@@ -146,9 +151,12 @@ def fit(cfg: TrainConfig, z_e_shape: tuple[int, ...], z_g_shape: tuple[int, ...]
         history = list(ck.trainer_state.get("history", []))
         start = int(ck.trainer_state["epoch"]) + 1
     else:
-        mean_e, std_e, mean_g, std_g = latent_stats(train)
+        mean_e, std_e, mean_g, std_g = stats if stats is not None else latent_stats(train)
         f_e.norm.set_stats(mean_e.to(device), std_e.to(device))
         f_d.norm.set_stats(mean_g.to(device), std_g.to(device))
+    if prepare_model is not None:  # after weights and stats are final, so every replica starts equal
+        model = prepare_model(model)
+    resumed_from = start - 1
 
     for epoch in range(start, cfg.optim.epochs):
         t0 = time.perf_counter()
@@ -177,7 +185,8 @@ def fit(cfg: TrainConfig, z_e_shape: tuple[int, ...], z_g_shape: tuple[int, ...]
             steps += 1
         if steps == 0:
             raise ValueError("the training source yielded no batch of at least 2 pairs")
-        metrics: dict[str, float] = {"epoch": epoch, "lr": lr, **{f"train_{k}": v / steps for k, v in tot.items()}}
+        metrics: dict[str, float] = {"epoch": epoch, "lr": lr, "resumed_from_epoch": resumed_from,
+                                     **{f"train_{k}": v / steps for k, v in tot.items()}}
         if val is not None:
             metrics.update(evaluate(f_e, f_d, val, cfg))
         metrics["epoch_s"] = time.perf_counter() - t0

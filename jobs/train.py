@@ -1,0 +1,48 @@
+"""Fit the mapping networks of a pair with Ray Train, track in MLflow, register the result.
+
+    python jobs/train.py --pair pointnet_lion --data .state/data/pointnet_lion [--set optim.epochs=50]
+    ray job submit --working-dir . -- python jobs/train.py --pair pointnet_lion --data s3://bucket/pairs
+"""
+
+import argparse
+import sys
+
+from squeeze3d.config import ConfigError, train_config_for_pair
+from squeeze3d.errors import UserError
+from squeeze3d.pairs import UnknownPairError
+from squeeze3d.train.data import open_training_data
+from squeeze3d.train.ray_train import connect_ray
+from squeeze3d.train.run import run_training
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pair", required=True)
+    ap.add_argument("--data", required=True, help="dataset URI written by jobs/build_dataset.py (path or s3://)")
+    ap.add_argument("--config", default=None, help="YAML with training-config overrides")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
+    ap.add_argument("--workers", type=int, default=1, help="Ray Train workers (0: run in the driver process)")
+    ap.add_argument("--use-gpu", action="store_true", help="one GPU per worker")
+    ap.add_argument("--storage", default=None, help="Ray Train checkpoint storage (path or s3://)")
+    ap.add_argument("--max-failures", type=int, default=1, help="worker failures to recover from")
+    ap.add_argument("--heldout", type=int, default=64, help="held-out corpus assets for the test metrics")
+    ap.add_argument("--no-register", action="store_true", help="track in MLflow but do not register")
+    a = ap.parse_args()
+    try:
+        cfg = train_config_for_pair(a.pair, a.config, a.set)
+        if a.workers < 0:
+            raise UserError("--workers must be >= 0")
+        connect_ray()
+        datasets, info = open_training_data(a.data, a.pair)
+        out = run_training(cfg, datasets, info, workers=a.workers, use_gpu=a.use_gpu, storage_path=a.storage,
+                           max_failures=a.max_failures, register=not a.no_register, heldout_rows=a.heldout)
+    except (UserError, ConfigError, UnknownPairError) as e:
+        print(f"train: error: {e}", file=sys.stderr)
+        return 2
+    print(f"outputs: checkpoint {out.checkpoint_dir}  mlflow run {out.mlflow_run_id}  "
+          f"model version {out.model_version or '-'}  ({out.wall_s:.1f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

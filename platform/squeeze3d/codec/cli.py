@@ -1,0 +1,214 @@
+"""Codec commands: ``compress``, ``decompress``, ``inspect``, ``eval``, ``interpolate``."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from pathlib import Path
+
+from squeeze3d.errors import UserError
+
+
+def _quality(value: str) -> float | None:
+    if value.lower() in ("off", "none"):
+        return None
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of dB or 'off', got {value!r}") from None
+    if v != v or v in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number of dB, got {value!r}")
+    return v
+
+
+def _os_errors(fn):
+    """File-system failures (permissions, full disk) are the user's to fix: one line, exit 2."""
+    @functools.wraps(fn)
+    def wrapper(args):
+        try:
+            return fn(args)
+        except OSError as e:
+            raise UserError(f"{e.filename or ''}: {e.strerror or e}".lstrip(": ")) from None
+    return wrapper
+
+
+def _progress(items, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="file", file=sys.stderr, disable=len(items) < 2)
+
+
+def _summary_line(src, res) -> str:
+    c = res.container
+    kind = f"neural {c.dtype}" if c.codec == "neural" else f"fallback Draco {c.draco_bits}-bit"
+    q = f", D1-PSNR {res.psnr:.2f} dB" if res.psnr is not None else ""
+    cr = f", {res.asset.file_bytes / res.nbytes:.0f}x vs input" if res.asset and res.asset.file_bytes else ""
+    return f"{src} -> {res.output}: {res.nbytes} bytes ({kind}{q}{cr})"
+
+
+def _batch(files: list[Path], label: str, one) -> int:
+    """Run ``one(file) -> summary line`` over a directory's files; a bad file does not stop the others,
+    and any failure makes the command exit 2 after listing each."""
+    failed = []
+    for f in _progress(files, label):
+        try:
+            print(one(f))
+        except UserError as e:
+            failed.append(f"{f}: {e}")
+    for msg in failed:
+        print(f"squeeze3d: error: {msg}", file=sys.stderr)
+    if failed:
+        raise UserError(f"{len(failed)} of {len(files)} files failed")
+    return 0
+
+
+@_os_errors
+def _cmd_compress(args) -> int:
+    from squeeze3d.codec.compressor import compress_file, get_codec
+    from squeeze3d.io import list_inputs
+
+    src, dst = Path(args.input), Path(args.output)
+    opts = dict(pair=args.pair, model=args.model, dtype=args.dtype, quant=args.quant,
+                min_quality=args.min_quality, device=args.device, seed=args.seed)
+    if not src.is_dir():
+        print(_summary_line(src, compress_file(src, dst, **opts)))
+        return 0
+    files = list_inputs(src)
+    if not files:
+        raise UserError(f"{src}: no supported input files")
+    if dst.exists() and not dst.is_dir():
+        raise UserError(f"{dst}: the output of a directory must be a directory")
+    _ = get_codec(args.pair, args.model, args.device).resolved  # resolve the model once, fail early
+    return _batch(files, "compress", lambda f: _summary_line(f, compress_file(f, dst / (f.stem + ".sq3d"), **opts)))
+
+
+@_os_errors
+def _cmd_decompress(args) -> int:
+    src, dst = Path(args.input), Path(args.output)
+    if not src.is_dir():
+        from squeeze3d.codec.container import read_container
+        from squeeze3d.io import check_output_path
+
+        check_output_path(dst)  # cheap checks before torch is imported: bad files fail in a blink
+        read_container(src)
+    from squeeze3d.codec.compressor import decompress_file
+
+    if not src.is_dir():
+        r = decompress_file(src, dst, model=args.model, device=args.device)
+        print(f"{src} -> {r.output}: {len(r.points)} points ({r.container.codec}, {r.decode_ms:.1f} ms)")
+        return 0
+    files = sorted(f for f in src.iterdir() if f.suffix.lower() == ".sq3d")
+    if not files:
+        raise UserError(f"{src}: no .sq3d files")
+    def one(f: Path) -> str:
+        r = decompress_file(f, dst / f"{f.stem}.{args.format}", model=args.model, device=args.device)
+        return f"{f} -> {r.output}: {len(r.points)} points ({r.container.codec})"
+
+    return _batch(files, "decompress", one)
+
+
+@_os_errors
+def _cmd_inspect(args) -> int:
+    from squeeze3d.codec.container import read_container
+
+    info = read_container(args.input).describe()
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        width = max(map(len, info))
+        for k, v in info.items():
+            print(f"{k.ljust(width)}  {v}")
+    return 0
+
+
+@_os_errors
+def _cmd_eval(args) -> int:
+    from squeeze3d.codec.evaluate import evaluate
+
+    if args.input is not None and args.split_given:
+        raise UserError("give either --split or --input, not both")
+    rep = evaluate(pair=args.pair, model=args.model, split=args.split, input_dir=args.input, limit=args.limit,
+                   out_dir=args.out, min_quality=args.min_quality, device=args.device, seed=args.seed,
+                   previews=not args.no_previews, log=lambda m: print(m, file=sys.stderr))
+    print(rep.markdown)
+    print(f"\ntable: {rep.markdown_path}\ncsv:   {rep.csv_path}\nper-object csv: {rep.objects_csv_path}\n"
+          f"rate-distortion: {rep.rd_png}\npreviews: {rep.preview_dir} ({len(rep.previews)} PNGs)")
+    return 0
+
+
+@_os_errors
+def _cmd_interpolate(args) -> int:
+    from squeeze3d.codec.compressor import interpolate
+
+    paths = interpolate(args.a, args.b, args.steps, args.output, model=args.model, device=args.device,
+                        fmt=args.format)
+    for p in paths:
+        print(p)
+    return 0
+
+
+class _SplitAction(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.split_given = True
+
+
+def add_commands(sub) -> None:
+    from squeeze3d.codec import DEFAULT_DTYPE, DEFAULT_MIN_QUALITY_DB, DEFAULT_PAIR, DEFAULT_QUANT
+
+    model_help = ("mapping model: models:/squeeze3d-PAIR@champion (default), a registry version number, a "
+                  "models:/ URI or a checkpoint directory")
+
+    p = sub.add_parser("compress", help="compress an asset (or a directory of them) to .sq3d")
+    p.add_argument("input", help="PLY/OBJ/OFF/STL/GLB/GLTF mesh or cloud, NPY/NPZ array, or a directory")
+    p.add_argument("-o", "--output", required=True, help="OUT.sq3d (a directory when INPUT is one)")
+    p.add_argument("--pair", default=DEFAULT_PAIR)
+    p.add_argument("--model", default=None, help=model_help)
+    p.add_argument("--dtype", default=DEFAULT_DTYPE, choices=["f32", "f16", "int8"])
+    p.add_argument("--quant", default=DEFAULT_QUANT, choices=["per_vector", "per_group"],
+                   help="int8 scales: one per code vector or one per 32 numbers")
+    p.add_argument("--min-quality", type=_quality, default=DEFAULT_MIN_QUALITY_DB, metavar="DB",
+                   help=f"D1-PSNR floor; below it the asset is Draco-coded instead (default {DEFAULT_MIN_QUALITY_DB}; "
+                        "'off' disables the check)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the mesh surface sampling")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_compress)
+
+    p = sub.add_parser("decompress", help="decompress .sq3d to a point cloud (.ply/.npz/.obj)")
+    p.add_argument("input", help="IN.sq3d or a directory of them")
+    p.add_argument("-o", "--output", required=True, help="OUT.ply|.npz|.obj (a directory when IN is one)")
+    p.add_argument("--model", default=None, help="default: the registry version recorded in the file")
+    p.add_argument("--format", default="ply", choices=["ply", "npz", "obj"], help="directory mode output format")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_decompress)
+
+    p = sub.add_parser("inspect", help="show a .sq3d file's header: sizes, codec, model identity")
+    p.add_argument("input")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("eval", help="codec evaluation vs Draco and the resampling floor: table, CSV, PNGs")
+    p.add_argument("--pair", default=DEFAULT_PAIR)
+    p.add_argument("--model", default=None, help=model_help)
+    p.add_argument("--split", default="test", action=_SplitAction, choices=["train", "val", "test"],
+                   help="procedural corpus split (default test)")
+    p.add_argument("--input", default=None, help="evaluate the files in this directory instead")
+    p.add_argument("--limit", type=int, default=48, help="at most this many objects (default 48)")
+    p.add_argument("--out", default=".state/eval", help="report directory (default .state/eval)")
+    p.add_argument("--min-quality", type=_quality, default=DEFAULT_MIN_QUALITY_DB, metavar="DB")
+    p.add_argument("--no-previews", action="store_true", help="skip the per-object before/after PNGs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_eval, split_given=False)
+
+    p = sub.add_parser("interpolate", help="decode shapes between two .sq3d codes (paper Fig. 8)")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("--model", default=None, help="default: the registry version recorded in the files")
+    p.add_argument("--format", default="ply", choices=["ply", "npz", "obj"])
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_interpolate)

@@ -1,0 +1,272 @@
+"""Reading 3D assets into point arrays and writing point clouds, for the codec and the evaluation.
+
+Inputs (through trimesh and numpy): PLY, OBJ, OFF, STL, GLB/GLTF meshes (sampled area-uniformly to
+the requested number of points with a seeded generator) or point clouds (a PLY/OBJ without faces,
+NPY, NPZ with a ``points`` array or a single array; ``allow_pickle`` is always off). Clouds larger
+than the requested count are reduced to a seeded random subset.
+
+Every input is validated before anything is written: a missing file, an unsupported extension, an
+empty mesh, NaN/Inf coordinates, fewer than 3 points, a degenerate shape (all points on one point or
+one line; a mesh with zero surface area) and inputs over the size limits raise ``InputError`` (a
+``UserError``: the CLI prints one line and exits 2).
+
+Outputs (``write_points``): ``.ply`` (binary point cloud), ``.npz`` (``points`` float32) or ``.obj``
+(``v`` lines), always written to a temporary sibling and renamed, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from squeeze3d.errors import UserError
+
+MESH_EXTS = (".ply", ".obj", ".off", ".stl", ".glb", ".gltf")
+ARRAY_EXTS = (".npy", ".npz")
+INPUT_EXTS = MESH_EXTS + ARRAY_EXTS
+OUTPUT_EXTS = (".ply", ".npz", ".obj")
+MIN_POINTS = 3
+
+
+def max_points() -> int:
+    """Largest point/vertex count accepted (``$SQUEEZE3D_MAX_POINTS``, default 20 million)."""
+    return int(os.environ.get("SQUEEZE3D_MAX_POINTS", 20_000_000))
+
+
+def max_input_bytes() -> int:
+    """Largest input file accepted (``$SQUEEZE3D_MAX_INPUT_BYTES``, default 2 GiB)."""
+    return int(os.environ.get("SQUEEZE3D_MAX_INPUT_BYTES", 2 << 30))
+
+
+class InputError(UserError):
+    """An input asset cannot be read or is not a usable 3D shape."""
+
+
+@dataclass
+class Asset:
+    points: np.ndarray
+    """``[N, 3]`` float32 in the file's own frame: the mesh samples or the (subsampled) cloud."""
+    kind: str
+    """``mesh`` or ``points``."""
+    path: Path | None = None
+    file_bytes: int | None = None
+    source_count: int = 0
+    """Vertices (meshes) or points (clouds) in the file."""
+    mesh: object | None = None
+    """The ``trimesh.Trimesh`` for meshes (lets callers draw an independent second sampling)."""
+
+
+def check_points(points: np.ndarray, what: str = "input") -> np.ndarray:
+    """Validate a cloud: ``[N, 3]`` numeric, finite, ≥ 3 points, spanning at least a plane."""
+    a = np.asarray(points)
+    if a.ndim == 3 and a.shape[0] == 1:
+        a = a[0]
+    if a.dtype.kind not in "fiu":
+        raise InputError(f"{what}: expected numeric coordinates, got dtype {a.dtype}")
+    if a.ndim != 2 or a.shape[1] != 3:
+        raise InputError(f"{what}: expected an array of shape [N, 3], got {list(a.shape)}")
+    if len(a) < MIN_POINTS:
+        raise InputError(f"{what}: {len(a)} point(s); at least {MIN_POINTS} are needed")
+    if len(a) > max_points():
+        raise InputError(f"{what}: {len(a)} points exceed the limit of {max_points()} "
+                         "(set SQUEEZE3D_MAX_POINTS to raise it)")
+    a = a.astype(np.float64)
+    bad = ~np.isfinite(a).all(axis=1)
+    if bad.any():
+        raise InputError(f"{what}: {int(bad.sum())} point(s) have NaN or Inf coordinates")
+    extent = a.max(axis=0) - a.min(axis=0)
+    size = float(np.linalg.norm(extent))
+    centred = a - a.mean(axis=0)
+    # rank of the cloud: singular values relative to its size (1e-9: float noise on a line/point)
+    sv = np.linalg.svd(centred[:: max(1, len(a) // 100_000)], compute_uv=False)
+    if size == 0 or (sv > 1e-9 * max(sv[0], 1e-300)).sum() < 2:
+        raise InputError(f"{what}: degenerate shape (all points {'coincide' if size == 0 else 'lie on a line'}); "
+                         "nothing to compress")
+    return a.astype(np.float32)
+
+
+def sample_mesh(mesh, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` area-uniform surface samples ``[n, 3]`` float32 from ``numpy.random.default_rng(seed)``."""
+    tri = np.asarray(mesh.triangles, dtype=np.float64)
+    areas = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    total = float(areas.sum())
+    if not np.isfinite(total) or total <= 0:
+        raise InputError("degenerate mesh: zero surface area (all faces are flat slivers or points)")
+    rng = np.random.default_rng(seed)
+    face = rng.choice(len(areas), size=n, p=areas / total)
+    u, v = rng.random(n), rng.random(n)
+    flip = u + v > 1
+    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
+    t = tri[face]
+    return (t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0])).astype(np.float32)
+
+
+def _subsample(points: np.ndarray, n: int | None, seed: int) -> np.ndarray:
+    if n is None or len(points) <= n:
+        return points
+    idx = np.sort(np.random.default_rng(seed).choice(len(points), size=n, replace=False))
+    return points[idx]
+
+
+def _npz_array(path: Path) -> np.ndarray:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
+            key = "points" if "points" in names else (names[0] if len(names) == 1 else None)
+            if key is None:
+                raise InputError(f"{path}: NPZ holds {names or 'no arrays'}; expected a 'points' array or exactly one")
+            with zf.open(key + ".npy") as f:
+                version = np.lib.format.read_magic(f)
+                read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0)
+                shape = read(f)[0]  # header only: the size check comes before loading
+        if shape and shape[0] > max_points():
+            raise InputError(f"{path}: {shape[0]} points exceed the limit of {max_points()} "
+                             "(set SQUEEZE3D_MAX_POINTS to raise it)")
+        with np.load(path, allow_pickle=False) as z:
+            return z[key]
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+        raise InputError(f"{path}: not a readable NPZ file ({e})") from None
+
+
+def _npy_array(path: Path) -> np.ndarray:
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise InputError(f"{path}: not a readable NPY file ({e})") from None
+    if arr.ndim >= 1 and arr.shape[0] > max_points():
+        raise InputError(f"{path}: {arr.shape[0]} points exceed the limit of {max_points()} "
+                         "(set SQUEEZE3D_MAX_POINTS to raise it)")
+    return np.array(arr)
+
+
+def _load_geometry(path: Path):
+    """→ ("mesh", Trimesh) or ("points", ndarray)."""
+    import trimesh
+
+    try:
+        loaded = trimesh.load(str(path), file_type=path.suffix.lower()[1:], process=False)
+    except Exception as e:  # noqa: BLE001 - trimesh raises many types on malformed files
+        raise InputError(f"{path}: cannot read as {path.suffix.lower()[1:].upper()} ({type(e).__name__}: {e})") from None
+    if isinstance(loaded, trimesh.Scene):
+        geoms = list(loaded.dump()) if loaded.geometry else []
+        meshes = [g for g in geoms if isinstance(g, trimesh.Trimesh) and len(g.faces)]
+        if meshes:
+            return "mesh", trimesh.util.concatenate(meshes)
+        clouds = [np.asarray(g.vertices) for g in geoms if len(getattr(g, "vertices", []))]
+        if clouds:
+            return "points", np.concatenate(clouds)
+        raise InputError(f"{path}: the file contains no geometry (empty scene)")
+    if isinstance(loaded, trimesh.Trimesh) and len(loaded.faces):
+        return "mesh", loaded
+    verts = np.asarray(getattr(loaded, "vertices", np.zeros((0, 3))))
+    if len(verts) == 0:
+        raise InputError(f"{path}: empty mesh (no vertices, no faces)")
+    return "points", verts
+
+
+def read_asset(path: str | Path, num_points: int | None = None, seed: int = 0) -> Asset:
+    """Read one file as points: meshes sampled to ``num_points`` (required for meshes), clouds
+    subsampled to at most ``num_points``. Same (file, num_points, seed) → same points."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    if not p.is_file():
+        raise InputError(f"{p}: not a regular file")
+    ext = p.suffix.lower()
+    if ext not in INPUT_EXTS:
+        raise InputError(f"{p}: unsupported format {ext or '(no extension)'!r}; supported: {', '.join(INPUT_EXTS)}")
+    size = p.stat().st_size
+    if size == 0:
+        raise InputError(f"{p}: empty file")
+    if size > max_input_bytes():
+        raise InputError(f"{p}: {size} bytes exceed the input limit of {max_input_bytes()} "
+                         "(set SQUEEZE3D_MAX_INPUT_BYTES to raise it)")
+    if ext == ".npy":
+        kind, geom = "points", _npy_array(p)
+    elif ext == ".npz":
+        kind, geom = "points", _npz_array(p)
+    else:
+        kind, geom = _load_geometry(p)
+    if kind == "mesh":
+        verts = check_points(np.asarray(geom.vertices), f"{p} (mesh vertices)")
+        del verts
+        if num_points is None:
+            raise ValueError("num_points is required to sample a mesh")
+        try:
+            pts = sample_mesh(geom, num_points, seed)
+        except InputError as e:
+            raise InputError(f"{p}: {e}") from None
+        return Asset(check_points(pts, str(p)), "mesh", p, size, len(geom.vertices), geom)
+    cloud = check_points(geom, str(p))
+    return Asset(check_points(_subsample(cloud, num_points, seed), str(p)), "points", p, size, len(cloud))
+
+
+def list_inputs(directory: str | Path) -> list[Path]:
+    """Supported files directly in ``directory``, sorted by name."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise InputError(f"{d}: not a directory")
+    return sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in INPUT_EXTS)
+
+
+# ------------------------------------------------------------------------------------------ writing
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return p
+
+
+def check_output_path(path: str | Path) -> Path:
+    p = Path(path)
+    if p.suffix.lower() not in OUTPUT_EXTS:
+        raise InputError(f"{p}: unsupported output format {p.suffix or '(no extension)'!r}; "
+                         f"use one of {', '.join(OUTPUT_EXTS)}")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory")
+    return p
+
+
+def encode_points(points: np.ndarray, fmt: str) -> bytes:
+    """Serialise ``[N, 3]`` points as ``ply`` | ``npz`` | ``obj`` bytes."""
+    pts = np.ascontiguousarray(points, dtype=np.float32)
+    fmt = fmt.lower().lstrip(".")
+    if fmt == "ply":
+        header = (f"ply\nformat binary_little_endian 1.0\nelement vertex {len(pts)}\n"
+                  "property float x\nproperty float y\nproperty float z\nend_header\n").encode("ascii")
+        return header + pts.astype("<f4").tobytes()
+    if fmt == "npz":
+        buf = _io.BytesIO()
+        np.savez(buf, points=pts)
+        return buf.getvalue()
+    if fmt == "obj":
+        return "".join(f"v {x:.9g} {y:.9g} {z:.9g}\n" for x, y, z in pts.tolist()).encode("ascii")
+    raise InputError(f"unsupported output format {fmt!r}; use one of {', '.join(OUTPUT_EXTS)}")
+
+
+def write_points(path: str | Path, points: np.ndarray) -> Path:
+    """Write a point cloud; the format follows the extension (.ply, .npz, .obj). Atomic."""
+    p = check_output_path(path)
+    return atomic_write_bytes(p, encode_points(points, p.suffix))

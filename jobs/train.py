@@ -15,7 +15,8 @@ from squeeze3d.train.ray_train import connect_ray
 from squeeze3d.train.run import run_training
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The job's flags (also used by tests/unit/test_infra_manifests.py to check RayJob entrypoints)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pair", required=True)
     ap.add_argument("--data", required=True, help="dataset URI written by jobs/build_dataset.py (path or s3://)")
@@ -27,7 +28,11 @@ def main() -> int:
     ap.add_argument("--max-failures", type=int, default=1, help="worker failures to recover from")
     ap.add_argument("--heldout", type=int, default=64, help="held-out corpus assets for the test metrics")
     ap.add_argument("--no-register", action="store_true", help="track in MLflow but do not register")
-    a = ap.parse_args()
+    return ap
+
+
+def main() -> int:
+    a = build_parser().parse_args()
     try:
         cfg = train_config_for_pair(a.pair, a.config, a.set)
         if a.workers < 0:
@@ -39,7 +44,7 @@ def main() -> int:
     except (UserError, ConfigError, UnknownPairError) as e:
         print(f"train: error: {e}", file=sys.stderr)
         return 2
-    print(f"outputs: checkpoint {out.checkpoint_dir}  mlflow run {out.mlflow_run_id}  "
+    print(f"outputs: checkpoint {out.extra.get('checkpoint_uri', out.checkpoint_dir)}  mlflow run {out.mlflow_run_id}  "
           f"model version {out.model_version or '-'}  ({out.wall_s:.1f}s)")
     return 0
 

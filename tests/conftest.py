@@ -29,8 +29,12 @@ def ray_session():
 
     started = False
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=True, log_to_driver=False,
-                 object_store_memory=200 * 1024 * 1024, logging_level="WARNING")
+        # start_local_ray: a fresh instance whose actors find it even while the two-node test
+        # clusters (or anything else) run other Ray instances on this machine
+        from squeeze3d.train.ray_train import start_local_ray
+
+        start_local_ray(num_cpus=2, include_dashboard=True, log_to_driver=False,
+                        object_store_memory=200 * 1024 * 1024, logging_level="WARNING")
         started = True
     import ray.data
 

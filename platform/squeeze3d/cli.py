@@ -19,6 +19,7 @@ _COMMAND_MODULES = [
     "squeeze3d.cli_core",
     "squeeze3d.codec.cli",
     "squeeze3d.synth.cli",
+    "squeeze3d.prompts.cli",
 ]
 
 

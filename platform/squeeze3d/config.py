@@ -62,7 +62,7 @@ class LossConfig:
 @dataclass
 class OptimConfig:
     optimizer: str = "muon"
-    """muon: torch.optim.Muon on 2-D weight matrices + AdamW on the rest; adamw: AdamW on all."""
+    """muon: Muon (``mapping/muon.py``) on 2-D weight matrices + AdamW on the rest; adamw: AdamW on all."""
     lr_start: float = 1e-3
     """Initial learning rate (decays linearly to lr_end over the epochs)."""
     lr_end: float = 1e-7
@@ -283,7 +283,7 @@ def train_config_for_pair(pair: str, yaml_path: str | Path | None = None, sets: 
     from squeeze3d.pairs import get_pair
 
     spec = get_pair(pair)
-    layers = [{"pair": pair, "mapping": dict(spec.mapping), "optim": dict(spec.optim)}]
+    layers = [{"pair": pair, "mapping": dict(spec.mapping), "optim": dict(spec.optim), "loss": dict(spec.loss)}]
     if yaml_path:
         layers.append(load_yaml(yaml_path))
     if extra:

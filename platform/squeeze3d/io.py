@@ -12,6 +12,8 @@ one line; a mesh with zero surface area) and inputs over the size limits raise `
 
 Outputs (``write_points``): ``.ply`` (binary point cloud), ``.npz`` (``points`` float32) or ``.obj``
 (``v`` lines), always written to a temporary sibling and renamed, so a reader never sees half a file.
+Radiance-field grids (NeRF-MAE ``.npz``, ``.npy``) are read and written by
+``squeeze3d.assets.radiance_field``, which reuses the limits and ``atomic_write_bytes`` here.
 """
 
 from __future__ import annotations
@@ -60,6 +62,11 @@ class Asset:
     """Vertices (meshes) or points (clouds) in the file."""
     mesh: object | None = None
     """The ``trimesh.Trimesh`` for meshes (lets callers draw an independent second sampling)."""
+
+    @property
+    def data(self) -> np.ndarray:
+        """The asset as the codec's handlers pass it around (``squeeze3d.assets``): the points."""
+        return self.points
 
 
 def check_points(points: np.ndarray, what: str = "input") -> np.ndarray:
@@ -208,12 +215,12 @@ def read_asset(path: str | Path, num_points: int | None = None, seed: int = 0) -
     return Asset(check_points(_subsample(cloud, num_points, seed), str(p)), "points", p, size, len(cloud))
 
 
-def list_inputs(directory: str | Path) -> list[Path]:
-    """Supported files directly in ``directory``, sorted by name."""
+def list_inputs(directory: str | Path, exts: tuple[str, ...] = INPUT_EXTS) -> list[Path]:
+    """Files with one of ``exts`` (default: the point-cloud inputs) directly in ``directory``, sorted by name."""
     d = Path(directory)
     if not d.is_dir():
         raise InputError(f"{d}: not a directory")
-    return sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in INPUT_EXTS)
+    return sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in exts)
 
 
 # ------------------------------------------------------------------------------------------ writing

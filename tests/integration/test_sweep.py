@@ -56,3 +56,13 @@ def test_search_space_errors(tmp_path):
         SearchSpace.from_yaml(bad)
     with pytest.raises(ConfigError, match="does not exist"):
         SearchSpace.from_yaml(tmp_path / "none.yaml")
+
+
+def test_search_space_grid_for_the_d_code_ablation(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text("space:\n  d_code: {grid: [8, 16, 32]}\n  lambda_gram: {loguniform: [1.0e-4, 1.0e-2]}\n"
+                 "tune: {num_samples: 1}\n")
+    space = SearchSpace.from_yaml(p)
+    assert space.d_code_grid and space.d_code == [8, 16, 32] and space.num_samples == 1
+    p.write_text("space:\n  d_code: {choice: [8]}\n  lambda_gram: {loguniform: [1.0e-4, 1.0e-2]}\n")
+    assert not SearchSpace.from_yaml(p).d_code_grid

@@ -27,8 +27,26 @@ def tiny_llama(tmp_path_factory) -> Path:
     return build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-random-llama")
 
 
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance for the vLLM tests: engine actor (1 CPU) + embedding actor (0.5) +
+    light stages (0.25 each) fit its 2 CPUs. Unlike the main suite's fixture it runs without the
+    dashboard: nothing here needs Ray's state API, and .venv-llm need not carry its packages."""
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 object_store_memory=200 * 1024 * 1024, logging_level="WARNING")
+        started = True
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    if started:
+        ray.shutdown()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _ray(ray_session):
-    """The suite's one local Ray instance (tests/conftest.py) for every vLLM test: engine actor
-    (1 CPU) + embedding actor (0.5) + light stages (0.25 each) fit its 2 CPUs."""
     yield ray_session

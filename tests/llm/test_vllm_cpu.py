@@ -59,13 +59,31 @@ def test_vllm_cpu_end_to_end_reproducible_and_counts_rejected_requests(tiny_llam
 
 
 def test_engine_that_cannot_start_fails_the_run_with_a_summary(tiny_llama, tmp_path):
-    # max_model_len beyond the model's context: the engine refuses to start. The run returns a
-    # failed summary (and writes it), no table, no exception.
-    s = build_prompts(4, str(tmp_path / "out"), backend="vllm", model=str(tiny_llama),
+    # max_model_len beyond the model's context: the engine refuses to start (as a model that does
+    # not fit the GPU does). One clear error (RunFailed, a UserError: exit 2 in the CLI), a failed
+    # summary.json counting every request as engine_error, no table.
+    import json
+
+    from squeeze3d.prompts.pipeline import RunFailed
+
+    with pytest.raises(RunFailed, match="no prompt table written") as e:
+        build_prompts(4, str(tmp_path / "out"), backend="vllm", model=str(tiny_llama),
                       llm=_llm(max_model_len=1_000_000))
+    s = e.value.summary
     assert s["status"] == "failed" and s["dropped"] == {"engine_error": s["num_requests"]}
-    assert "max_model_len" in s["error"] and (tmp_path / "out" / "summary.json").exists()
+    assert "max_model_len" in s["error"]
+    assert json.loads((tmp_path / "out" / "summary.json").read_text()) == s
     assert not (tmp_path / "out" / "prompts.parquet").exists()
+
+
+def test_engine_replica_restarts_are_capped(tiny_llama):
+    # Ray Data's default for actors is unlimited restarts and task retries: a replica whose engine
+    # dies on every batch would loop forever. The processor caps both.
+    from squeeze3d.prompts.llm import ENGINE_STAGE, build_engine_processor
+
+    proc = build_engine_processor(_llm(model=str(tiny_llama), max_engine_restarts=1))
+    kw = proc.get_stage_by_name(ENGINE_STAGE).get_dataset_map_batches_kwargs(batch_size=4, data_column="x")
+    assert kw["max_restarts"] == 1 and kw["max_task_retries"] == 1
 
 
 @pytest.mark.parametrize("bad", ["missing"])

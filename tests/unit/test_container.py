@@ -217,3 +217,18 @@ def test_cli_on_corrupt_files_exits_2_without_traceback(tmp_path):
             assert "Traceback" not in r.stderr and r.stderr.startswith("squeeze3d: error:"), r.stderr
             assert len(r.stderr.strip().splitlines()) == 1
             assert not (tmp_path / f"{name}.ply").exists()
+
+
+def test_grid_code_shapes_round_trip_and_limits():
+    # radiance-field pairs (unet3d mapping) carry [C, r, r, r] codes and the grid resolution as size
+    c = _neural("int8", "per_group", (24, 2, 2, 2), pair="nerfmae", num_points=32, centre=(0.0, 0.0, 0.0),
+                scale=1.0)
+    back = unpack(pack(c))
+    assert back == c and back.code_shape == (24, 2, 2, 2) and back.d_code == 192
+    assert back.describe()["code_shape"] == [24, 2, 2, 2]
+    with pytest.raises(ContainerError, match="code shape"):
+        pack(_neural("f16", shape=(2, 2, 2, 2, 2)))
+    data = pack(c)
+    for n in range(len(data)):
+        with pytest.raises(ContainerError):
+            unpack(data[:n])

@@ -1,7 +1,10 @@
-"""The .sq3d codec: container, quantisation, neural compressor with a Draco fallback, evaluation.
+"""The .sq3d codec: container, quantisation, neural compressor with a quality-gated classical fallback
+(Draco for point clouds, quantise + zstd for radiance-field grids), evaluation.
 
-Public API (``squeeze3d.codec.compressor``): ``compress_points``, ``compress_file``, ``decompress_bytes``,
-``decompress_file``, ``interpolate``, ``get_codec``; evaluation: ``squeeze3d.codec.evaluate.evaluate``.
+Public API (``squeeze3d.codec.compressor``): ``compress_asset`` (any kind), ``compress_points``,
+``compress_file``, ``decompress_bytes`` (= ``decompress_asset``), ``decompress_file``, ``interpolate``,
+``get_codec``; evaluation: ``squeeze3d.codec.evaluate.evaluate``. Kind-specific behaviour lives in
+``squeeze3d.assets`` (one handler per asset kind).
 This module stays import-light (no torch) so the CLI starts fast; the defaults live here.
 """
 
@@ -9,4 +12,4 @@ DEFAULT_PAIR = "pointnet_lion"
 DEFAULT_DTYPE = "int8"
 DEFAULT_QUANT = "per_vector"
 DEFAULT_MIN_QUALITY_DB = 30.0
-"""Quality gate floor (D1-PSNR, dB); see ``squeeze3d.codec.compressor`` for why 30."""
+"""Quality gate floor in dB of the kind's metric (D1-PSNR / render PSNR); see ``squeeze3d.codec.compressor``."""

@@ -40,10 +40,10 @@ def _progress(items, desc: str):
     return tqdm(items, desc=desc, unit="file", file=sys.stderr, disable=len(items) < 2)
 
 
-def _summary_line(src, res) -> str:
+def _summary_line(src, res, handler) -> str:
     c = res.container
-    kind = f"neural {c.dtype}" if c.codec == "neural" else f"fallback Draco {c.draco_bits}-bit"
-    q = f", D1-PSNR {res.psnr:.2f} dB" if res.psnr is not None else ""
+    kind = f"neural {c.dtype}" if c.codec == "neural" else f"fallback {handler.fallback_name} {c.draco_bits}-bit"
+    q = f", {handler.quality_name} {res.psnr:.2f} dB" if res.psnr is not None else ""
     cr = f", {res.asset.file_bytes / res.nbytes:.0f}x vs input" if res.asset and res.asset.file_bytes else ""
     return f"{src} -> {res.output}: {res.nbytes} bytes ({kind}{q}{cr})"
 
@@ -73,38 +73,55 @@ def _cmd_compress(args) -> int:
     opts = dict(pair=args.pair, model=args.model, dtype=args.dtype, quant=args.quant,
                 min_quality=args.min_quality, device=args.device, seed=args.seed)
     if not src.is_dir():
-        print(_summary_line(src, compress_file(src, dst, **opts)))
+        res = compress_file(src, dst, **opts)
+        print(_summary_line(src, res, get_codec(args.pair, args.model, args.device).handler))
         return 0
-    files = list_inputs(src)
+    codec = get_codec(args.pair, args.model, args.device)
+    files = list_inputs(src, codec.handler.input_exts)
     if not files:
         raise UserError(f"{src}: no supported input files")
     if dst.exists() and not dst.is_dir():
         raise UserError(f"{dst}: the output of a directory must be a directory")
-    _ = get_codec(args.pair, args.model, args.device).resolved  # resolve the model once, fail early
-    return _batch(files, "compress", lambda f: _summary_line(f, compress_file(f, dst / (f.stem + ".sq3d"), **opts)))
+    _ = codec.resolved  # resolve the model once, fail early
+    return _batch(files, "compress",
+                  lambda f: _summary_line(f, compress_file(f, dst / (f.stem + ".sq3d"), **opts), codec.handler))
 
 
 @_os_errors
 def _cmd_decompress(args) -> int:
     src, dst = Path(args.input), Path(args.output)
     if not src.is_dir():
+        from squeeze3d.assets.base import all_output_exts
         from squeeze3d.codec.container import read_container
-        from squeeze3d.io import check_output_path
+        from squeeze3d.io import InputError
 
-        check_output_path(dst)  # cheap checks before torch is imported: bad files fail in a blink
+        # cheap checks before torch is imported: bad files fail in a blink (the pair's kind decides
+        # the exact formats later)
+        if dst.suffix.lower() not in all_output_exts():
+            raise InputError(f"{dst}: unsupported output format {dst.suffix or '(no extension)'!r}; "
+                             f"use one of {', '.join(all_output_exts())}")
         read_container(src)
-    from squeeze3d.codec.compressor import decompress_file
+    from squeeze3d.assets import handler_for
+    from squeeze3d.codec.compressor import _get_pair, decompress_file
+
+    def describe(r) -> str:
+        return handler_for(_get_pair(r.container.pair).asset_kind).describe(r.data)
 
     if not src.is_dir():
         r = decompress_file(src, dst, model=args.model, device=args.device)
-        print(f"{src} -> {r.output}: {len(r.points)} points ({r.container.codec}, {r.decode_ms:.1f} ms)")
+        print(f"{src} -> {r.output}: {describe(r)} ({r.container.codec}, {r.decode_ms:.1f} ms)")
         return 0
     files = sorted(f for f in src.iterdir() if f.suffix.lower() == ".sq3d")
     if not files:
         raise UserError(f"{src}: no .sq3d files")
     def one(f: Path) -> str:
-        r = decompress_file(f, dst / f"{f.stem}.{args.format}", model=args.model, device=args.device)
-        return f"{f} -> {r.output}: {len(r.points)} points ({r.container.codec})"
+        fmt = args.format
+        if fmt is None:  # the kind's first output format: ply for point clouds, npz for grids
+            from squeeze3d.codec.container import read_container
+
+            fmt = handler_for(_get_pair(read_container(f).pair).asset_kind).output_exts[0].lstrip(".")
+        r = decompress_file(f, dst / f"{f.stem}.{fmt}", model=args.model, device=args.device)
+        return f"{f} -> {r.output}: {describe(r)} ({r.container.codec})"
 
     return _batch(files, "decompress", one)
 
@@ -143,7 +160,7 @@ def _cmd_interpolate(args) -> int:
     from squeeze3d.codec.compressor import interpolate
 
     paths = interpolate(args.a, args.b, args.steps, args.output, model=args.model, device=args.device,
-                        fmt=args.format)
+                        fmt=args.format)  # None: the kind's default format
     for p in paths:
         print(p)
     return 0
@@ -162,7 +179,9 @@ def add_commands(sub) -> None:
                   "models:/ URI or a checkpoint directory")
 
     p = sub.add_parser("compress", help="compress an asset (or a directory of them) to .sq3d")
-    p.add_argument("input", help="PLY/OBJ/OFF/STL/GLB/GLTF mesh or cloud, NPY/NPZ array, or a directory")
+    p.add_argument("input", help="point-cloud pairs: PLY/OBJ/OFF/STL/GLB/GLTF mesh or cloud, NPY/NPZ array; "
+                   "radiance-field pairs: NeRF-MAE .npz (rgbsigma + resolution) or a [4,R,R,R] .npy/.npz; "
+                   "or a directory of them")
     p.add_argument("-o", "--output", required=True, help="OUT.sq3d (a directory when INPUT is one)")
     p.add_argument("--pair", default=DEFAULT_PAIR)
     p.add_argument("--model", default=None, help=model_help)
@@ -170,17 +189,20 @@ def add_commands(sub) -> None:
     p.add_argument("--quant", default=DEFAULT_QUANT, choices=["per_vector", "per_group"],
                    help="int8 scales: one per code vector or one per 32 numbers")
     p.add_argument("--min-quality", type=_quality, default=DEFAULT_MIN_QUALITY_DB, metavar="DB",
-                   help=f"D1-PSNR floor; below it the asset is Draco-coded instead (default {DEFAULT_MIN_QUALITY_DB}; "
-                        "'off' disables the check)")
+                   help=f"quality floor in dB (point clouds: D1-PSNR, radiance fields: render PSNR); below it the "
+                        f"asset is coded with the kind's classical codec instead (Draco / quantise+zstd; default "
+                        f"{DEFAULT_MIN_QUALITY_DB}; 'off' disables the check)")
     p.add_argument("--seed", type=int, default=0, help="seed of the mesh surface sampling")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_cmd_compress)
 
-    p = sub.add_parser("decompress", help="decompress .sq3d to a point cloud (.ply/.npz/.obj)")
+    p = sub.add_parser("decompress", help="decompress .sq3d to a point cloud (.ply/.npz/.obj) or a radiance "
+                       "field (.npz NeRF-MAE layout / .npy)")
     p.add_argument("input", help="IN.sq3d or a directory of them")
-    p.add_argument("-o", "--output", required=True, help="OUT.ply|.npz|.obj (a directory when IN is one)")
+    p.add_argument("-o", "--output", required=True, help="OUT.ply|.npz|.obj|.npy (a directory when IN is one)")
     p.add_argument("--model", default=None, help="default: the registry version recorded in the file")
-    p.add_argument("--format", default="ply", choices=["ply", "npz", "obj"], help="directory mode output format")
+    p.add_argument("--format", default=None, choices=["ply", "npz", "obj", "npy"],
+                   help="directory mode output format (default: ply for point clouds, npz for radiance fields)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_cmd_decompress)
 
@@ -189,7 +211,8 @@ def add_commands(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_inspect)
 
-    p = sub.add_parser("eval", help="codec evaluation vs Draco and the resampling floor: table, CSV, PNGs")
+    p = sub.add_parser("eval", help="codec evaluation vs the kind's classical baselines (Draco ladder + resampling "
+                       "floor; raw-f16+zstd, quantise+zstd, prune+VQ): table, CSV, PNGs")
     p.add_argument("--pair", default=DEFAULT_PAIR)
     p.add_argument("--model", default=None, help=model_help)
     p.add_argument("--split", default="test", action=_SplitAction, choices=["train", "val", "test"],
@@ -209,6 +232,7 @@ def add_commands(sub) -> None:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.add_argument("--model", default=None, help="default: the registry version recorded in the files")
-    p.add_argument("--format", default="ply", choices=["ply", "npz", "obj"])
+    p.add_argument("--format", default=None, choices=["ply", "npz", "obj", "npy"],
+                   help="default: ply for point clouds, npz for radiance fields")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_cmd_interpolate)

@@ -1,19 +1,26 @@
-"""Compress and decompress assets with a pair's mapping networks, with a quality-gated Draco fallback.
+"""Compress and decompress assets with a pair's mapping networks, with a quality-gated classical fallback.
 
-    compress:   asset → normalise (unit sphere; centre + scale kept) → E → F_E → quantise → .sq3d
-                [gate: dequantise → F_D → G → D1-PSNR vs the input; below the floor → Draco at the
-                 fewest bits that meet it, container marked ``fallback``]
+    compress:   asset → normalise (kind-specific; centre + scale kept) → E → F_E → quantise → .sq3d
+                [gate: dequantise → F_D → G → quality vs the input; below the floor → the kind's
+                 classical codec at the fewest bits that meet it, container marked ``fallback``]
     decompress: .sq3d → check (CRC, pair, model identity) → dequantise → F_D → G → denormalise
-                (fallback: Draco decode → denormalise; no model needed)
+                (fallback: classical decode → denormalise; no model needed)
+
+Everything that depends on the asset kind (reading and writing files, normalisation, the gate's
+metric, the fallback codec) comes from the pair's handler, ``squeeze3d.assets.handler_for(kind)``:
+point clouds gate on D1-PSNR and fall back to Draco; radiance-field grids gate on render PSNR and fall
+back to quantise + zstd (``squeeze3d.codec.grid_baselines``).
 
 Models are loaded once per process and reused (``Codec`` instances and the frozen E/G/F_E/F_D are
 cached), so batch mode and the evaluation pay the loading cost once. The sender needs E and F_E (plus
 F_D and G when the quality gate is on); the receiver needs F_D and G only.
 
-Quality gate default (``DEFAULT_MIN_QUALITY_DB``): 30 dB D1-PSNR (p2point, peak = the input's
-bounding-box diagonal). At 30 dB the mean point error is about 3% of the object's size: the shape is
-clearly recognisable; below it the neural code has usually decoded a different object, and Draco
-reaches the floor with 3-4 bits. ``min_quality=None`` turns the gate off.
+Quality gate default (``DEFAULT_MIN_QUALITY_DB``): 30 dB of the kind's metric. Point clouds: D1-PSNR
+(p2point, peak = the input's bounding-box diagonal); at 30 dB the mean point error is about 3% of the
+object's size: the shape is clearly recognisable; below it the neural code has usually decoded a
+different object, and Draco reaches the floor with 3-4 bits. Radiance fields: render PSNR (8 views,
+64 px); 30 dB is a render that differs from the original only in fine detail. ``min_quality=None``
+turns the gate off.
 """
 
 from __future__ import annotations
@@ -25,12 +32,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from squeeze3d.codec import DEFAULT_DTYPE, DEFAULT_MIN_QUALITY_DB, DEFAULT_PAIR, DEFAULT_QUANT, draco
+from squeeze3d.assets import handler_for
+from squeeze3d.assets.base import all_output_exts
+from squeeze3d.codec import DEFAULT_DTYPE, DEFAULT_MIN_QUALITY_DB, DEFAULT_PAIR, DEFAULT_QUANT
 from squeeze3d.codec.container import Container, ContainerError, pack, read_container, unpack
 from squeeze3d.codec.quantise import DTYPE_CHOICES, QUANT_CHOICES, dequantise, quantise
 from squeeze3d.errors import UserError
-from squeeze3d.io import Asset, InputError, atomic_write_bytes, check_output_path, check_points, read_asset
-from squeeze3d.metrics.pointcloud import d1_psnr, normalise_unit_sphere
+from squeeze3d.io import InputError, atomic_write_bytes
 
 CONTAINER_EXT = ".sq3d"
 
@@ -44,10 +52,7 @@ def _get_pair(name: str):
         raise UserError(str(e)) from None
     except ImportError as e:  # a registered pair whose module is not importable in this build
         raise UserError(f"pair {name!r} is registered but cannot be loaded: {e}") from None
-    if pair.asset_kind != "point_cloud" or not pair.num_points:
-        raise UserError(f"pair {name!r} ({pair.asset_kind}): the codec supports point-cloud pairs only")
-    if pair.normalisation != "unit_sphere":
-        raise UserError(f"pair {name!r}: normalisation {pair.normalisation!r} is not supported by the codec")
+    handler_for(pair.asset_kind).check_pair(pair)
     return pair
 
 
@@ -71,16 +76,17 @@ class CompressResult:
     """The .sq3d bytes."""
     container: Container
     fallback: bool
-    """True when the neural reconstruction missed the floor and Draco was used."""
+    """True when the neural reconstruction missed the floor and the classical codec was used."""
     neural_psnr: float | None
-    """D1-PSNR of the neural reconstruction vs the input (None: gate off)."""
+    """Gate metric (D1-PSNR / render PSNR) of the neural reconstruction vs the input (None: gate off)."""
     psnr: float | None
-    """D1-PSNR of what decompression will produce (neural or fallback; None: gate off)."""
+    """Gate metric of what decompression will produce (neural or fallback; None: gate off)."""
     encode_ms: float
     """Normalise → E → F_E → quantise → pack (no gate)."""
     gate_ms: float
-    """Gate: decode + measure (+ Draco search when falling back)."""
-    asset: Asset | None = None
+    """Gate: decode + measure (+ the fallback's search when falling back)."""
+    asset: object | None = None
+    """What ``compress_file`` read (``squeeze3d.io.Asset`` or the kind's equivalent: ``.data``, ``.file_bytes``)."""
     output: Path | None = None
 
     @property
@@ -90,11 +96,16 @@ class CompressResult:
 
 @dataclass
 class DecompressResult:
-    points: np.ndarray
-    """``[num_points, 3]`` float32 in the original frame."""
+    data: np.ndarray
+    """The asset in the original frame: ``[num_points, 3]`` points or a ``[4, R, R, R]`` grid (float32)."""
     container: Container
     decode_ms: float
     output: Path | None = None
+
+    @property
+    def points(self) -> np.ndarray:
+        """Alias of ``data`` (point clouds; kept for callers of the point-cloud API)."""
+        return self.data
 
 
 class Codec:
@@ -102,9 +113,18 @@ class Codec:
 
     def __init__(self, pair: str = DEFAULT_PAIR, model: str | None = None, device: str = "cpu"):
         self.pair = _get_pair(pair)
+        self.handler = handler_for(self.pair.asset_kind)
         self.model_ref = model
         self.device = str(device)
         self._resolved = None
+        self._size: int | None = None
+
+    @property
+    def asset_size(self) -> int:
+        """The header's size field: points (point clouds) or grid resolution (radiance fields)."""
+        if self._size is None:
+            self._size = int(self.handler.asset_size(self.pair))
+        return self._size
 
     # ---------------------------------------------------------------- models
     @property
@@ -164,38 +184,37 @@ class Codec:
     def generator(self):
         return self._frozen("generator")
 
-    # ---------------------------------------------------------------- code <-> points (unit sphere)
+    # ---------------------------------------------------------------- code <-> normalised asset
     @torch.no_grad()
-    def encode(self, points_norm: torch.Tensor) -> np.ndarray:
-        """Normalised ``[N, 3]`` → float code of ``code_shape``."""
-        z_e = self.encoder.encode(points_norm[None].to(self.device))
+    def encode(self, asset_norm) -> np.ndarray:
+        """One normalised asset (e.g. ``[N, 3]`` points, ``[4, R, R, R]`` grid) → float code of ``code_shape``."""
+        x = torch.as_tensor(np.asarray(asset_norm, np.float32))
+        z_e = self.encoder.encode(x[None].to(self.device))
         code = self.f_e(z_e.to(self.device))
         return code[0].detach().to("cpu", torch.float32).numpy()
 
     @torch.no_grad()
     def decode(self, code: np.ndarray) -> torch.Tensor:
-        """Code → normalised ``[num_points, 3]`` (CPU float32)."""
+        """Code → one normalised asset (CPU float32)."""
         c = torch.from_numpy(np.asarray(code, np.float32)).to(self.device)[None]
         return self.generator.decode(self.f_d(c))[0].detach().to("cpu", torch.float32)
 
     # ---------------------------------------------------------------- compress
-    def compress_points(self, points: np.ndarray, dtype: str = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
-                        min_quality: float | None = DEFAULT_MIN_QUALITY_DB) -> CompressResult:
-        """Raw ``[N, 3]`` points (any frame) → .sq3d bytes. Clouds larger than the pair's point count
-        are reduced to a seeded random subset first (the gate measures against that subset)."""
+    def compress_asset(self, data: np.ndarray, dtype: str = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
+                       min_quality: float | None = DEFAULT_MIN_QUALITY_DB) -> CompressResult:
+        """One raw asset (any frame) → .sq3d bytes. The handler validates it and brings it to the pair's
+        size first (point clouds larger than the pair's count: a seeded subset; grids: resampled to R);
+        the gate measures against that."""
         if dtype not in DTYPE_CHOICES:
             raise UserError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPE_CHOICES)}")
         if quant not in QUANT_CHOICES:
             raise UserError(f"unknown quantisation {quant!r}; choose one of {', '.join(QUANT_CHOICES)}")
         if min_quality is not None and not np.isfinite(min_quality):
             raise UserError(f"--min-quality must be a finite number of dB, got {min_quality}")
-        pts = check_points(points)
-        if len(pts) > self.pair.num_points:  # as read_asset does: a seeded subset of the pair's size
-            pts = pts[np.sort(np.random.default_rng(0).choice(len(pts), self.pair.num_points, replace=False))]
-        pts = torch.from_numpy(pts)
+        h = self.handler
+        prepared = h.prepare(data, self.pair)
         t0 = time.perf_counter()
-        norm, centre, scale = normalise_unit_sphere(pts[None].double())
-        norm = norm[0].float()
+        norm, centre, scale = h.normalise(prepared)
         code = self.encode(norm)
         try:
             payload = quantise(code, dtype, quant)
@@ -204,24 +223,28 @@ class Codec:
         r = self.resolved
         version = int(r.version) if r.version and str(r.version).isdigit() else None
         common = dict(pair=self.pair.name, model_version=version, model_hash=r.weights_hash[:16],
-                      centre=tuple(float(v) for v in centre[0]), scale=float(scale[0]))
-        neural = Container(codec="neural", num_points=int(self.pair.num_points), code_shape=tuple(code.shape),
+                      centre=tuple(float(v) for v in centre), scale=float(scale))
+        neural = Container(codec="neural", num_points=self.asset_size, code_shape=tuple(code.shape),
                            dtype=dtype, quant=quant if dtype == "int8" else "none", draco_bits=0,
                            payload=payload, **common)
-        data = pack(neural)
+        out = pack(neural)
         encode_ms = (time.perf_counter() - t0) * 1e3
         if min_quality is None:
-            return CompressResult(data, neural, False, None, None, encode_ms, 0.0)
+            return CompressResult(out, neural, False, None, None, encode_ms, 0.0)
         t0 = time.perf_counter()
-        recon = self.decode(dequantise(payload, neural.dtype, neural.quant, neural.code_shape))
-        neural_psnr = float(d1_psnr(norm[None], recon[None])[0])
-        if neural_psnr >= min_quality:
-            return CompressResult(data, neural, False, neural_psnr, neural_psnr, encode_ms,
-                                  (time.perf_counter() - t0) * 1e3)
-        blob, bits, p = draco.encode_min_bits(norm.numpy(), float(min_quality))
-        fb = Container(codec="fallback", num_points=len(norm), code_shape=(), dtype="none", quant="none",
+        recon = self.decode(dequantise(payload, neural.dtype, neural.quant, neural.code_shape)).numpy()
+        neural_q = float(h.quality(norm, recon))
+        if neural_q >= min_quality:
+            return CompressResult(out, neural, False, neural_q, neural_q, encode_ms, (time.perf_counter() - t0) * 1e3)
+        blob, bits, q = h.fallback_encode(norm, float(min_quality))
+        fb = Container(codec="fallback", num_points=self.asset_size, code_shape=(), dtype="none", quant="none",
                        draco_bits=bits, payload=blob, **common)
-        return CompressResult(pack(fb), fb, True, neural_psnr, p, encode_ms, (time.perf_counter() - t0) * 1e3)
+        return CompressResult(pack(fb), fb, True, neural_q, q, encode_ms, (time.perf_counter() - t0) * 1e3)
+
+    def compress_points(self, points: np.ndarray, dtype: str = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
+                        min_quality: float | None = DEFAULT_MIN_QUALITY_DB) -> CompressResult:
+        """Raw ``[N, 3]`` points (any frame) → .sq3d bytes (``compress_asset`` under its older name)."""
+        return self.compress_asset(points, dtype, quant, min_quality)
 
     # ---------------------------------------------------------------- decompress
     def check_identity(self, c: Container, where: str = "") -> None:
@@ -236,19 +259,16 @@ class Codec:
                 f"model with --model{' ' + str(c.model_version) if c.model_version else ' PATH'}")
 
     def decode_container(self, c: Container, where: str = "") -> np.ndarray:
-        """Neural container → points in the original frame (identity checked first)."""
+        """Neural container → the asset in the original frame (identity checked first)."""
         self.check_identity(c, where)
         if tuple(c.code_shape) != self.code_shape:
             raise ContainerError(f"{where}code shape {c.code_shape} does not match the model's {self.code_shape}")
-        if c.num_points != self.pair.num_points:
-            raise ContainerError(f"{where}header says {c.num_points} points but pair {c.pair} generates "
-                                 f"{self.pair.num_points}")
+        if c.num_points != self.asset_size:
+            unit = "points" if self.pair.asset_kind == "point_cloud" else "as its size"
+            raise ContainerError(f"{where}header says {c.num_points} {unit} but pair {c.pair} generates "
+                                 f"{self.asset_size}")
         recon = self.decode(dequantise(c.payload, c.dtype, c.quant, c.code_shape)).numpy()
-        return _denormalise(recon, c)
-
-
-def _denormalise(points: np.ndarray, c: Container) -> np.ndarray:
-    return (points.astype(np.float64) * c.scale + np.asarray(c.centre)).astype(np.float32)
+        return self.handler.denormalise(recon, c.centre, c.scale)
 
 
 def get_codec(pair: str = DEFAULT_PAIR, model: str | None = None, device: str = "cpu") -> Codec:
@@ -258,11 +278,13 @@ def get_codec(pair: str = DEFAULT_PAIR, model: str | None = None, device: str = 
 
 def _decode_any(c: Container, model: str | None, device: str, where: str = "") -> np.ndarray:
     if c.codec == "fallback":
-        _get_pair(c.pair)  # an unknown pair is an error even though Draco needs no model
-        pts = draco.decode_points(c.payload)
-        if len(pts) != c.num_points:
-            raise ContainerError(f"{where}Draco payload holds {len(pts)} points, header says {c.num_points}")
-        return _denormalise(pts, c)
+        pair = _get_pair(c.pair)  # an unknown pair is an error even though the fallback needs no model
+        h = handler_for(pair.asset_kind)
+        try:
+            norm = h.fallback_decode(c.payload, c.draco_bits, c.num_points)
+        except ContainerError as e:
+            raise ContainerError(f"{where}{e}") from None
+        return h.denormalise(norm, c.centre, c.scale)
     ref = model
     if ref is None:
         if c.model_version is None:
@@ -279,16 +301,26 @@ def compress_points(points: np.ndarray, *, pair: str = DEFAULT_PAIR, model: str 
                     dtype: str = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
                     min_quality: float | None = DEFAULT_MIN_QUALITY_DB, device: str = "cpu") -> CompressResult:
     """``[N, 3]`` points in any frame → ``CompressResult`` (``.data`` is the .sq3d bytes)."""
-    return get_codec(pair, model, device).compress_points(points, dtype, quant, min_quality)
+    return get_codec(pair, model, device).compress_asset(points, dtype, quant, min_quality)
+
+
+def compress_asset(data: np.ndarray, *, pair: str = DEFAULT_PAIR, model: str | None = None,
+                   dtype: str = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
+                   min_quality: float | None = DEFAULT_MIN_QUALITY_DB, device: str = "cpu") -> CompressResult:
+    """One asset of the pair's kind (``[N, 3]`` points, ``[4, R, R, R]`` grid) → ``CompressResult``."""
+    return get_codec(pair, model, device).compress_asset(data, dtype, quant, min_quality)
 
 
 def decompress_bytes(data: bytes, *, model: str | None = None, device: str = "cpu") -> DecompressResult:
-    """.sq3d bytes → points in the original frame. ``model`` defaults to the registry version recorded
-    in the file; any other model is refused unless its weights hash matches."""
+    """.sq3d bytes → the asset in the original frame. ``model`` defaults to the registry version
+    recorded in the file; any other model is refused unless its weights hash matches."""
     c = unpack(data)
     t0 = time.perf_counter()
-    pts = _decode_any(c, model, device)
-    return DecompressResult(pts, c, (time.perf_counter() - t0) * 1e3)
+    out = _decode_any(c, model, device)
+    return DecompressResult(out, c, (time.perf_counter() - t0) * 1e3)
+
+
+decompress_asset = decompress_bytes
 
 
 def _check_sq3d_output(output: Path, input_path: Path) -> None:
@@ -304,13 +336,14 @@ def compress_file(input: str | Path, output: str | Path, *, pair: str = DEFAULT_
                   dtype: str = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
                   min_quality: float | None = DEFAULT_MIN_QUALITY_DB, device: str = "cpu",
                   seed: int = 0) -> CompressResult:
-    """Read an asset file (meshes sampled to the pair's point count with ``seed``), compress it and
-    write ``output`` (.sq3d) atomically. Nothing is written if anything fails."""
+    """Read an asset file through the pair's handler (meshes sampled to the pair's point count with
+    ``seed``; grids resampled to its resolution), compress it and write ``output`` (.sq3d)
+    atomically. Nothing is written if anything fails."""
     inp, out = Path(input), Path(output)
     _check_sq3d_output(out, inp)
     codec = get_codec(pair, model, device)
-    asset = read_asset(inp, codec.pair.num_points, seed)
-    res = codec.compress_points(asset.points, dtype, quant, min_quality)
+    asset = codec.handler.read(inp, codec.pair, seed)
+    res = codec.compress_asset(asset.data, dtype, quant, min_quality)
     res.asset = asset
     res.output = atomic_write_bytes(out, res.data)
     return res
@@ -318,31 +351,46 @@ def compress_file(input: str | Path, output: str | Path, *, pair: str = DEFAULT_
 
 def decompress_file(input: str | Path, output: str | Path, *, model: str | None = None,
                     device: str = "cpu") -> DecompressResult:
-    """.sq3d → a point cloud file (.ply | .npz | .obj by extension), written atomically."""
-    from squeeze3d.io import write_points
-
-    out = check_output_path(output)
+    """.sq3d → an asset file, written atomically; the format follows the extension and the pair's
+    kind (point clouds: .ply | .npz | .obj; radiance fields: .npz in NeRF-MAE layout | .npy)."""
+    out = check_any_output_path(output)
     c = read_container(input)
+    h = handler_for(_get_pair(c.pair).asset_kind)
+    h.check_output_path(out)
     t0 = time.perf_counter()
-    pts = _decode_any(c, model, device, where=f"{input}: ")
+    data = _decode_any(c, model, device, where=f"{input}: ")
     ms = (time.perf_counter() - t0) * 1e3
-    return DecompressResult(pts, c, ms, write_points(out, pts))
+    return DecompressResult(data, c, ms, h.write(out, data))
+
+
+def check_any_output_path(path: str | Path) -> Path:
+    """Cheap output check before the pair (and so the kind) is known: an extension some kind writes."""
+    p = Path(path)
+    if p.suffix.lower() not in all_output_exts():
+        raise InputError(f"{p}: unsupported output format {p.suffix or '(no extension)'!r}; "
+                         f"use one of {', '.join(all_output_exts())}")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory")
+    return p
 
 
 def interpolate(a: str | Path, b: str | Path, steps: int, out_dir: str | Path, *, model: str | None = None,
-                device: str = "cpu", fmt: str = "ply", preview: bool = True) -> list[Path]:
+                device: str = "cpu", fmt: str | None = "ply", preview: bool = True) -> list[Path]:
     """Decode ``steps`` codes on the line between two neural .sq3d files (the paper's Fig. 8).
 
     Writes ``interp_000.<fmt>`` … and, with ``preview``, ``interpolation.png`` into ``out_dir``;
-    centre and scale are interpolated too. Returns the written paths (point files first)."""
+    centre and scale are interpolated too; ``fmt`` None: the kind's default (ply / npz). Returns the
+    written paths (asset files first)."""
     if not 2 <= int(steps) <= 256:
         raise UserError(f"--steps must be between 2 and 256, got {steps}")
-    if f".{fmt.lstrip('.')}" not in (".ply", ".npz", ".obj"):
-        raise UserError(f"unsupported output format {fmt!r}; use ply, npz or obj")
+    ext = f".{fmt.lstrip('.')}".lower() if fmt is not None else None
+    if ext is not None and ext not in all_output_exts():
+        raise UserError(f"unsupported output format {fmt!r}; use one of "
+                        f"{', '.join(e[1:] for e in all_output_exts())}")
     ca, cb = read_container(a), read_container(b)
     for c, p in ((ca, a), (cb, b)):
         if c.codec != "neural":
-            raise UserError(f"{p}: a Draco fallback file has no neural code to interpolate")
+            raise UserError(f"{p}: a fallback file (classical codec) has no neural code to interpolate")
     if ca.pair != cb.pair or ca.model_hash != cb.model_hash:
         raise UserError(f"{a} ({ca.pair}, {ca.model_identity}) and {b} ({cb.pair}, {cb.model_identity}) were "
                         "compressed with different pairs or models; their codes do not share a space")
@@ -350,25 +398,25 @@ def interpolate(a: str | Path, b: str | Path, steps: int, out_dir: str | Path, *
     if ref is None:
         raise UserError(f"{a}: compressed with a checkpoint given by path ({ca.model_identity}); pass --model PATH")
     codec = get_codec(ca.pair, ref, device)
+    h = codec.handler
+    ext = ext or h.output_exts[0]
+    if ext not in h.output_exts:
+        raise UserError(f"unsupported output format {fmt!r} for a {h.kind.replace('_', ' ')}; use one of "
+                        f"{', '.join(e[1:] for e in h.output_exts)}")
     codec.check_identity(ca, f"{a}: ")
     za = dequantise(ca.payload, ca.dtype, ca.quant, ca.code_shape)
     zb = dequantise(cb.payload, cb.dtype, cb.quant, cb.code_shape)
-    clouds = []
+    assets = []
     ts = np.linspace(0.0, 1.0, int(steps))
     for t in ts:
-        pts = codec.decode((1 - t) * za + t * zb).numpy().astype(np.float64)
+        norm = codec.decode((1 - t) * za + t * zb).numpy()
         centre = (1 - t) * np.asarray(ca.centre) + t * np.asarray(cb.centre)
         scale = (1 - t) * ca.scale + t * cb.scale
-        clouds.append((pts * scale + centre).astype(np.float32))
-    from squeeze3d.io import write_points
-
+        assets.append(h.denormalise(norm, centre, scale))
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a directory")
-    paths = [write_points(out / f"interp_{i:03d}.{fmt.lstrip('.')}", pts) for i, pts in enumerate(clouds)]
+    paths = [h.write(out / f"interp_{i:03d}{ext}", x) for i, x in enumerate(assets)]
     if preview:
-        from squeeze3d.metrics.render import render_clouds
-
-        paths.append(render_clouds(out / "interpolation.png", clouds, [f"t={t:.2f}" for t in ts],
-                                   cols=min(len(clouds), 8)))
+        paths.append(h.preview_sequence(out / "interpolation.png", assets, [f"t={t:.2f}" for t in ts]))
     return paths

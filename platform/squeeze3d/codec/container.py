@@ -5,27 +5,32 @@ Layout of format version 1 (all integers little-endian; offsets after ``pair`` s
     field           type           notes
     magic           4 bytes        b"SQ3D"
     version         u16            format version (this build reads ``SUPPORTED_VERSIONS``)
-    codec           u8             0 neural, 1 fallback (Draco)
+    codec           u8             0 neural, 1 fallback (the kind's classical codec: Draco / qz)
     dtype           u8             0 none (fallback), 1 f32, 2 f16, 3 int8
     quant           u8             0 none, 1 int8 per-vector scale, 2 int8 per-group scales
-    draco_bits      u8             fallback: Draco quantisation bits (1..30); neural: 0
+    draco_bits      u8             fallback: its rate (Draco bits 1..30; grid qz bits 1..16); neural: 0
     pair_len        u8             1..64
     pair            pair_len bytes ASCII pair name ([a-z0-9_])
     model_version   u32            registry version that compressed (0: a checkpoint given by path)
     model_hash      8 bytes        first 8 bytes of the mapping weights' sha256
-    num_points      u32            points the decoder produces (1..2^24)
-    code_ndim       u8             neural: 1..4; fallback: 0
+    num_points      u32            asset size the decoder produces (1..2^24): points (point clouds)
+                                   or grid resolution R (radiance fields, [4, R, R, R])
+    code_ndim       u8             neural: 1..4 (MLP codes [d_C]; unet3d codes [C, r, r, r]); fallback: 0
     code_shape      code_ndim × u32  d_C = product (≤ 2^20)
-    centre          3 × f64        normalisation: asset = points * scale + centre
+    centre          3 × f64        normalisation: asset = points * scale + centre (grids: 0, 1)
     scale           f32            > 0, finite
     payload_len     u32            must equal the size the codec/dtype/d_C imply (neural)
-    payload         payload_len bytes  neural: quantised code; fallback: a Draco point cloud
+    payload         payload_len bytes  neural: quantised code; fallback: a Draco point cloud or a qz grid
     crc32           u32            zlib.crc32 over every byte before it
 
 Parsing is strict: magic and version first (so a wrong file or a newer format gets a specific
 message), then every length is bounds-checked as it is read ("truncated or corrupted"), then the
 CRC, then the semantics (enums known, d_C consistent with the payload size, finite normalisation).
 Any failure raises ``ContainerError`` (a ``UserError``: the CLI prints one line and exits 2).
+
+The format is kind-agnostic: the pair named in the header gives the asset kind, and that kind's
+handler (``squeeze3d.assets``) interprets ``num_points``, the normalisation and the fallback payload
+(whose own layout is checked by its decoder). Radiance fields fit version 1 unchanged, so no bump.
 """
 
 from __future__ import annotations
@@ -81,12 +86,13 @@ def payload_size(dtype: str, quant: str, d_code: int) -> int:
 class Container:
     pair: str
     codec: str
-    """``neural`` (a quantised code) or ``fallback`` (a Draco point cloud)."""
+    """``neural`` (a quantised code) or ``fallback`` (the kind's classical codec: Draco, qz grid)."""
     model_version: int | None
     """Registry version of the mapping model that compressed; None for a checkpoint given by path."""
     model_hash: str
     """First 16 hex digits of the mapping weights' sha256."""
     num_points: int
+    """Asset size: points (point clouds) or grid resolution R (radiance fields)."""
     code_shape: tuple[int, ...]
     dtype: str
     quant: str

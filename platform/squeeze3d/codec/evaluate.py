@@ -1,27 +1,25 @@
-"""Codec evaluation: the neural codec (each dtype, and gated with the Draco fallback) side by side with
-Draco at several bit depths and with the resampling floor, on the same objects in one run.
+"""Codec evaluation: the neural codec (each dtype, and gated with the kind's fallback) side by side with
+the asset kind's classical baselines, on the same objects in one run.
 
-Objects: the procedural corpus split (``split``; meshes written once to ``<out>/inputs/`` so every
-method reads the same files through ``squeeze3d.io``) or the supported files in ``input_dir``.
+Everything kind-specific comes from the pair's handler (``squeeze3d.assets``): which files are read,
+the metrics, the baselines, the previews. Point clouds: Draco at several bit depths and the
+resampling floor; Chamfer + D1-PSNR. Radiance fields: raw float16 + zstd, quantise + zstd at a few
+bit depths and prune + VQ (VQRF-style) at two rates; render PSNR + MS-SSIM.
 
-Per object, the reference is the asset as the codec sees it: the mesh sampled to the pair's point
-count with ``seed`` (a cloud: subsampled to it). Metrics are computed in the reference's unit-sphere
-frame (bounding-box centre, farthest point at radius 1), so Chamfer values are comparable across
-objects; D1-PSNR does not depend on the frame:
+Objects: the procedural corpus split (``split``; written once to ``<out>/inputs/`` so every method
+reads the same files through the handler) or the supported files in ``input_dir``.
 
-- D1-PSNR (MPEG p2point): mse = max of the two directed mean squared nearest-neighbour distances,
-  PSNR = 10·log10(peak² / mse), peak = the reference's bounding-box diagonal
-  (``squeeze3d.metrics.pointcloud``).
-- Chamfer: sum of the two directed mean squared nearest-neighbour distances.
-- bytes: the whole .sq3d file (header included) for the neural codec; the Draco bitstream alone for
-  Draco (no container), so the comparison favours Draco by the header size.
-- CR raw: num_points · 3 · 4 bytes (float32 xyz) / bytes; CR file: the input file's size / bytes
-  (both as ratios of the means over objects).
+Per object, the reference is the asset as the codec sees it (point clouds: the mesh sampled to the
+pair's point count with ``seed``; grids: resampled to the pair's resolution). Columns:
+
+- bytes: the whole .sq3d file (header included) for the neural codec; the bare payload for the
+  baselines (no container), so the comparison favours the baselines by the header size.
+- CR raw: the float32 asset (num_points·3·4 or 4·R³·4 bytes) / bytes; CR file: the input file's size
+  / bytes (both as ratios of the means over objects).
 - compress / decompress ms: median wall time per object, batch size 1, models already loaded; neural
   compress = normalise → E → F_E → quantise → pack (without the gate), decompress = parse → check →
   dequantise → F_D → G → denormalise; the gated row's compress time includes the gate.
-- resampling floor: a second, independent surface sampling of the same mesh (seed + 1) scored like a
-  reconstruction: the best any codec can do when it reproduces the surface rather than the samples.
+- the kind's metrics (see the handler's ``definitions``, printed under the table).
 """
 
 from __future__ import annotations
@@ -36,17 +34,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from squeeze3d.codec import DEFAULT_DTYPE, DEFAULT_MIN_QUALITY_DB, DEFAULT_PAIR, DEFAULT_QUANT, draco
 from squeeze3d.codec.compressor import decompress_bytes, get_codec
 from squeeze3d.errors import UserError
-from squeeze3d.io import atomic_write_bytes, list_inputs, read_asset
-from squeeze3d.metrics.pointcloud import chamfer, d1_psnr
+from squeeze3d.io import atomic_write_bytes, list_inputs
 
 NEURAL_VARIANTS = (("f32", "per_vector"), ("f16", "per_vector"), ("int8", "per_vector"), ("int8", "per_group"))
 COLUMNS = ("method", "objects", "bytes", "cr_raw", "cr_file", "chamfer", "d1_psnr", "compress_ms",
            "decompress_ms", "fallbacks")
+"""Summary columns of a point-cloud evaluation (other kinds swap in their metrics: ``columns``)."""
+
+
+def columns(handler) -> tuple[str, ...]:
+    return ("method", "objects", "bytes", "cr_raw", "cr_file", *(m.key for m in handler.metric_columns),
+            "compress_ms", "decompress_ms", "fallbacks")
 
 
 @dataclass
@@ -68,6 +70,8 @@ class EvalReport:
     previews: list[Path] = field(default_factory=list)
     fallbacks: int = 0
     code_std_range: tuple[float, float] | None = None
+    handler: object | None = field(default=None, repr=False)
+    """The asset kind's handler (``squeeze3d.assets``): metric columns, definitions, plot series."""
 
     def row(self, method: str) -> dict:
         return next(r for r in self.rows if r["method"] == method)
@@ -77,33 +81,15 @@ def variant_name(dtype: str, quant: str) -> str:
     return f"sq3d-{dtype}" + (f"-{quant.replace('_', '')}" if dtype == "int8" else "")
 
 
-def corpus_inputs(split: str, limit: int, dest: Path, log: Callable[[str], None] = print) -> list[Path]:
-    """The first ``limit`` objects of a procedural corpus split as PLY meshes in ``dest`` (written once).
+def corpus_inputs(split: str, limit: int, dest: Path, log: Callable[[str], None] = print,
+                  pair: str = DEFAULT_PAIR) -> list[Path]:
+    """The first ``limit`` objects of the pair's procedural corpus split as files in ``dest`` (written
+    once), through the pair's asset handler."""
+    from squeeze3d.assets import handler_for
+    from squeeze3d.pairs import get_pair
 
-    The only place the codec depends on the corpus (``squeeze3d.zoo.corpus``)."""
-    from squeeze3d.zoo import corpus
-
-    out, idx = [], 0
-    dest.mkdir(parents=True, exist_ok=True)
-    while len(out) < limit:
-        if corpus.split_of(idx) == split:
-            path = dest / f"{split}_{idx:05d}_{corpus.CATEGORIES[corpus.category_of(idx)]}.ply"
-            if not path.exists():
-                mesh, _ = corpus.make_mesh(corpus.DEFAULT_SEED, idx)
-                atomic_write_bytes(path, mesh.export(file_type="ply"))
-            out.append(path)
-        idx += 1
-    log(f"{len(out)} {split}-split corpus meshes in {dest}")
-    return out
-
-
-def _metrics(ref: np.ndarray, test: np.ndarray) -> tuple[float, float]:
-    """(Chamfer, D1-PSNR) in the reference's unit-sphere frame."""
-    centre = (ref.max(0) + ref.min(0)) / 2
-    scale = max(float(np.linalg.norm(ref - centre, axis=1).max()), 1e-12)
-    a = torch.from_numpy(((ref - centre) / scale).astype(np.float32))[None]
-    b = torch.from_numpy(((test - centre) / scale).astype(np.float32))[None]
-    return float(chamfer(a, b)[0]), float(d1_psnr(a, b)[0])
+    spec = get_pair(pair)
+    return handler_for(spec.asset_kind).corpus_inputs(spec, split, limit, dest, log)
 
 
 def _ms(t0: float) -> float:
@@ -124,18 +110,19 @@ def evaluate(pair: str = DEFAULT_PAIR, model: str | None = None, split: str = "t
         raise UserError(f"--limit must be at least 1, got {limit}")
     out = Path(out_dir)
     codec = get_codec(pair, model, device)
+    h = codec.handler
     resolved = codec.resolved
     # decompression resolves the model the way a receiver would: by the version in the file, or the path
     dec_model = model if model is not None else (resolved.version or str(resolved.path))
     if input_dir is not None:
-        files = list_inputs(input_dir)[:limit]
+        files = list_inputs(input_dir, h.input_exts)[:limit]
         if not files:
             raise UserError(f"{input_dir}: no supported input files")
         source = str(input_dir)
     else:
-        files = corpus_inputs(split, limit, out / "inputs", log)
+        files = h.corpus_inputs(codec.pair, split, limit, out / "inputs", log)
         source = f"procedural corpus, {split} split"
-    n_pts = int(codec.pair.num_points)
+    options = {"draco_bits": draco_bits, "level": level}
 
     objects: list[dict] = []
     codes: list[np.ndarray] = []
@@ -143,57 +130,50 @@ def evaluate(pair: str = DEFAULT_PAIR, model: str | None = None, split: str = "t
     warm = False
     for f in tqdm(files, desc="eval", unit="obj", disable=len(files) < 2):
         try:
-            asset = read_asset(f, n_pts, seed)
+            asset = h.read(f, codec.pair, seed)
         except UserError as e:
             log(f"skipping {f.name}: {e}")
             continue
-        ref = asset.points
-        raw_bytes = len(ref) * 12
+        ref = asset.data
+        raw_bytes = h.raw_bytes(ref)
+        ctx = h.metric_context(ref)
 
-        def add(method, nbytes, test, c_ms, d_ms, fallback=False, _f=f, _a=asset, _ref=ref, _raw=raw_bytes):
-            ch, ps = _metrics(_ref, test)
+        def add(method, nbytes, test, c_ms, d_ms, fallback=False, _f=f, _a=asset, _ctx=ctx, _raw=raw_bytes):
             objects.append({"object": _f.name, "method": method, "bytes": nbytes, "raw_bytes": _raw,
-                            "file_bytes": _a.file_bytes, "chamfer": ch, "d1_psnr": ps, "compress_ms": c_ms,
+                            "file_bytes": _a.file_bytes, **h.eval_metrics(_ctx, test), "compress_ms": c_ms,
                             "decompress_ms": d_ms, "fallback": int(fallback)})
 
         if not warm:  # first call loads models and warms kernels: keep it out of the timings
-            decompress_bytes(codec.compress_points(ref, DEFAULT_DTYPE, DEFAULT_QUANT, min_quality).data,
+            decompress_bytes(codec.compress_asset(ref, DEFAULT_DTYPE, DEFAULT_QUANT, None).data,
                              model=dec_model, device=device)
             warm = True
         for dtype, quant in variants:
-            res = codec.compress_points(ref, dtype, quant, None)
+            res = codec.compress_asset(ref, dtype, quant, None)
             t0 = time.perf_counter()
             dec = decompress_bytes(res.data, model=dec_model, device=device)
-            add(variant_name(dtype, quant), res.nbytes, dec.points, res.encode_ms, _ms(t0))
+            add(variant_name(dtype, quant), res.nbytes, dec.data, res.encode_ms, _ms(t0))
             if dtype == "f32":
                 codes.append(np.frombuffer(res.container.payload, "<f4"))
         if min_quality is not None:
-            res = codec.compress_points(ref, DEFAULT_DTYPE, DEFAULT_QUANT, min_quality)
+            res = codec.compress_asset(ref, DEFAULT_DTYPE, DEFAULT_QUANT, min_quality)
             t0 = time.perf_counter()
             dec = decompress_bytes(res.data, model=dec_model, device=device)
-            add(f"sq3d-{DEFAULT_DTYPE}+gate", res.nbytes, dec.points, res.encode_ms + res.gate_ms, _ms(t0),
+            add(f"sq3d-{DEFAULT_DTYPE}+gate", res.nbytes, dec.data, res.encode_ms + res.gate_ms, _ms(t0),
                 res.fallback)
-            label = (f"Draco {res.container.draco_bits}-bit fallback" if res.fallback
+            label = (f"{h.fallback_name} {res.container.draco_bits}-bit fallback" if res.fallback
                      else f"neural {DEFAULT_DTYPE}")
         else:
             label = variant_name(dtype, quant)
-        shown, shown_bytes = dec.points, res.nbytes
-        for bits in draco_bits:
-            t0 = time.perf_counter()
-            blob = draco.encode_points(ref, bits, level)
-            c_ms = _ms(t0)
-            t0 = time.perf_counter()
-            pts = draco.decode_points(blob)
-            add(f"draco-{bits}", len(blob), pts, c_ms, _ms(t0))
-        if asset.kind == "mesh":
-            add("resample-floor", raw_bytes, read_asset(f, n_pts, seed + 1).points, math.nan, math.nan)
+        shown, shown_bytes = dec.data, res.nbytes
+        for bl in h.baselines(asset, ref, codec.pair, seed, options):
+            add(bl.method, bl.nbytes, bl.reconstruction, bl.compress_ms, bl.decompress_ms)
         if previews:
-            _, ps = _metrics(ref, shown)
-            preview_paths.append(_preview(out / "previews" / f"{f.stem}.png", ref, shown,
-                                          f"{f.name}: {label}, {shown_bytes} B, D1-PSNR {ps:.1f} dB"))
+            q = h.eval_metrics(ctx, shown)[h.primary_metric]
+            preview_paths.append(h.preview(out / "previews" / f"{f.stem}.png", ref, shown,
+                                           f"{f.name}: {label}, {shown_bytes} B, {h.quality_name} {q:.1f} dB"))
     if not objects:
         raise UserError("no object could be evaluated")
-    rows = _summarise(objects)
+    rows = _summarise(objects, h)
     std = np.stack(codes).std(axis=0) if len(codes) >= 2 else None
     std_range = (float(std.min()), float(std.max())) if std is not None else None
     fallbacks = sum(o["fallback"] for o in objects)
@@ -201,22 +181,16 @@ def evaluate(pair: str = DEFAULT_PAIR, model: str | None = None, split: str = "t
                      objects=objects, markdown="", out_dir=out, markdown_path=out / "report.md",
                      csv_path=out / "summary.csv", objects_csv_path=out / "objects.csv",
                      rd_png=out / "rate_distortion.png", preview_dir=out / "previews", previews=preview_paths,
-                     fallbacks=fallbacks, code_std_range=std_range)
+                     fallbacks=fallbacks, code_std_range=std_range, handler=h)
     rep.markdown = to_markdown(rep, min_quality)
     atomic_write_bytes(rep.markdown_path, rep.markdown.encode())
-    atomic_write_bytes(rep.csv_path, _csv(rows, COLUMNS))
+    atomic_write_bytes(rep.csv_path, _csv(rows, columns(h)))
     atomic_write_bytes(rep.objects_csv_path, _csv(objects, list(objects[0])))
     _rd_plot(rep, min_quality)
     return rep
 
 
-def _preview(path: Path, ref: np.ndarray, recon: np.ndarray, title: str) -> Path:
-    from squeeze3d.metrics.render import render_before_after
-
-    return render_before_after(path, ref, recon, title=title)
-
-
-def _summarise(objects: list[dict]) -> list[dict]:
+def _summarise(objects: list[dict], handler) -> list[dict]:
     methods = list(dict.fromkeys(o["method"] for o in objects))
     rows = []
     for m in methods:
@@ -228,7 +202,7 @@ def _summarise(objects: list[dict]) -> list[dict]:
         rows.append({"method": m, "objects": len(rs), "bytes": mean("bytes"),
                      "cr_raw": mean("raw_bytes") / mean("bytes"),
                      "cr_file": (float(np.mean(files)) / mean("bytes")) if files and m != "resample-floor" else math.nan,
-                     "chamfer": mean("chamfer"), "d1_psnr": mean("d1_psnr"), "compress_ms": med("compress_ms"),
+                     **{c.key: mean(c.key) for c in handler.metric_columns}, "compress_ms": med("compress_ms"),
                      "decompress_ms": med("decompress_ms"), "fallbacks": sum(r["fallback"] for r in rs)})
     return rows
 
@@ -241,32 +215,42 @@ def _fmt(v, nd=2) -> str:
     return str(v)
 
 
+def _handler(rep: EvalReport):
+    if rep.handler is not None:
+        return rep.handler
+    from squeeze3d.assets import handler_for
+
+    return handler_for("point_cloud")
+
+
 def to_markdown(rep: EvalReport, min_quality: float | None) -> str:
-    head = ["method", "objects", "bytes", "CR raw", "CR file", "Chamfer", "D1-PSNR dB", "compress ms",
+    h = _handler(rep)
+    mcols = h.metric_columns
+    prim = h.primary_metric
+    prim_head = next(c.header for c in mcols if c.key == prim)
+    head = ["method", "objects", "bytes", "CR raw", "CR file", *(c.header for c in mcols), "compress ms",
             "decompress ms", "fallbacks"]
     lines = [f"## Codec evaluation: pair `{rep.pair}`, model `{rep.model_identity}`", "",
-             f"Objects: {len({o['object'] for o in rep.objects})} from {rep.source}. Quality floor: "
-             f"{'off' if min_quality is None else f'{min_quality:g} dB'}; fell back to Draco: {rep.fallbacks}.", "",
+             f"Objects: {len({o['object'] for o in rep.objects})} from {rep.source}. Quality floor "
+             f"({h.quality_name}): {'off' if min_quality is None else f'{min_quality:g} dB'}; fell back to "
+             f"{h.fallback_name}: {rep.fallbacks}.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rep.rows:
         vals = [r["method"], r["objects"], _fmt(r["bytes"], 1), _fmt(r["cr_raw"], 1), _fmt(r["cr_file"], 1),
-                _fmt(r["chamfer"], 5), _fmt(r["d1_psnr"]), _fmt(r["compress_ms"], 1), _fmt(r["decompress_ms"], 1),
-                r["fallbacks"]]
+                *(_fmt(r[c.key], c.digits) for c in mcols), _fmt(r["compress_ms"], 1),
+                _fmt(r["decompress_ms"], 1), r["fallbacks"]]
         lines.append("| " + " | ".join(map(str, vals)) + " |")
     base = next((r for r in rep.rows if r["method"] == "sq3d-f32"), None)
     neural = [r for r in rep.rows if r["method"].startswith("sq3d-") and "+gate" not in r["method"]]
     if base and len(neural) > 1:
-        lines += ["", "Quantisation (neural only, no gate): bytes and D1-PSNR loss against f32", "",
-                  "| dtype | bytes | D1-PSNR dB | loss vs f32 dB |", "|---|---|---|---|"]
+        lines += ["", f"Quantisation (neural only, no gate): bytes and {prim_head} loss against f32", "",
+                  f"| dtype | bytes | {prim_head} | loss vs f32 dB |", "|---|---|---|---|"]
         for r in neural:
-            lines.append(f"| {r['method']} | {r['bytes']:.0f} | {r['d1_psnr']:.2f} | "
-                         f"{base['d1_psnr'] - r['d1_psnr']:.3f} |")
+            lines.append(f"| {r['method']} | {r['bytes']:.0f} | {r[prim]:.2f} | {base[prim] - r[prim]:.3f} |")
     if rep.code_std_range:
         lo, hi = rep.code_std_range
         lines += ["", f"Code dimensions' std over these objects: {lo:.3g} … {hi:.3g} (ratio {hi / max(lo, 1e-12):.2f})."]
-    lines += ["", "Definitions: D1-PSNR = MPEG p2point, peak = reference bounding-box diagonal; Chamfer = sum of "
-              "both directed mean squared NN distances in the reference's unit-sphere frame; neural bytes include "
-              "the .sq3d header, Draco bytes are the bare bitstream; ms = median per object on this machine."]
+    lines += ["", h.definitions()]
     return "\n".join(lines) + "\n"
 
 
@@ -281,11 +265,12 @@ def _csv(rows: list[dict], columns) -> bytes:
 def _rd_plot(rep: EvalReport, min_quality: float | None) -> Path:
     from squeeze3d.metrics.render import plot_rate_distortion
 
-    dr = [r for r in rep.rows if r["method"].startswith("draco-")]
-    series = {"Draco (level 10)": ([r["bytes"] for r in dr], [r["d1_psnr"] for r in dr])}
+    h = _handler(rep)
+    prim = h.primary_metric
+    series, floor = h.rd_series(rep.rows)
     for r in rep.rows:
         if r["method"].startswith("sq3d-"):
-            series[r["method"]] = ([r["bytes"]], [r["d1_psnr"]])
-    floor = next((r["d1_psnr"] for r in rep.rows if r["method"] == "resample-floor"), None)
-    return plot_rate_distortion(rep.rd_png, series, floor_db=floor,
+            series[r["method"]] = ([r["bytes"]], [r[prim]])
+    ylabel = next(c.header for c in h.metric_columns if c.key == prim).replace(" dB", " (dB)")
+    return plot_rate_distortion(rep.rd_png, series, floor_db=floor, ylabel=ylabel,
                                 title=f"{rep.pair} ({rep.model_identity}), {len({o['object'] for o in rep.objects})} objects")

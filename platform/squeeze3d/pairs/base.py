@@ -45,10 +45,16 @@ class PairSpec:
     """Overrides of ``MappingConfig`` defaults for this pair (architecture, d_code, dropout, ...)."""
     optim: dict[str, Any] = field(default_factory=dict)
     """Overrides of ``OptimConfig`` defaults (learning rates, epochs, batch size)."""
+    loss: dict[str, Any] = field(default_factory=dict)
+    """Overrides of ``LossConfig`` defaults (e.g. a λ_gram that suits the scale of this pair's codes)."""
     normalisation: str = "unit_sphere"
-    """How assets are normalised before encoding (centre + scale kept in the container)."""
+    """How assets are normalised before encoding (centre + scale kept in the container). Point clouds:
+    ``unit_sphere``; radiance-field grids already fill their cube: the codec treats them as identity."""
     num_points: int | None = None
     """Point clouds: number of points E takes and G produces."""
+    grid_resolution: int | None = None
+    """Radiance fields: the R of the ``[4, R, R, R]`` grids E takes and G produces (real NeRF-MAE: 160).
+    Optional: when unset, the codec probes it once from G."""
     asset_metrics: Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]] = point_cloud_metrics
     """``(reference, reconstruction) -> {name: [B] values}``: the end-task metrics of this asset kind."""
     objective: str = "d1_psnr"

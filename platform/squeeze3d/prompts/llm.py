@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from functools import partial
 
 from squeeze3d import storage
 from squeeze3d.errors import UserError
@@ -63,6 +64,10 @@ class LLMOptions:
     """Logical CPUs reserved per engine actor when ``gpus_per_replica == 0``."""
     engine_kwargs: dict = field(default_factory=dict)
     """Extra ``vllm`` engine arguments (override the ones derived above)."""
+    max_engine_restarts: int = 2
+    """Restarts of an engine replica that dies (and retries of the batch it held) before the run
+    fails. Ray Data's default is unlimited: a replica that dies on every batch would loop forever.
+    An engine that cannot start at all fails at once (``DataContext.max_consecutive_actor_init_deaths``)."""
 
     @property
     def on_cpu(self) -> bool:
@@ -91,6 +96,8 @@ def check_model(opts: LLMOptions, total_memory_bytes: int | None = None) -> dict
     """Pre-flight, before any Ray work: the model exists, looks like a HF model directory and
     (on CPU, where the budget is known here) its weights fit ``memory_share`` of RAM.
     Returns ``{"identity", "weight_bytes"}``; raises ``ModelNotFound`` / ``ModelDoesNotFit``."""
+    if int(opts.max_engine_restarts) < 0:
+        raise UserError(f"--max-engine-restarts must be >= 0, got {opts.max_engine_restarts}")
     if not opts.model:
         raise ModelNotFound("the vllm backend needs --model (a local model directory or s3://bucket/prefix)")
     files = dict(_model_files(opts.model))
@@ -151,8 +158,12 @@ def sampling_params(opts: LLMOptions, seed: int) -> dict:
             "seed": int(seed)}
 
 
-def attach(ds, opts: LLMOptions, stage_cpus: float = 0.25):
-    """``ds`` rows (request_index, seed, category, style, material) -> + ``reply``, ``error``."""
+ENGINE_STAGE = "vLLMEngineStage"
+
+
+def build_engine_processor(opts: LLMOptions, stage_cpus: float = 0.25):
+    """The ``ray.data.llm`` processor of the vllm backend (chat template -> vLLM engine), with the
+    engine replicas' restarts capped at ``opts.max_engine_restarts``."""
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
     kwargs = {}
@@ -173,15 +184,27 @@ def attach(ds, opts: LLMOptions, stage_cpus: float = 0.25):
         detokenize_stage=False,
         **kwargs,
     )
-    keep = ("request_index", "seed", "category", "style", "material")
-
-    def preprocess(row: dict) -> dict:
-        return {**{k: row[k] for k in keep}, "messages": build_messages(row),
-                "sampling_params": sampling_params(opts, row["seed"])}
-
-    processor = build_processor(config, preprocess=preprocess,
+    processor = build_processor(config, preprocess=partial(_preprocess, opts=opts),
                                 preprocess_map_kwargs={"num_cpus": stage_cpus})
-    return processor(ds).map(_select_output, num_cpus=stage_cpus)
+    # Ray Data gives actors max_restarts=-1 and max_task_retries=-1 unless told otherwise; a vLLM
+    # replica whose engine dies exits its actor to be restarted (ray.llm's vLLMEngineStage), so a
+    # fault that recurs would restart it forever. Capped, the run fails and says so.
+    n = int(opts.max_engine_restarts)
+    processor.get_stage_by_name(ENGINE_STAGE).map_batches_kwargs.update(max_restarts=n, max_task_retries=n)
+    return processor
+
+
+_KEEP = ("request_index", "seed", "category", "style", "material")
+
+
+def _preprocess(row: dict, opts: LLMOptions) -> dict:
+    return {**{k: row[k] for k in _KEEP}, "messages": build_messages(row),
+            "sampling_params": sampling_params(opts, row["seed"])}
+
+
+def attach(ds, opts: LLMOptions, stage_cpus: float = 0.25):
+    """``ds`` rows (request_index, seed, category, style, material) -> + ``reply``, ``error``."""
+    return build_engine_processor(opts, stage_cpus)(ds).map(_select_output, num_cpus=stage_cpus)
 
 
 def _select_output(row: dict) -> dict:

@@ -9,8 +9,9 @@ requests (driver, deterministic) ─► generate ─► parse/clean ─► embed
 
 Bad input never crashes a run half-way: argument and model problems are found before Ray starts
 (``UserError``, nothing written); a reply that cannot be parsed or a request the engine rejects is
-counted by reason; an engine that cannot start (e.g. a model that does not fit) ends the run with a
-``failed`` summary saying so, and no table is written.
+counted by reason; an engine that cannot start (e.g. a model that does not fit) or an actor that
+keeps dying (restarts are capped) ends the run with a ``failed`` ``summary.json`` saying why and no
+table, then ``RunFailed`` (a ``UserError``: one clear line, exit 2 in the CLI).
 """
 
 from __future__ import annotations
@@ -30,6 +31,15 @@ from squeeze3d.prompts import dedup, parse, table, template
 from squeeze3d.prompts.topics import Topics, derive_seed, load_topics, topic_for
 
 BACKENDS = ("template", "vllm")
+
+
+class RunFailed(UserError):
+    """The generation stage could not run (engine start, repeated actor deaths). ``summary`` is the
+    failed run summary, also written as ``summary.json``."""
+
+    def __init__(self, message: str, summary: dict):
+        super().__init__(message)
+        self.summary = summary
 
 
 @dataclass
@@ -55,6 +65,9 @@ class BuildOptions:
     """Rows per batch in the template, parse and embed stages."""
     progress: bool = False
     """Ray Data progress bars."""
+    actor_max_restarts: int = 2
+    """Restarts of the embedding actor (and retries of its batch) before the run fails; Ray Data's
+    default is unlimited. The vLLM replicas' cap is ``LLMOptions.max_engine_restarts``."""
     extra_metadata: dict = field(default_factory=dict)
 
 
@@ -113,6 +126,8 @@ def _check_args(num_prompts: int, output: str, backend: str, samples_per_prompt:
         raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if int(samples_per_prompt) < 1:
         raise UserError(f"--samples-per-prompt must be >= 1, got {samples_per_prompt}")
+    if int(opts.actor_max_restarts) < 0:
+        raise UserError(f"actor_max_restarts must be >= 0, got {opts.actor_max_restarts}")
     if opts.oversample < 1.0:
         raise UserError(f"oversample must be >= 1, got {opts.oversample}")
     if not 0.0 < opts.near_threshold <= 1.0:
@@ -130,7 +145,10 @@ def build_prompts(num_prompts: int, output: str, *, backend: str = "template", m
     """Build a prompt table of (up to) ``num_prompts`` distinct prompts at ``output`` and return the
     run summary (also written as ``summary.json``). ``llm`` is an ``llm.LLMOptions`` for the
     ``vllm`` backend (``model`` overrides its ``model``). ``samples_per_prompt`` is recorded for the
-    pair builder, which expands each prompt that many times (``table.expand_prompts``)."""
+    pair builder, which expands each prompt that many times (``table.expand_prompts``).
+
+    Raises ``UserError`` before any work for bad arguments or a missing/oversized model, and
+    ``RunFailed`` (after writing the failed summary, never a table) when the stage cannot run."""
     opts = options or BuildOptions()
     out = _check_args(num_prompts, output, backend, samples_per_prompt, opts)
     topics = load_topics(opts.topics_dir)
@@ -173,17 +191,20 @@ def build_prompts(num_prompts: int, output: str, *, backend: str = "template", m
                         num_cpus=opts.stage_cpus)
     ds = ds.map_batches(_EmbedStage, fn_constructor_kwargs={"model_dir": embed_dir},
                         batch_size=opts.batch_size, batch_format="numpy", num_cpus=opts.embed_cpus,
-                        compute=ray.data.ActorPoolStrategy(size=1))
+                        compute=ray.data.ActorPoolStrategy(size=1), max_restarts=opts.actor_max_restarts,
+                        max_task_retries=opts.actor_max_restarts)
     cols = ("request_index", "seed", "category", "style", "material", "prompt", "drop_reason",
             "mentions_category", "embedding")
     try:
         parts = list(ds.select_columns(list(cols)).iter_batches(batch_size=None, batch_format="numpy"))
-    except Exception as e:  # an engine that cannot start, a worker that dies: report, don't crash
+    except Exception as e:  # an engine that cannot start, an actor that keeps dying: report, no table
         summary.update(status="failed", error=f"{type(e).__name__}: {_first_line(e)}",
                        dropped={"engine_error": n_req}, num_prompts=0,
                        seconds={"pipeline": round(time.perf_counter() - t0, 2)})
         storage.write_bytes_atomic(out.join(table.SUMMARY_NAME), _json(summary))
-        return summary
+        raise RunFailed(f"the {backend} stage failed, no prompt table written ({summary['error']}); all "
+                        f"{n_req} requests counted as engine_error in {out.join(table.SUMMARY_NAME).uri}",
+                        summary) from e
     t_pipe = time.perf_counter() - t0
     res = {c: np.concatenate([p[c] for p in parts]) for c in cols if c != "embedding"}
     emb = np.concatenate([np.asarray(p["embedding"], dtype=np.float32).reshape(len(p["prompt"]), -1)

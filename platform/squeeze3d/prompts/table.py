@@ -134,3 +134,46 @@ def expand_prompt_ids(rows: list[dict], samples_per_prompt: int) -> list[tuple[s
     its ``k`` samples each condition is (for provenance columns or a manifest)."""
     k = int(samples_per_prompt)
     return [(r["prompt_id"], j) for r in rows for j in range(k)]
+
+
+def read_summary(uri: str) -> dict | None:
+    """The run summary (``summary.json``) beside the table at ``uri``, or None if there is none."""
+    loc = _table_location(uri)
+    # the summary sits beside prompts.parquet (write_prompt_table)
+    s = storage.Location(loc.uri[: -len(loc.name)] + SUMMARY_NAME, loc.fs, loc.path[: -len(loc.name)] + SUMMARY_NAME)
+    if not storage.is_file(s):
+        return None
+    try:
+        return json.loads(storage.read_bytes(s))
+    except ValueError as e:
+        raise PromptTableError(f"{s.uri}: not valid JSON: {e}") from e
+
+
+def describe_table(uri: str, limit: int = 5) -> dict:
+    """What ``squeeze3d prompts show`` prints: counts per topic, backend and model identity, the
+    content hash the pair builder records (``table_sha256``), the run's drop counts if its summary
+    is there, and the first ``limit`` prompts."""
+    from collections import Counter
+
+    from squeeze3d.synth.conditions import table_content_hash
+
+    t = read_prompt_table_arrow(uri)
+    meta = json.loads((t.schema.metadata or {}).get(METADATA_KEY, b"{}"))
+    cols = {c: t.column(c).to_pylist() for c in ("prompt_id", "prompt", "category", "style", "material",
+                                                  "backend", "model", "mentions_category")}
+    summary = read_summary(uri)
+    out = {
+        "uri": _table_location(uri).uri, "num_prompts": t.num_rows,
+        "table_sha256": table_content_hash(cols["prompt_id"], cols["prompt"]),
+        "backend": dict(Counter(cols["backend"]).most_common()),
+        "model": dict(Counter(cols["model"]).most_common()),
+        "metadata": meta,
+        "per_topic": {k: dict(Counter(cols[k]).most_common()) for k in ("category", "style", "material")},
+        "mentions_category": round(sum(cols["mentions_category"]) / t.num_rows, 4) if t.num_rows else 0.0,
+        "first": [{"prompt_id": i, "prompt": p} for i, p in zip(cols["prompt_id"][:limit], cols["prompt"][:limit])],
+    }
+    if summary is not None:
+        out["run"] = {k: summary.get(k) for k in ("status", "num_prompts_requested", "num_requests", "dropped",
+                                                  "surplus", "shortfall", "diversity", "prompts_per_s", "error")
+                      if k in summary}
+    return out

@@ -34,8 +34,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from squeeze3d import storage
+from squeeze3d.errors import UserError
 from squeeze3d.synth import schema
-from squeeze3d.synth.conditions import ConditionSource, UnsupportedConditionError, source_for
+from squeeze3d.synth.conditions import (
+    ConditionSource,
+    PromptConditions,
+    PromptSourceError,
+    UnsupportedConditionError,
+    source_for,
+)
 from squeeze3d.synth.manifest import (
     Manifest,
     ManifestError,
@@ -59,7 +66,7 @@ class BuildConfig:
     pair: str
     """Registered pair name (``squeeze3d pairs``)."""
     num_samples: int = 1024
-    """N: rows in the finished dataset."""
+    """N: rows in the finished dataset. With a prompt table and no explicit value: n_prompts * k."""
     output: str = ""
     """Local directory or ``s3://bucket/prefix``."""
     seed: int = 0
@@ -78,6 +85,10 @@ class BuildConfig:
     """Logical CPUs reserved per actor (fractions let G and E share a core)."""
     gpus_per_worker: float = 0.0
     """GPUs per actor; > 0 puts the models on ``cuda``. Same code path on CPU."""
+    prompts: str = ""
+    """Text-conditioned pairs: the prompt table (``jobs/build_prompts.py`` output; local or s3://)."""
+    samples_per_prompt: int | None = None
+    """k: samples per prompt (None: the k the table was built for, else 4)."""
 
     @property
     def device(self) -> str:
@@ -129,6 +140,8 @@ def resolve_config(pair: str, datasets_dir: str | Path | None = None, **override
         raise TypeError(f"unknown build settings {unknown}")
     values = {**load_defaults(pair, datasets_dir), **{k: v for k, v in overrides.items() if v is not None}}
     values.pop("pair", None)
+    if values.get("prompts") and "num_samples" not in values:
+        values["num_samples"] = None  # resolved from the prompt table in _plan: n_prompts * k
     cfg = BuildConfig(pair=pair, **values)
     if not cfg.output:
         cfg.output = os.path.join(".state", "data", pair)  # where `make train` looks by default
@@ -170,7 +183,7 @@ class BuildSummary:
     def describe(self) -> str:
         return (f"{self.rows} rows in {self.shards} shards ({self.shards_written} written, "
                 f"{self.shards_reused} reused), {self.bytes / 1e6:.2f} MB, {self.seconds:.1f} s, "
-                f"{self.rows_per_s:.0f} rows/s -> {self.output} (manifest: {self.manifest})")
+                f"{self.rows_per_s:.3g} rows/s -> {self.output} (manifest: {self.manifest})")
 
 
 @dataclass
@@ -199,12 +212,14 @@ def build_dataset(pair: str, *, num_samples: int | None = None, output: str | No
                   generator_workers: int | None = None, encoder_workers: int | None = None,
                   generator_batch_size: int | None = None, encoder_batch_size: int | None = None,
                   cpus_per_worker: float | None = None, gpus_per_worker: float | None = None,
+                  prompts: str | None = None, samples_per_prompt: int | None = None,
                   overwrite: bool = False, datasets_dir: str | Path | None = None,
                   ray_address: str | None = None, log: Callable[[str], None] = _log_default,
                   on_shard: Callable[[ShardEntry], None] | None = None) -> BuildSummary:
     """Build (or finish) the (z_E, z_G) dataset of ``pair`` at ``output``; see the module docstring.
 
-    ``None`` settings come from ``datasets/<pair>.yaml``. Raises ``BuildConfigError`` (nothing
+    ``None`` settings come from ``datasets/<pair>.yaml``. ``prompts`` (text-conditioned pairs) is
+    a prompt table URI; each prompt is sampled ``samples_per_prompt`` times. Raises ``BuildConfigError`` (nothing
     written) for bad arguments, an unusable output, or an output holding a different build unless
     ``overwrite``. ``on_shard`` is called after each new shard is durably written.
     """
@@ -214,7 +229,8 @@ def build_dataset(pair: str, *, num_samples: int | None = None, output: str | No
                              shard_rows=shard_rows, generator_workers=generator_workers,
                              encoder_workers=encoder_workers, generator_batch_size=generator_batch_size,
                              encoder_batch_size=encoder_batch_size, cpus_per_worker=cpus_per_worker,
-                             gpus_per_worker=gpus_per_worker)
+                             gpus_per_worker=gpus_per_worker, prompts=prompts,
+                             samples_per_prompt=samples_per_prompt)
     except TypeError as e:  # a YAML value of the wrong type
         raise BuildConfigError(str(e)) from e
     plan = _plan(cfg, overwrite, log)
@@ -292,15 +308,25 @@ def _plan(cfg: BuildConfig, overwrite: bool, log) -> _Plan:
     """Validate everything and decide what to compute, without writing anything."""
     from squeeze3d.pairs import UnknownPairError, get_pair
 
-    check_config(cfg)
     try:
         spec = get_pair(cfg.pair)
     except UnknownPairError as e:
         raise BuildConfigError(str(e)) from e
     try:
-        source = source_for(spec.condition_kind)
-    except UnsupportedConditionError as e:
+        source = source_for(spec.condition_kind, prompts=cfg.prompts or None,
+                            samples_per_prompt=cfg.samples_per_prompt)
+    except (UnsupportedConditionError, PromptSourceError, UserError) as e:
         raise BuildConfigError(f"pair {cfg.pair!r}: {e}") from e
+    if isinstance(source, PromptConditions):
+        cfg.samples_per_prompt = source.samples_per_prompt
+        if cfg.num_samples is None:
+            cfg.num_samples = source.num_conditions
+        if isinstance(cfg.num_samples, int) and cfg.num_samples > source.num_conditions:
+            raise BuildConfigError(
+                f"--num-samples {cfg.num_samples} exceeds the {len(source.prompts)} prompts x "
+                f"{source.samples_per_prompt} samples of {cfg.prompts} ({source.num_conditions}); raise "
+                "--samples-per-prompt or build a bigger prompt table")
+    check_config(cfg)
     try:
         root = storage.resolve(cfg.output)
         storage.check_writable(root)
@@ -488,7 +514,7 @@ def make_input_tables(cfg: BuildConfig, source: ConditionSource, shards: list[in
         lo, hi = cfg.shard_range(k)
         idx = np.arange(lo, hi, dtype=np.int64)
         ids = schema.sample_ids(cfg.seed, idx)
-        tables.append(pa.table({"index": idx, "sample_id": ids, **source.input_columns(ids)}))
+        tables.append(pa.table({"index": idx, "sample_id": ids, **source.input_columns(ids, idx)}))
     return tables
 
 
@@ -509,7 +535,7 @@ def make_pipeline(cfg: BuildConfig, source: ConditionSource, shards: list[int]):
                         compute=ActorPoolStrategy(size=cfg.generator_workers), num_cpus=cfg.cpus_per_worker,
                         fn_constructor_kwargs={"pair": cfg.pair, "device": cfg.device,
                                                "condition_kind": spec.condition_kind,
-                                               "cpus": cfg.cpus_per_worker}, **gpu)
+                                               "cpus": cfg.cpus_per_worker, "source": source}, **gpu)
     ds = ds.map_batches(EncodeStage, batch_size=cfg.encoder_batch_size, batch_format="numpy",
                         compute=ActorPoolStrategy(size=cfg.encoder_workers), num_cpus=cfg.cpus_per_worker,
                         fn_constructor_kwargs={"pair": cfg.pair, "device": cfg.device,
@@ -555,6 +581,6 @@ def _run_pipeline(plan: _Plan, written: dict, nodes: dict, log, on_shard) -> Non
                 last = now
                 el = now - t0
                 log(f"{done_rows}/{rows_todo} rows, {len(written)}/{len(plan.todo)} shards written, "
-                    f"{done_rows / el if el > 0 else 0:.0f} rows/s")
+                    f"{done_rows / el if el > 0 else 0:.3g} rows/s")
     finally:
         ctx.enable_progress_bars = old_bars

@@ -30,15 +30,21 @@ def free_port() -> int:
 
 class LocalCluster:
     def __init__(self, head_cpus: int = 1, object_store_bytes: int = 200 * 1024**2,
-                 head_core: int | None = None, extra_env: dict | None = None):
+                 head_core: int | None = None, extra_env: dict | None = None, base_env: dict | None = None):
         self.bin = Path(sys.executable).parent
         self.tmp = tempfile.mkdtemp(prefix="s3dray-", dir="/tmp")  # short: unix socket paths are limited
         self.port, self.dashboard_port = free_port(), free_port()
         self.object_store_bytes = object_store_bytes
-        env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH")}
+        # base_env replaces this process's environment (the stack hands nodes a cleaned one)
+        env = {k: v for k, v in (os.environ if base_env is None else base_env).items()
+               if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH")}
         env.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
                     "PATH": f"{self.bin}{os.pathsep}{env.get('PATH', '')}", "RAY_USAGE_STATS_ENABLED": "0"})
         env.update(extra_env or {})
+        # Processes on the nodes that look the cluster up (Ray Train's PlacementGroupCleaner uses the
+        # state API) must find *this* one: with several Ray instances on a machine, auto-detection fails.
+        # `ray start` itself does not read RAY_ADDRESS (the worker gets --address explicitly).
+        env["RAY_ADDRESS"] = self.address
         self.env = env
         self.procs: list[subprocess.Popen] = []
         self._start_node(head=True, cpus=head_cpus, core=head_core)
@@ -86,9 +92,12 @@ class LocalCluster:
             for i, p in enumerate(self.procs):
                 if p.poll() is not None:
                     raise RuntimeError(f"ray node {i} exited early (rc={p.returncode}):\n{self.log_tail(i)}")
-            r = subprocess.run([str(self.bin / "ray"), "list", "nodes", "--address", self.dashboard_url,
-                                "--filter", "state=ALIVE", "--format", "json"],
-                               env=self.env, capture_output=True, text=True, timeout=60)
+            try:
+                r = subprocess.run([str(self.bin / "ray"), "list", "nodes", "--address", self.dashboard_url,
+                                    "--filter", "state=ALIVE", "--format", "json"],
+                                   env=self.env, capture_output=True, text=True, timeout=60)
+            except subprocess.TimeoutExpired:  # a busy machine: ask again until the deadline
+                continue
             if r.returncode == 0 and r.stdout.count('"node_id"') >= n:
                 return
             time.sleep(2)
@@ -105,6 +114,11 @@ class LocalCluster:
             cmd += ["--runtime-env-json", json.dumps({"excludes": list(excludes)})]
         return subprocess.run([*cmd, "--", *entrypoint], env=self.env, capture_output=True, text=True,
                               timeout=timeout)
+
+    @property
+    def pids(self) -> list[int]:
+        """``ray start --block`` process ids, head first (each leads its own session)."""
+        return [p.pid for p in self.procs]
 
     def stop(self) -> None:
         for p in reversed(self.procs):  # workers first, then the head
@@ -129,3 +143,36 @@ class LocalCluster:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def stop_detached(pids: list[int], tmp: str | None, timeout: float = 60) -> None:
+    """Stop nodes a ``LocalCluster`` started in another process (the stack's ``make stack-down``):
+    SIGTERM each ``ray start --block`` (workers first), wait, then SIGKILL what is left of each node's
+    own session. Only these sessions are touched; pids that are gone are skipped."""
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        # a zombie child of this process counts as gone once reaped
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            return done == 0
+        except ChildProcessError:
+            return True
+
+    for pid in reversed(pids):
+        if alive(pid):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.time() + timeout
+    while time.time() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.5)
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    if tmp:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -35,7 +35,7 @@ class GenerateStage:
     output adds ``z_g`` and ``assets`` float32 arrays and ``node_g`` (which node did the work)."""
 
     def __init__(self, pair: str, device: str = "cpu", condition_kind: str | None = None,
-                 cpus: float | None = None):
+                 cpus: float | None = None, source=None):
         from squeeze3d.pairs import get_pair
         from squeeze3d.synth.conditions import source_for
 
@@ -43,11 +43,12 @@ class GenerateStage:
             _threads(cpus)
         spec = get_pair(pair)
         self.generator = spec.build_generator(device)
-        self.source = source_for(condition_kind or spec.condition_kind)
+        # The planned source (a prompt table needs its URI and k); noise seeds need no arguments.
+        self.source = source if source is not None else source_for(condition_kind or spec.condition_kind)
         self.node = _node_id()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        conditions = self.source.for_generator(batch["condition"])
+        conditions = self.source.generator_conditions(batch)
         z_g, assets = self.generator.sample(conditions)
         out = dict(batch)
         out["z_g"] = z_g.cpu().numpy().astype(np.float32, copy=False)

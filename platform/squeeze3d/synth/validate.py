@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from squeeze3d import storage
 from squeeze3d.synth import schema
-from squeeze3d.synth.conditions import source_for
+from squeeze3d.synth.conditions import arrow_type_for
 from squeeze3d.synth.manifest import ManifestError, fingerprint_of, read_manifest
 
 
@@ -59,7 +59,7 @@ def validate_dataset(uri: str, max_problems: int = 50) -> ValidationReport:
         return rep
     fp = fingerprint_of(man)
     try:
-        cond_type = source_for(man.condition.get("kind", "")).arrow_type
+        cond_type = arrow_type_for(man.condition.get("kind", ""))
     except ValueError as e:
         problem(f"manifest condition: {e}")
         return rep

@@ -100,14 +100,19 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             metrics.update(heldout_metrics(pair, result_holder["f_e"], result_holder["f_d"],
                                            int(config.get("heldout_rows", 0)), generator=generator))
         logger.metrics(metrics, epoch)
-        with tempfile.TemporaryDirectory() as tmp:
-            checkpoint = None
-            if rank == 0:
-                path = save(Path(tmp) / ARTIFACT_PATH)
-                checkpoint = ray.train.Checkpoint.from_directory(tmp)
-                if epoch == last_epoch:
-                    logger.artifacts(path, ARTIFACT_PATH)
-            ray.train.report(metrics, checkpoint=checkpoint)
+        if rank != 0:
+            ray.train.report(metrics)
+            return
+        # Checkpoints upload in the background (Ray deletes the local copy once persisted), so an
+        # epoch does not wait for a multi-hundred-MB copy (weights + AdamW state at pointnet_lion
+        # sizes); the last one is synchronous so the run ends with it persisted.
+        tmp = tempfile.mkdtemp(prefix="s3d-ckpt-")
+        path = save(Path(tmp) / ARTIFACT_PATH)
+        if epoch == last_epoch:
+            logger.artifacts(path, ARTIFACT_PATH)
+        mode = ray.train.CheckpointUploadMode.SYNC if epoch == last_epoch else ray.train.CheckpointUploadMode.ASYNC
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp), checkpoint_upload_mode=mode,
+                         delete_local_checkpoint_after_upload=True)
 
     # fit builds the modules; the callback needs them for end-task metrics, so capture them via
     # prepare_model (called once, with the final initial weights) rather than rebuilding.
@@ -145,6 +150,27 @@ class TrainOutcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def ray_storage(storage_path: str | None) -> tuple[str, Any]:
+    """``(storage_path, storage_filesystem)`` for a Ray ``RunConfig``. ``s3://`` URIs get an explicit
+    pyarrow filesystem built like every other S3 access here (``squeeze3d.storage``: endpoint from
+    ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``, explicit credentials), so checkpoints go to the same
+    store as the datasets; local paths (default ``<state>/ray_results``) need none."""
+    from squeeze3d.train.tracking import state_dir
+
+    uri = storage_path or str(state_dir() / "ray_results")
+    if uri.startswith(("s3://", "s3a://")):
+        from squeeze3d import storage
+
+        loc = storage.resolve(uri)
+        return loc.path, loc.fs
+    return uri, None
+
+
+def storage_uri(path: str, filesystem: Any) -> str:
+    """A path on a Ray storage filesystem as users see it (``s3://bucket/key`` for S3)."""
+    return f"s3://{path}" if filesystem is not None and filesystem.type_name == "s3" else str(path)
+
+
 def build_trainer(cfg: TrainConfig, datasets: dict[str, Any], *, workers: int = 1, use_gpu: bool = False,
                   storage_path: str | None = None, name: str | None = None, max_failures: int = 1,
                   loop_config: dict[str, Any] | None = None, callbacks: list | None = None):
@@ -153,9 +179,9 @@ def build_trainer(cfg: TrainConfig, datasets: dict[str, Any], *, workers: int = 
     from ray.train.torch import TorchTrainer
 
     from squeeze3d.pairs import get_pair
-    from squeeze3d.train.tracking import state_dir
 
     pair = get_pair(cfg.pair)
+    path, filesystem = ray_storage(storage_path)
     if "train" not in datasets or "val" not in datasets:
         raise ValueError(f"need 'train' and 'val' datasets, got {sorted(datasets)}")
     config = {"train_config": to_dict(cfg), "use_gpu": use_gpu,
@@ -168,7 +194,8 @@ def build_trainer(cfg: TrainConfig, datasets: dict[str, Any], *, workers: int = 
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
         run_config=ray.train.RunConfig(
             name=name or f"{pair.name}-{int(time.time())}",
-            storage_path=storage_path or str(state_dir() / "ray_results"),
+            storage_path=path,
+            storage_filesystem=filesystem,
             failure_config=ray.train.FailureConfig(max_failures=max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             callbacks=callbacks or None,
@@ -185,5 +212,42 @@ def connect_ray(address: str | None = None) -> None:
     import ray.data
 
     if not ray.is_initialized():
-        ray.init(address=address or os.environ.get("RAY_ADDRESS"), log_to_driver=True)
+        address = address or os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address, log_to_driver=True)
+        else:
+            start_local_ray()
     ray.data.DataContext.get_current().enable_progress_bars = False
+
+
+def start_local_ray(**init_kwargs) -> str:
+    """Start a private local Ray instance whose own processes can find it again.
+
+    Ray Train's PlacementGroupCleaner (and anything else using the state API from inside an actor)
+    resolves the cluster with ``address="auto"``, which scans the machine and fails with "Found
+    multiple active Ray instances" as soon as a second Ray runs here (a test session, another
+    user's job). So the GCS port is chosen up front (``RAY_GCS_SERVER_PORT``) and every task and
+    actor of this job gets ``RAY_ADDRESS`` pointing at it through the job's runtime env. Returns the
+    GCS address."""
+    import os
+    import socket
+
+    import ray
+    from ray._private.services import get_node_ip_address
+
+    with socket.socket() as s:
+        s.bind(("", 0))
+        port = s.getsockname()[1]
+    gcs = f"{get_node_ip_address()}:{port}"
+    runtime_env = dict(init_kwargs.pop("runtime_env", None) or {})
+    runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), "RAY_ADDRESS": gcs}
+    old = os.environ.get("RAY_GCS_SERVER_PORT")
+    os.environ["RAY_GCS_SERVER_PORT"] = str(port)
+    try:
+        ray.init(address="local", runtime_env=runtime_env, **{"log_to_driver": True, **init_kwargs})
+    finally:
+        if old is None:
+            os.environ.pop("RAY_GCS_SERVER_PORT", None)
+        else:
+            os.environ["RAY_GCS_SERVER_PORT"] = old
+    return ray.get_runtime_context().gcs_address

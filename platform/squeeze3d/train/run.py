@@ -7,12 +7,19 @@ import time
 from typing import Any
 
 from squeeze3d.config import TrainConfig, to_dict
-from squeeze3d.train.ray_train import ARTIFACT_PATH, TrainOutcome, build_trainer
+from squeeze3d.train.ray_train import ARTIFACT_PATH, TrainOutcome, build_trainer, storage_uri
 
 
 def registry_tags(cfg: TrainConfig, metrics: dict[str, float], data_info: dict[str, Any],
                   weights_hash: str | None) -> dict[str, str]:
-    tags = {"pair": cfg.pair, "arch": cfg.mapping.arch, "d_code": str(cfg.mapping.d_code),
+    from squeeze3d.mapping import code_shape
+    from squeeze3d.mapping.common import numel
+    from squeeze3d.pairs import get_pair
+
+    # d_C = numbers in the code, whatever the architecture (unet3d: code_channels × code grid)
+    shape = code_shape(cfg.mapping, get_pair(cfg.pair).z_e_shape)
+    tags = {"pair": cfg.pair, "arch": cfg.mapping.arch, "d_code": str(numel(shape)),
+            "code_shape": "x".join(map(str, shape)),
             "lambda_gram": repr(cfg.loss.lambda_gram), "gram_variant": cfg.loss.gram_variant,
             "encoder_hash": str(data_info.get("encoder_hash", "")),
             "generator_hash": str(data_info.get("generator_hash", "")),
@@ -64,6 +71,7 @@ def run_training(cfg: TrainConfig, datasets: dict[str, Any], data_info: dict[str
 
             out.extra["weights_hash"] = _read_config(Path(d) / ARTIFACT_PATH)["weights_hash"]
             out.checkpoint_dir = Path(result.checkpoint.path)
+            out.extra["checkpoint_uri"] = storage_uri(result.checkpoint.path, result.checkpoint.filesystem)
     log(f"trained {cfg.pair}: epochs={int(metrics.get('epoch', -1)) + 1}  "
         + "  ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k.startswith(("val_", "test_", "d_eff"))))
     log(f"mlflow run: {run_id}  ({uri})")

@@ -32,6 +32,9 @@ class SearchSpace:
     grace_period: int
     reduction_factor: int
     base: dict[str, Any]
+    d_code_grid: bool = False
+    """``d_code: {grid: [...]}`` tries every value (``num_samples`` times each, λ_gram sampled each
+    time) — the d_C ablation; ``{choice: [...]}`` samples them."""
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SearchSpace:
@@ -42,16 +45,17 @@ class SearchSpace:
         try:
             space = doc["space"]
             lo, hi = (float(x) for x in space["lambda_gram"]["loguniform"])
-            d_code = [int(x) for x in space["d_code"]["choice"]]
+            grid = "grid" in space["d_code"]
+            d_code = [int(x) for x in space["d_code"]["grid" if grid else "choice"]]
         except (KeyError, TypeError, ValueError) as e:
-            raise ConfigError(f"{p}: expected space.d_code.choice (list of ints) and space.lambda_gram.loguniform "
-                              f"([low, high]); problem: {e!r}") from e
+            raise ConfigError(f"{p}: expected space.d_code.choice or space.d_code.grid (list of ints) and "
+                              f"space.lambda_gram.loguniform ([low, high]); problem: {e!r}") from e
         if not (0 < lo < hi) or not d_code or min(d_code) < 1:
             raise ConfigError(f"{p}: need 0 < lambda_gram low < high and positive d_code choices")
         tune_doc = doc.get("tune", {})
         return cls(d_code, (lo, hi), int(tune_doc.get("num_samples", 4)), int(tune_doc.get("max_concurrent", 1)),
                    int(tune_doc.get("grace_period", 2)), int(tune_doc.get("reduction_factor", 2)),
-                   doc.get("base", {}))
+                   doc.get("base", {}), grid)
 
 
 def _trial(config: dict[str, Any], datasets=None, data_info=None, base_cfg=None, settings=None) -> None:
@@ -103,6 +107,7 @@ def run_sweep(base_cfg: TrainConfig, space: SearchSpace, datasets: dict[str, Any
 
     from squeeze3d import registry
     from squeeze3d.pairs import get_pair
+    from squeeze3d.train.ray_train import ray_storage
     from squeeze3d.train.run import registry_tags
     from squeeze3d.train.tracking import configure, experiment_id, state_dir
 
@@ -110,6 +115,7 @@ def run_sweep(base_cfg: TrainConfig, space: SearchSpace, datasets: dict[str, Any
     uri = configure()
     exp = experiment_id(pair.model_name)
     storage = storage_path or str(state_dir() / "ray_results")
+    storage_root, storage_fs = ray_storage(storage)  # s3:// → explicit endpoint/credentials
     t0 = time.perf_counter()
     asha_metric = f"val_{pair.objective}"
     with mlflow.start_run(experiment_id=exp, run_name=f"sweep-{pair.name}-{int(time.time())}",
@@ -118,6 +124,10 @@ def run_sweep(base_cfg: TrainConfig, space: SearchSpace, datasets: dict[str, Any
                            "num_samples": space.num_samples, "epochs": base_cfg.optim.epochs})
         settings = {"parent_run_id": parent.info.run_id, "tracking_uri": uri, "workers": workers, "use_gpu": use_gpu,
                     "storage_path": storage, "heldout_rows": heldout_rows, "endtask_rows": endtask_rows}
+        # Read the (small) latent tables once, before any trial holds CPUs: each trial's function
+        # (0.01 CPU) plus its Train worker (1 CPU) leave 0.99 of 2 CPUs, too little for a 1-CPU
+        # Parquet read task, so a lazily-read dataset would wait forever on a 2-CPU cluster.
+        datasets = {k: v.materialize() for k, v in datasets.items()}
         trainable = ray.tune.with_parameters(_trial, datasets=datasets, data_info=data_info,
                                              base_cfg=to_dict(base_cfg), settings=settings)
         # the trial function only drives a TorchTrainer: it needs (almost) no CPU of its own, so the
@@ -125,7 +135,7 @@ def run_sweep(base_cfg: TrainConfig, space: SearchSpace, datasets: dict[str, Any
         trainable = ray.tune.with_resources(trainable, {"cpu": 0.01})
         tuner = ray.tune.Tuner(
             trainable,
-            param_space={"d_code": ray.tune.choice(space.d_code),
+            param_space={"d_code": (ray.tune.grid_search if space.d_code_grid else ray.tune.choice)(space.d_code),
                          "lambda_gram": ray.tune.loguniform(*space.lambda_gram)},
             tune_config=ray.tune.TuneConfig(
                 metric=asha_metric, mode=pair.objective_mode, num_samples=space.num_samples,
@@ -134,7 +144,8 @@ def run_sweep(base_cfg: TrainConfig, space: SearchSpace, datasets: dict[str, Any
                 # instead of being stopped by Tune while their TorchTrainer shuts down
                 scheduler=ASHAScheduler(max_t=base_cfg.optim.epochs + 1, grace_period=space.grace_period,
                                         reduction_factor=space.reduction_factor, time_attr="training_iteration")),
-            run_config=ray.tune.RunConfig(name=f"sweep-{pair.name}-{int(time.time())}", storage_path=storage),
+            run_config=ray.tune.RunConfig(name=f"sweep-{pair.name}-{int(time.time())}",
+                                          storage_path=storage_root, storage_filesystem=storage_fs),
         )
         grid = tuner.fit()
         table = []

@@ -79,3 +79,71 @@ class DebugGenerator(Generator):
 
     def _decode(self, z_g: torch.Tensor) -> torch.Tensor:
         return self.module(z_g)
+
+
+# --- debug_text: the plumbing check for text-conditioned pairs ------------------------------------
+
+TEXT_BUCKETS = 256
+
+
+def hashed_words(texts: Sequence[str], buckets: int = TEXT_BUCKETS) -> torch.Tensor:
+    """Bag of words hashed into ``buckets`` signed counts (blake2b: stable across processes, unlike
+    ``hash``), L2-normalised. Prompts that share words get nearby vectors."""
+    import hashlib
+    import re
+
+    out = torch.zeros(len(texts), buckets)
+    for i, t in enumerate(texts):
+        for w in re.findall(r"[a-z0-9]+", str(t).lower()):
+            d = hashlib.blake2b(w.encode(), digest_size=8).digest()
+            out[i, int.from_bytes(d[:4], "little") % buckets] += 1.0 if d[4] & 1 else -1.0
+    return out / out.norm(dim=1, keepdim=True).clamp_min(1e-6)
+
+
+class TextDebugModule(nn.Module):
+    """A fixed random projection of hashed words (the "text encoder") + the debug point decoder."""
+
+    def __init__(self, latent_dim: int = 16, num_points: int = 256, buckets: int = TEXT_BUCKETS):
+        super().__init__()
+        g = torch.Generator().manual_seed(WEIGHT_SEED + 3)
+        # unit-norm word vector @ N(0, 1) entries: per-coordinate scale ~1, twice the per-sample noise
+        self.register_buffer("text_proj", torch.randn(buckets, latent_dim, generator=g))
+        self.decoder = TinyPointDecoder(latent_dim, num_points)
+
+
+class DebugTextGenerator(Generator):
+    """Text-conditioned debug G: ``(prompt, seed)`` -> z_G = text_mean(prompt) + 0.5 * N(0, I; seed)
+    -> points. Not a model of anything: deterministic in the prompt and seed, and the prompt visibly
+    moves z_G, so prompt-conditioned builds (prompt table -> shards -> training) can be tested in
+    seconds, as the ``debug`` pair does for noise-conditioned ones."""
+
+    name = "debug-text-generator"
+    noise_scale = 0.5
+
+    def __init__(self, device: str | torch.device = "cpu", latent_dim: int = 16, num_points: int = 256):
+        with torch.random.fork_rng():
+            torch.manual_seed(WEIGHT_SEED + 2)
+            module = TextDebugModule(latent_dim, num_points)
+        super().__init__(module, device)
+        self.latent_dim = latent_dim
+
+    def text_means(self, prompts: Sequence[str]) -> torch.Tensor:
+        return hashed_words(prompts, self.module.text_proj.shape[0]).to(self.device) @ self.module.text_proj
+
+    def _sample_latents(self, conditions: Sequence, rng: torch.Generator | None) -> torch.Tensor:
+        # A condition is (prompt, seed); a bare prompt means seed 0 (the same z_G every time).
+        pairs = []
+        for c in conditions:
+            if isinstance(c, str):
+                pairs.append((c, 0))
+            elif isinstance(c, (tuple, list)) and len(c) == 2 and isinstance(c[0], str):
+                pairs.append((c[0], int(c[1])))
+            else:
+                raise TypeError(f"{self.name} is text-conditioned: a condition is (prompt, seed) or a prompt, "
+                                f"got {c!r}")
+        mean = self.text_means([p for p, _ in pairs])
+        noise = seeded_normal([s for _, s in pairs], (self.latent_dim,), self.device)
+        return mean + self.noise_scale * noise
+
+    def _decode(self, z_g: torch.Tensor) -> torch.Tensor:
+        return self.module.decoder(z_g)

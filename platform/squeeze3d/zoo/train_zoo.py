@@ -30,6 +30,7 @@ from squeeze3d.zoo import corpus
 from squeeze3d.zoo.pointnet2 import WEIGHTS_DIR, PointNet2Cls, save_weights, select_input_points
 
 STAGES = ("classifier", "vae", "priors")
+ZOO_PAIRS = ("pointnet_lion", "nerfmae")
 
 
 @dataclass
@@ -70,6 +71,8 @@ class ZooConfig:
     """Overrides of ``lion.PriorTrainConfig``."""
     lion: dict = field(default_factory=dict)
     """Overrides of ``lion.LionConfig`` (architecture)."""
+    nerfmae: dict = field(default_factory=dict)
+    """``nerfmae`` pair: overrides of ``nerfmae.NerfMAETrainConfig`` (its ``model`` key: ``NerfMAEConfig``)."""
 
 
 def load_data(cfg: DataConfig, log: Callable[[str], None] = print) -> dict[str, np.ndarray]:
@@ -186,8 +189,10 @@ def train_classifier(data: dict, cfg: ClassifierConfig, seed: int, out_dir: Path
 def train_zoo(pair: str = "pointnet_lion", out_dir: str | Path | None = None, stages: tuple[str, ...] = STAGES,
               cfg: ZooConfig | None = None, log: Callable[[str], None] = print) -> dict:
     """Train the requested stages of the pair's mini zoo; returns a summary per stage."""
+    if pair == "nerfmae":
+        return train_nerfmae_zoo(out_dir, cfg, log)
     if pair != "pointnet_lion":
-        raise ValueError(f"no mini zoo recipe for pair {pair!r}; available: pointnet_lion")
+        raise ValueError(f"no mini zoo recipe for pair {pair!r}; available: {', '.join(ZOO_PAIRS)}")
     unknown = set(stages) - set(STAGES)
     if unknown:
         raise ValueError(f"unknown stages {sorted(unknown)}; choose from {STAGES}")
@@ -220,6 +225,23 @@ def train_zoo(pair: str = "pointnet_lion", out_dir: str | Path | None = None, st
                                           "data_s": summary["data_s"]})
     out.mkdir(parents=True, exist_ok=True)
     spath.write_text(json.dumps(merged, indent=2) + "\n")
+    log(f"[zoo] done in {summary['wall_s']:.0f}s: {json.dumps(summary)}")
+    return summary
+
+
+def train_nerfmae_zoo(out_dir: str | Path | None = None, cfg: ZooConfig | None = None,
+                      log: Callable[[str], None] = print) -> dict:
+    """The ``nerfmae`` mini zoo: one model (NeRF-MAE-style autoencoder) that is both E and G, trained
+    on the procedural radiance corpus; ``cfg.nerfmae`` overrides ``nerfmae.NerfMAETrainConfig``."""
+    from squeeze3d.zoo import nerfmae
+
+    cfg = cfg or ZooConfig()
+    out = Path(out_dir) if out_dir is not None else nerfmae.WEIGHTS_DIR
+    tcfg = nerfmae.NerfMAETrainConfig(**{"threads": cfg.threads, **cfg.nerfmae})
+    log(f"[zoo] nerfmae: {tcfg}")
+    summary = nerfmae.train_nerfmae(tcfg, None, cfg.seed, out, log)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     log(f"[zoo] done in {summary['wall_s']:.0f}s: {json.dumps(summary)}")
     return summary
 

@@ -1,0 +1,121 @@
+"""The mini NeRF-MAE (zoo/nerfmae.py): shapes, contracts, weights round trip, shipped weights' quality."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from squeeze3d.zoo import nerfmae as nm
+from squeeze3d.zoo import radiance_corpus as rc
+from squeeze3d.zoo.base import state_dict_hash
+
+TINY = nm.NerfMAEConfig(resolution=16, enc_channels=(16, 16), feature_channels=8, dec_channels=16, head_channels=8)
+
+
+def _grids(n, r=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 4, r, r, r, generator=g)
+    x[:, 3] = x[:, 3] * 10 * (torch.rand(n, r, r, r, generator=g) < 0.3)
+    return x
+
+
+def test_patchify_round_trip_and_layout():
+    x = torch.arange(2 * 4 * 8 ** 3, dtype=torch.float32).reshape(2, 4, 8, 8, 8)
+    t = nm.patchify(x, 4)
+    assert t.shape == (2, 2, 2, 2, 4 * 64)
+    assert torch.equal(t[0, 1, 0, 1].reshape(4, 4, 4, 4), x[0, :, 4:8, 0:4, 4:8])
+    assert torch.equal(nm.unpatchify(t, 4, 4), x)
+
+
+def test_features_and_decode_shapes_ranges_and_batch_independence():
+    torch.manual_seed(0)
+    model = nm.NerfMAE(TINY).eval()
+    x = _grids(3)
+    with torch.no_grad():
+        z = model.features(x)
+        out = model.decode(z)
+        z1 = model.features(x[1:2])
+    assert z.shape == (3, *TINY.z_shape) == (3, 8, 4, 4, 4)
+    assert out.shape == x.shape
+    assert out[:, :3].min() >= 0 and out[:, :3].max() <= 1 and out[:, 3].min() >= 0
+    torch.testing.assert_close(z1[0], z[1], rtol=1e-4, atol=1e-5)  # GroupNorm: no batch coupling
+    with pytest.raises(ValueError, match=r"\[B, 4, 16, 16, 16\]"):
+        model.features(torch.zeros(1, 4, 32, 32, 32))
+    with pytest.raises(ValueError, match="decode expects z"):
+        model.decode(torch.zeros(1, 8, 8, 8, 8))
+    with pytest.raises(ValueError, match="multiple of 8"):
+        nm.NerfMAEConfig(resolution=20)
+
+
+def test_nerfmae_scale_is_reachable_by_config():
+    cfg = nm.NerfMAEConfig(resolution=160, feature_channels=96)
+    assert cfg.z_shape == (96, 40, 40, 40)
+
+
+@pytest.mark.slow  # ~10 s alone; minutes when the 2 cores are contended (3D conv backward on CPU)
+def test_training_reduces_loss_and_weights_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = nm.NerfMAE(TINY)
+    x = torch.from_numpy(np.stack([rc.make_grid(0, i, rc.GridConfig(resolution=16)).grid for i in range(4)]))
+    opt = torch.optim.AdamW(model.parameters(), 3e-3)
+    first = None
+    for _ in range(40):
+        loss = nm._loss(model, x, None)
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.5 * first
+    nm.save_weights(model, tmp_path, {"note": "test"})
+    loaded, info = nm.load_weights(tmp_path)
+    assert info["note"] == "test" and info["architecture"]["feature_channels"] == 8
+    assert state_dict_hash(loaded) == info["state_dict_hash"]
+    with torch.no_grad():  # fp16 storage: raw outputs agree closely (before decode's empty-space cut,
+        model.eval()        # which may flip a voxel sitting exactly at the threshold)
+        torch.testing.assert_close(loaded.decode_raw(loaded.features(x)), model.decode_raw(model.features(x)),
+                                   rtol=0, atol=2e-2)
+    # a file for another architecture is refused with the mismatching keys named
+    info["architecture"]["feature_channels"] = 12
+    (tmp_path / "nerfmae.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="do not match"):
+        nm.load_weights(tmp_path)
+    with pytest.raises(FileNotFoundError, match="train_zoo.py --pair nerfmae"):
+        nm.load_weights(tmp_path / "missing")
+
+
+def test_generator_sample_is_per_seed_and_builder_shaped():
+    torch.manual_seed(0)
+    model = nm.NerfMAE(TINY)
+    gen = nm.NerfMAEGenerator("cpu", model)
+    enc = nm.NerfMAEEncoder("cpu", model)
+    z, assets = gen.sample([5, 7])
+    z7, a7 = gen.sample([7])
+    assert z.shape == (2, *TINY.z_shape) and assets.shape == (2, 4, 16, 16, 16)
+    torch.testing.assert_close(z7[0], z[1], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(a7[0], assets[1], rtol=1e-4, atol=1e-5)
+    # the source objects are train-split corpus geometry with seeded materials
+    src = gen.source_grids([5]).numpy()[0]
+    ref = rc.make_grid(0, rc.train_index(5), rc.GridConfig(resolution=16)).grid
+    np.testing.assert_array_equal(src[3] > 0, ref[3] > 0)
+    assert not np.allclose(src[:3], ref[:3])
+    # E and G share the one network: encoding the source object gives z_G
+    torch.testing.assert_close(enc.encode(gen.source_grids([5, 7])), z, rtol=1e-4, atol=1e-5)
+    assert enc.weights_hash() == gen.weights_hash() == state_dict_hash(model)
+
+
+def test_train_zoo_recipe_writes_loadable_weights(tmp_path, monkeypatch):
+    """``jobs/train_zoo.py --pair nerfmae`` runs this recipe (tiny here: 12 objects at 16³, 2 steps)."""
+    from squeeze3d.zoo.train_zoo import ZooConfig, train_zoo
+
+    monkeypatch.setenv("SQUEEZE3D_CACHE", str(tmp_path / "cache"))
+    arch = {"resolution": 16, "enc_channels": [8, 8], "feature_channels": 8, "dec_channels": 8, "head_channels": 8}
+    cfg = ZooConfig(nerfmae={"count": 12, "steps": 2, "batch_size": 2, "model": arch})
+    summary = train_zoo("nerfmae", tmp_path / "w", cfg=cfg, log=lambda m: None)
+    assert summary["test"] == {} and summary["wall_s"] > 0  # 12 objects: all in the train split
+    model, info = nm.load_weights(tmp_path / "w")
+    assert model.cfg.z_shape == (8, 4, 4, 4) and info["train"]["steps"] == 2
+    assert state_dict_hash(model) == info["state_dict_hash"]
+    assert json.loads((tmp_path / "w" / "train_summary.json").read_text())["wall_s"] == summary["wall_s"]
+    with pytest.raises(ValueError, match="available: pointnet_lion, nerfmae"):
+        train_zoo("nope", tmp_path / "x")

@@ -12,6 +12,7 @@ final checkpoint as the run's ``mapping`` artifact; the driver registers it.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from squeeze3d.config import TrainConfig, from_dict, to_dict
 from squeeze3d.train.loop import TensorPairs, fit, latent_stats
 
 ARTIFACT_PATH = "mapping"
+HEALTH_CHECK_ENV, HEALTH_CHECK_INTERVAL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25"
 
 
 class RayShardPairs:
@@ -180,6 +182,11 @@ def build_trainer(cfg: TrainConfig, datasets: dict[str, Any], *, workers: int = 
 
     from squeeze3d.pairs import get_pair
 
+    # Each ray.train.report() waits for the controller's next poll of the workers, every
+    # RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (2 s by default): with one report per epoch that was ~2 s per
+    # epoch of pure waiting (20 bare reports: 50 s; at 0.25 s: 14 s). Ray propagates the variable
+    # from this driver to the controller and workers; an explicit setting wins.
+    os.environ.setdefault(HEALTH_CHECK_ENV, HEALTH_CHECK_INTERVAL_S)
     pair = get_pair(cfg.pair)
     path, filesystem = ray_storage(storage_path)
     if "train" not in datasets or "val" not in datasets:
@@ -206,8 +213,6 @@ def build_trainer(cfg: TrainConfig, datasets: dict[str, Any], *, workers: int = 
 def connect_ray(address: str | None = None) -> None:
     """Join the cluster a job was submitted to (``RAY_ADDRESS``), or start a local instance; Ray Data
     progress bars off (they flood job logs)."""
-    import os
-
     import ray
     import ray.data
 
@@ -229,7 +234,6 @@ def start_local_ray(**init_kwargs) -> str:
     user's job). So the GCS port is chosen up front (``RAY_GCS_SERVER_PORT``) and every task and
     actor of this job gets ``RAY_ADDRESS`` pointing at it through the job's runtime env. Returns the
     GCS address."""
-    import os
     import socket
 
     import ray

@@ -178,17 +178,24 @@ def _load_geometry(path: Path):
     return "points", verts
 
 
-def read_asset(path: str | Path, num_points: int | None = None, seed: int = 0) -> Asset:
-    """Read one file as points: meshes sampled to ``num_points`` (required for meshes), clouds
-    subsampled to at most ``num_points``. Same (file, num_points, seed) → same points."""
+def check_input_file(path: str | Path, exts, what: str = "") -> Path:
+    """``path`` as a ``Path`` if it is an existing regular file with one of ``exts``; else InputError."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file")
     if not p.is_file():
         raise InputError(f"{p}: not a regular file")
     ext = p.suffix.lower()
-    if ext not in INPUT_EXTS:
-        raise InputError(f"{p}: unsupported format {ext or '(no extension)'!r}; supported: {', '.join(INPUT_EXTS)}")
+    if ext not in exts:
+        raise InputError(f"{p}: unsupported format {ext or '(no extension)'!r}{what}; supported: {', '.join(exts)}")
+    return p
+
+
+def read_asset(path: str | Path, num_points: int | None = None, seed: int = 0) -> Asset:
+    """Read one file as points: meshes sampled to ``num_points`` (required for meshes), clouds
+    subsampled to at most ``num_points``. Same (file, num_points, seed) → same points."""
+    p = check_input_file(path, INPUT_EXTS)
+    ext = p.suffix.lower()
     size = p.stat().st_size
     if size == 0:
         raise InputError(f"{p}: empty file")

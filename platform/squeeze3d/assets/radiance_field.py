@@ -35,7 +35,7 @@ import torch
 
 from squeeze3d.assets.base import AssetHandler, Baseline, MetricColumn
 from squeeze3d.errors import UserError
-from squeeze3d.io import InputError, atomic_write_bytes, max_input_bytes
+from squeeze3d.io import InputError, atomic_write_bytes, check_input_file, max_input_bytes
 
 LOG_DENSITY_FLOOR = -30.0
 """Log-density written for empty voxels (σ = exp(−30)/100 ≈ 1e-15); values at or below it read as 0."""
@@ -136,15 +136,8 @@ def _check_voxels(shape: tuple[int, ...], path: Path) -> None:
 def load_grid_file(path: str | Path) -> np.ndarray:
     """Read ``.npz`` (NeRF-MAE ``rgbsigma`` + ``resolution``; or a ``grid``/single ``[4, X, Y, Z]``
     array) or ``.npy`` (``[4, X, Y, Z]``) → ``[4, X, Y, Z]`` float32, unvalidated values."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file")
-    if not p.is_file():
-        raise InputError(f"{p}: not a regular file")
+    p = check_input_file(path, INPUT_EXTS, " for a radiance field")
     ext = p.suffix.lower()
-    if ext not in INPUT_EXTS:
-        raise InputError(f"{p}: unsupported format {ext or '(no extension)'!r} for a radiance field; "
-                         f"supported: {', '.join(INPUT_EXTS)}")
     size = p.stat().st_size
     if size == 0:
         raise InputError(f"{p}: empty file")

@@ -179,7 +179,8 @@ def _load_geometry(path: Path):
 
 
 def check_input_file(path: str | Path, exts, what: str = "") -> Path:
-    """``path`` as a ``Path`` if it is an existing regular file with one of ``exts``; else InputError."""
+    """``path`` as a ``Path`` if it is an existing, non-empty regular file with one of ``exts`` and
+    within the input size limit; else InputError."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file")
@@ -188,6 +189,12 @@ def check_input_file(path: str | Path, exts, what: str = "") -> Path:
     ext = p.suffix.lower()
     if ext not in exts:
         raise InputError(f"{p}: unsupported format {ext or '(no extension)'!r}{what}; supported: {', '.join(exts)}")
+    size = p.stat().st_size
+    if size == 0:
+        raise InputError(f"{p}: empty file")
+    if size > max_input_bytes():
+        raise InputError(f"{p}: {size} bytes exceed the input limit of {max_input_bytes()} "
+                         "(set SQUEEZE3D_MAX_INPUT_BYTES to raise it)")
     return p
 
 
@@ -195,13 +202,7 @@ def read_asset(path: str | Path, num_points: int | None = None, seed: int = 0) -
     """Read one file as points: meshes sampled to ``num_points`` (required for meshes), clouds
     subsampled to at most ``num_points``. Same (file, num_points, seed) → same points."""
     p = check_input_file(path, INPUT_EXTS)
-    ext = p.suffix.lower()
-    size = p.stat().st_size
-    if size == 0:
-        raise InputError(f"{p}: empty file")
-    if size > max_input_bytes():
-        raise InputError(f"{p}: {size} bytes exceed the input limit of {max_input_bytes()} "
-                         "(set SQUEEZE3D_MAX_INPUT_BYTES to raise it)")
+    ext, size = p.suffix.lower(), p.stat().st_size
     if ext == ".npy":
         kind, geom = "points", _npy_array(p)
     elif ext == ".npz":

@@ -35,7 +35,7 @@ import torch
 
 from squeeze3d.assets.base import AssetHandler, Baseline, MetricColumn
 from squeeze3d.errors import UserError
-from squeeze3d.io import InputError, atomic_write_bytes, check_input_file, max_input_bytes
+from squeeze3d.io import InputError, atomic_write_bytes, check_input_file
 
 LOG_DENSITY_FLOOR = -30.0
 """Log-density written for empty voxels (σ = exp(−30)/100 ≈ 1e-15); values at or below it read as 0."""
@@ -138,12 +138,6 @@ def load_grid_file(path: str | Path) -> np.ndarray:
     array) or ``.npy`` (``[4, X, Y, Z]``) → ``[4, X, Y, Z]`` float32, unvalidated values."""
     p = check_input_file(path, INPUT_EXTS, " for a radiance field")
     ext = p.suffix.lower()
-    size = p.stat().st_size
-    if size == 0:
-        raise InputError(f"{p}: empty file")
-    if size > max_input_bytes():
-        raise InputError(f"{p}: {size} bytes exceed the input limit of {max_input_bytes()} "
-                         "(set SQUEEZE3D_MAX_INPUT_BYTES to raise it)")
     try:
         if ext == ".npy":
             arr = np.load(p, mmap_mode="r", allow_pickle=False)

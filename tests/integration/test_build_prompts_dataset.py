@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from squeeze3d.prompts import BuildOptions, build_prompts, read_prompt_table
+from squeeze3d.prompts.table import table_content_hash
 from squeeze3d.synth import schema
 from squeeze3d.synth.build import BuildConfigError, build_dataset
-from squeeze3d.synth.conditions import table_content_hash
 from squeeze3d.synth.validate import validate_dataset
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

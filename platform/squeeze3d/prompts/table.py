@@ -17,8 +17,10 @@ topic fingerprint, embedding model and near-duplicate threshold.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+from collections.abc import Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -52,6 +54,15 @@ class PromptTableError(UserError):
 
 def prompt_id(run_seed: int, request_index: int) -> str:
     return f"s{int(run_seed)}-r{int(request_index):06d}"
+
+
+def table_content_hash(prompt_ids: Sequence[str], prompts: Sequence[str]) -> str:
+    """sha256 over (prompt_id, prompt) in table order: the table's identity, independent of the
+    Parquet encoding or where the file lives."""
+    h = hashlib.sha256()
+    for pid, p in zip(prompt_ids, prompts):
+        h.update(f"{pid}\t{p}\n".encode())
+    return h.hexdigest()
 
 
 def to_arrow(rows: list[dict], metadata: dict | None = None) -> pa.Table:
@@ -154,8 +165,6 @@ def describe_table(uri: str, limit: int = 5) -> dict:
     content hash the pair builder records (``table_sha256``), the run's drop counts if its summary
     is there, and the first ``limit`` prompts."""
     from collections import Counter
-
-    from squeeze3d.synth.conditions import table_content_hash
 
     t = read_prompt_table_arrow(uri)
     meta = json.loads((t.schema.metadata or {}).get(METADATA_KEY, b"{}"))

@@ -16,7 +16,6 @@ mix shards. Adding a source = a class here + one line in ``_SOURCES``.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -86,7 +85,7 @@ class PromptConditions(ConditionSource):
     def __init__(self, uri: str, samples_per_prompt: int | None = None):
         import json
 
-        from squeeze3d.prompts.table import METADATA_KEY, read_prompt_table_arrow
+        from squeeze3d.prompts.table import METADATA_KEY, read_prompt_table_arrow, table_content_hash
 
         table = read_prompt_table_arrow(uri)  # PromptTableError (a UserError) when unusable
         meta = json.loads((table.schema.metadata or {}).get(METADATA_KEY, b"{}"))
@@ -142,15 +141,6 @@ class PromptConditions(ConditionSource):
 
 class PromptSourceError(ValueError):
     """A prompt-table setting that does not fit the pair or the build."""
-
-
-def table_content_hash(prompt_ids: Sequence[str], prompts: Sequence[str]) -> str:
-    """sha256 over (prompt_id, prompt) in table order: the table's identity, independent of the
-    Parquet encoding or where the file lives."""
-    h = hashlib.sha256()
-    for pid, p in zip(prompt_ids, prompts):
-        h.update(f"{pid}\t{p}\n".encode())
-    return h.hexdigest()
 
 
 _SOURCES: dict[str, type[ConditionSource]] = {

@@ -20,7 +20,7 @@ from squeeze3d.assets.radiance_field import (
     resample,
     to_nerfmae,
 )
-from squeeze3d.codec import grid_baselines as gb
+from squeeze3d.baselines import grid as gb
 from squeeze3d.codec.container import ContainerError, pack, read_container, unpack
 from squeeze3d.errors import UserError
 from squeeze3d.metrics.volume import psnr, render

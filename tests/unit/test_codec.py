@@ -11,8 +11,8 @@ import pytest
 import torch
 import trimesh
 
+from squeeze3d.baselines import draco
 from squeeze3d.cli import main
-from squeeze3d.codec import draco
 from squeeze3d.codec.compressor import (
     compress_file,
     compress_points,

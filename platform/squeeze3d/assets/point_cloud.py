@@ -83,23 +83,19 @@ class PointCloudHandler(AssetHandler):
         return (np.asarray(norm, np.float64) * scale + np.asarray(centre)).astype(np.float32)
 
     def quality(self, reference, test) -> float:
-        from squeeze3d.codec import draco
+        from squeeze3d.baselines import draco
 
         return draco.psnr(reference, test)
 
     def fallback_encode(self, norm, floor_db):
-        from squeeze3d.codec import draco
+        from squeeze3d.baselines import draco
 
         return draco.encode_min_bits(np.asarray(norm), float(floor_db))
 
     def fallback_decode(self, payload, param, size) -> np.ndarray:
-        from squeeze3d.codec import draco
-        from squeeze3d.codec.container import ContainerError
+        from squeeze3d.baselines import draco
 
-        pts = draco.decode_points(payload)
-        if len(pts) != size:
-            raise ContainerError(f"Draco payload holds {len(pts)} points, header says {size}")
-        return pts
+        return draco.decode_points(payload, expected_points=size)
 
     def encode_output(self, data, fmt) -> bytes:
         from squeeze3d.io import encode_points
@@ -141,7 +137,7 @@ class PointCloudHandler(AssetHandler):
         return {"chamfer": float(chamfer(a, b)[0]), "d1_psnr": float(d1_psnr(a, b)[0])}
 
     def baselines(self, asset, reference, pair, seed: int, options: dict) -> Iterator[Baseline]:
-        from squeeze3d.codec import draco
+        from squeeze3d.baselines import draco
         from squeeze3d.io import read_asset
 
         level = options.get("level", draco.DEFAULT_LEVEL)

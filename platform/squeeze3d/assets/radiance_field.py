@@ -306,14 +306,14 @@ class RadianceFieldHandler(AssetHandler):
         return float(psnr(self._reference_render(reference), rec)[0])
 
     def fallback_encode(self, norm, floor_db):
-        from squeeze3d.codec import grid_baselines
+        from squeeze3d.baselines import grid
 
-        return grid_baselines.encode_min_bits(np.asarray(norm, np.float32), float(floor_db), self.quality)
+        return grid.encode_min_bits(np.asarray(norm, np.float32), float(floor_db), self.quality)
 
     def fallback_decode(self, payload, param, size) -> np.ndarray:
-        from squeeze3d.codec import grid_baselines
+        from squeeze3d.baselines import grid
 
-        return grid_baselines.decode_qz(payload, bits=param, resolution=size)
+        return grid.decode_qz(payload, bits=param, resolution=size)
 
     def encode_output(self, data, fmt) -> bytes:
         return encode_grid(data, fmt)
@@ -353,7 +353,7 @@ class RadianceFieldHandler(AssetHandler):
                 "ms_ssim": float(ms_ssim(context.renders[0], rec[0]).mean())}
 
     def baselines(self, asset, reference, pair, seed: int, options: dict) -> Iterator[Baseline]:
-        from squeeze3d.codec import grid_baselines as gb
+        from squeeze3d.baselines import grid as gb
 
         runs = [("raw-f16+zstd", gb.encode_raw_f16, gb.decode_raw_f16)]
         for bits in options.get("qz_bits", gb.QZ_LADDER):

@@ -10,10 +10,10 @@ from pathlib import Path
 from squeeze3d.config import ConfigError, train_config_for_pair
 from squeeze3d.errors import UserError
 from squeeze3d.pairs import UnknownPairError
+from squeeze3d.tracking import state_dir, tracking_uri
 from squeeze3d.train.data import open_training_data
 from squeeze3d.train.ray_train import connect_ray
 from squeeze3d.train.sweep import SearchSpace, run_sweep
-from squeeze3d.train.tracking import state_dir, tracking_uri
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,7 +37,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
 def _cmd_registry_best(args: argparse.Namespace) -> int:
     from squeeze3d import registry
     from squeeze3d.pairs import UnknownPairError, get_pair
-    from squeeze3d.train.tracking import tracking_uri
+    from squeeze3d.tracking import tracking_uri
 
     try:
         get_pair(args.pair)

@@ -77,7 +77,7 @@ class VersionInfo:
 def _client():
     from mlflow import MlflowClient
 
-    from squeeze3d.train.tracking import configure
+    from squeeze3d.tracking import configure
 
     uri = configure()
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -182,7 +182,7 @@ def download(info: VersionInfo) -> Path:
     import mlflow
 
     from squeeze3d.mapping.checkpoint import atomic_dir
-    from squeeze3d.train.tracking import configure, state_dir
+    from squeeze3d.tracking import configure, state_dir
 
     dest = state_dir() / "models" / info.name / info.version
     if (dest / "config.json").is_file():

@@ -71,7 +71,7 @@ def tracking(request, tmp_path, monkeypatch):
 def _delete_model(name):
     from mlflow import MlflowClient
 
-    from squeeze3d.train.tracking import tracking_uri
+    from squeeze3d.tracking import tracking_uri
 
     try:
         MlflowClient(tracking_uri=tracking_uri()).delete_registered_model(name)
@@ -83,7 +83,7 @@ def _logged_checkpoint(tmp_path, seed: int):
     """An MLflow run holding a mapping checkpoint (random weights) as its `mapping` artifact."""
     import mlflow
 
-    from squeeze3d.train.tracking import configure, experiment_id
+    from squeeze3d.tracking import configure, experiment_id
 
     cfg = train_config_for_pair("debug")
     torch.manual_seed(seed)

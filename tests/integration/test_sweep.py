@@ -36,7 +36,7 @@ def test_two_trial_sweep_registers_best(ray_session, tmp_path, monkeypatch):
     # every trial is an MLflow run nested under the sweep's run
     from mlflow import MlflowClient
 
-    from squeeze3d.train.tracking import tracking_uri
+    from squeeze3d.tracking import tracking_uri
 
     client = MlflowClient(tracking_uri=tracking_uri())
     exp = client.get_experiment_by_name("squeeze3d-debug")

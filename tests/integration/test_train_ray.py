@@ -68,7 +68,7 @@ def test_ray_train_fit_logs_and_registers(debug_datasets, tmp_path, monkeypatch)
     # per-epoch metrics reached MLflow from rank 0
     from mlflow import MlflowClient
 
-    from squeeze3d.train.tracking import tracking_uri
+    from squeeze3d.tracking import tracking_uri
 
     hist = MlflowClient(tracking_uri=tracking_uri()).get_metric_history(out.mlflow_run_id, "val_mse")
     assert sorted(h.step for h in hist) == [0, 1, 2]

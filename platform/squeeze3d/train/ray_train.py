@@ -71,8 +71,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train.torch
 
     from squeeze3d.pairs import get_pair
+    from squeeze3d.tracking import RunLogger
     from squeeze3d.train.endtask import heldout_metrics, validation_metrics
-    from squeeze3d.train.tracking import RunLogger
 
     cfg: TrainConfig = from_dict(TrainConfig, config["train_config"])
     pair = get_pair(cfg.pair)
@@ -157,7 +157,7 @@ def ray_storage(storage_path: str | None) -> tuple[str, Any]:
     pyarrow filesystem built like every other S3 access here (``squeeze3d.storage``: endpoint from
     ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``, explicit credentials), so checkpoints go to the same
     store as the datasets; local paths (default ``<state>/ray_results``) need none."""
-    from squeeze3d.train.tracking import state_dir
+    from squeeze3d.tracking import state_dir
 
     uri = storage_path or str(state_dir() / "ray_results")
     if uri.startswith(("s3://", "s3a://")):

@@ -42,7 +42,7 @@ def run_training(cfg: TrainConfig, datasets: dict[str, Any], data_info: dict[str
     from squeeze3d import registry
     from squeeze3d.mapping.checkpoint import _read_config
     from squeeze3d.pairs import get_pair
-    from squeeze3d.train.tracking import configure, experiment_id, flat_params
+    from squeeze3d.tracking import configure, experiment_id, flat_params
 
     pair = get_pair(cfg.pair)
     uri = configure()

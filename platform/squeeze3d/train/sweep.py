@@ -64,8 +64,8 @@ def _trial(config: dict[str, Any], datasets=None, data_info=None, base_cfg=None,
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from squeeze3d.tracking import configure, experiment_id, flat_params
     from squeeze3d.train.ray_train import build_trainer
-    from squeeze3d.train.tracking import configure, experiment_id, flat_params
 
     cfg = resolve([base_cfg, {"mapping": {"d_code": int(config["d_code"])},
                               "loss": {"lambda_gram": float(config["lambda_gram"])}}])
@@ -107,9 +107,9 @@ def run_sweep(base_cfg: TrainConfig, space: SearchSpace, datasets: dict[str, Any
 
     from squeeze3d import registry
     from squeeze3d.pairs import get_pair
+    from squeeze3d.tracking import configure, experiment_id, state_dir
     from squeeze3d.train.ray_train import ray_storage
     from squeeze3d.train.run import registry_tags
-    from squeeze3d.train.tracking import configure, experiment_id, state_dir
 
     pair = get_pair(base_cfg.pair)
     uri = configure()
@@ -189,7 +189,7 @@ def run_sweep(base_cfg: TrainConfig, space: SearchSpace, datasets: dict[str, Any
 def _trial_run_id(parent_run_id: str, trial_id: str) -> str:
     from mlflow import MlflowClient
 
-    from squeeze3d.train.tracking import tracking_uri
+    from squeeze3d.tracking import tracking_uri
 
     client = MlflowClient(tracking_uri=tracking_uri())
     parent = client.get_run(parent_run_id)

@@ -1,0 +1,104 @@
+"""MLflow wiring: where tracking goes, and a rank-0 logger the training loop calls.
+
+Embedded default: a sqlite store and an artifact folder under the project's state folder
+(``SQUEEZE3D_STATE_DIR``, default ``./.state``), made absolute so Ray workers in other working
+directories write to the same place. ``MLFLOW_TRACKING_URI`` switches to a server (then artifacts go
+where the server says: e.g. S3).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("SQUEEZE3D_STATE_DIR", ".state")).resolve()
+
+
+def tracking_uri() -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    d = state_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{d / 'mlflow.db'}"
+
+
+def _default_artifact_root() -> str | None:
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return None  # the server decides
+    return (state_dir() / "mlartifacts").as_uri()
+
+
+def configure(uri: str | None = None) -> str:
+    """Point the mlflow client at ``uri`` (default: the platform's tracking store); returns it.
+    Code running in Ray workers passes the driver's URI explicitly: a worker's environment was fixed
+    when Ray started, so its own default may point elsewhere."""
+    import mlflow
+
+    uri = uri or tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def experiment_id(name: str, uri: str | None = None) -> str:
+    import mlflow
+
+    configure(uri)
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return mlflow.create_experiment(name, artifact_location=_default_artifact_root())
+    except Exception:  # created concurrently by another trial: read it back
+        exp = mlflow.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def flat_params(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flat_params(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = str(v)
+    return out
+
+
+class RunLogger:
+    """Logs to an existing MLflow run by id (created by the driver); a no-op when run_id is None, so
+    non-zero ranks and plain unit runs call it unconditionally."""
+
+    def __init__(self, run_id: str | None, tracking: str | None = None):
+        self.run_id = run_id
+        self._client = None
+        if run_id:
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=tracking or tracking_uri())
+
+    def metrics(self, metrics: dict[str, float], step: int) -> None:
+        if not self._client:
+            return
+        import math
+        import time
+
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        ms = [Metric(k, float(v), ts, step) for k, v in metrics.items()
+              if isinstance(v, (int, float)) and math.isfinite(float(v))]
+        self._client.log_batch(self.run_id, metrics=ms)
+
+    def artifacts(self, local_dir: str | Path, artifact_path: str) -> None:
+        if self._client:
+            self._client.log_artifacts(self.run_id, str(local_dir), artifact_path)
+
+    def text(self, text: str, file_name: str) -> None:
+        if self._client:
+            self._client.log_text(self.run_id, text, file_name)

@@ -17,21 +17,8 @@ from squeeze3d.mapping.checkpoint import save_checkpoint
 from squeeze3d.mapping.common import numel
 from squeeze3d.metrics.pointcloud import chamfer, d1_psnr
 from squeeze3d.pairs import get_pair
+from squeeze3d.synth.in_process import synthesise
 from squeeze3d.train.loop import TensorPairs, fit
-
-
-def synthesise(pair_name: str, seeds: list[int], batch_size: int = 64, device: str = "cpu"
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(z_E, z_G, assets) for noise seeds: sample G, encode its output with E, in one process."""
-    pair = get_pair(pair_name)
-    enc, gen = pair.build_encoder(device), pair.build_generator(device)
-    zs_e, zs_g, xs = [], [], []
-    for s in range(0, len(seeds), batch_size):
-        z_g, x = gen.sample(seeds[s:s + batch_size])
-        zs_e.append(enc.encode(x).cpu())
-        zs_g.append(z_g.cpu())
-        xs.append(x.cpu())
-    return torch.cat(zs_e), torch.cat(zs_g), torch.cat(xs)
 
 
 @dataclass

@@ -11,7 +11,7 @@ import ray
 
 from squeeze3d import registry
 from squeeze3d.config import train_config_for_pair
-from squeeze3d.demo import synthesise
+from squeeze3d.synth.in_process import synthesise
 from squeeze3d.train.ray_train import build_trainer
 from squeeze3d.train.run import run_training
 

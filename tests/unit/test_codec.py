@@ -32,8 +32,8 @@ PAIR = "debug"
 def ckpts(tmp_path_factory):
     """A tiny trained debug checkpoint, and a second one whose weights differ by one number."""
     from squeeze3d.config import train_config_for_pair
-    from squeeze3d.demo import synthesise
     from squeeze3d.mapping.checkpoint import save_checkpoint
+    from squeeze3d.synth.in_process import synthesise
     from squeeze3d.train.loop import TensorPairs, fit
 
     d = tmp_path_factory.mktemp("ck")

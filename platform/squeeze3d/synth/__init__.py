@@ -4,7 +4,8 @@ Entry points (import the submodules; this package stays light so ``squeeze3d --h
 
 - ``squeeze3d.synth.build.build_dataset`` -- build or finish a dataset (``jobs/build_dataset.py``);
 - ``squeeze3d.synth.read.load_split`` / ``read_dataset`` -- tensors or a ``ray.data.Dataset``;
-- ``squeeze3d.synth.validate.validate_dataset`` / ``dataset_stats`` -- ``squeeze3d dataset ...``.
+- ``squeeze3d.synth.validate.validate_dataset`` / ``dataset_stats`` -- ``squeeze3d dataset ...``;
+- ``squeeze3d.synth.in_process.synthesise`` -- a few thousand pairs in memory, no Ray (demo, benches, tests).
 
 The on-disk contract (columns, ids, splits, shard naming) is in ``squeeze3d.synth.schema``.
 """

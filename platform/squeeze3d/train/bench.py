@@ -18,7 +18,7 @@ def bench_train_overhead(pair: str = "debug", n: int = 2000, epochs: int = 20, w
                          sets: list[str] | None = None, synthetic: bool = False, log=print) -> dict[str, float]:
     import ray
 
-    from squeeze3d.demo import synthesise
+    from squeeze3d.synth.in_process import synthesise
     from squeeze3d.train.loop import TensorPairs, fit
     from squeeze3d.train.ray_train import build_trainer, connect_ray
 

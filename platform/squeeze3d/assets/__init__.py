@@ -1,6 +1,13 @@
 """Asset kinds (point clouds, radiance-field grids): reading, writing, normalisation, quality, fallback
 codecs, baselines and previews, one module per kind behind ``handler_for(kind)``."""
 
-from squeeze3d.assets.base import AssetHandler, Baseline, MetricColumn, UnsupportedAssetKind, handler_for
+from squeeze3d.assets.base import (
+    ASSET_KINDS,
+    AssetHandler,
+    Baseline,
+    MetricColumn,
+    UnsupportedAssetKind,
+    handler_for,
+)
 
-__all__ = ["AssetHandler", "Baseline", "MetricColumn", "UnsupportedAssetKind", "handler_for"]
+__all__ = ["ASSET_KINDS", "AssetHandler", "Baseline", "MetricColumn", "UnsupportedAssetKind", "handler_for"]

@@ -25,11 +25,14 @@ import numpy as np
 
 from squeeze3d.errors import UserError
 
-# kind -> module defining HANDLER; imported on first use (keeps the CLI start fast)
+# kind -> module defining HANDLER; imported on first use (keeps the CLI start fast). The one list of
+# asset kinds: ``squeeze3d.pairs`` validates ``PairSpec.asset_kind`` against it. A new kind (mesh) =
+# a module defining HANDLER + one line here.
 _HANDLERS: dict[str, str] = {
     "point_cloud": "squeeze3d.assets.point_cloud",
     "radiance_field": "squeeze3d.assets.radiance_field",
 }
+ASSET_KINDS: tuple[str, ...] = tuple(_HANDLERS)
 
 
 class UnsupportedAssetKind(UserError):
@@ -183,5 +186,5 @@ def handler_for(kind: str) -> AssetHandler:
 
 
 def all_output_exts() -> tuple[str, ...]:
-    """Every output extension any handler writes (cheap checks before the pair is known)."""
-    return (".ply", ".npz", ".obj", ".npy")
+    """Every output extension any handler writes, in kind order (checks before the pair is known)."""
+    return tuple(dict.fromkeys(e for kind in _HANDLERS for e in handler_for(kind).output_exts))

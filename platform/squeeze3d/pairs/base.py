@@ -8,9 +8,8 @@ from typing import Any
 
 import torch
 
+from squeeze3d.assets.base import ASSET_KINDS  # the asset handler registry is the one list of kinds
 from squeeze3d.zoo.base import Encoder, Generator
-
-ASSET_KINDS = ("point_cloud", "mesh", "radiance_field")
 
 
 def point_cloud_metrics(reference: torch.Tensor, reconstruction: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -30,7 +29,7 @@ class PairSpec:
     description: str
     """One line for ``squeeze3d pairs``."""
     asset_kind: str
-    """One of ``ASSET_KINDS``."""
+    """One of ``ASSET_KINDS``: a kind with a handler in ``squeeze3d.assets`` (``handler_for``)."""
     condition_kind: str
     """What G is sampled from when building training pairs: one of ``CONDITION_KINDS``."""
     z_e_shape: tuple[int, ...]
@@ -67,7 +66,8 @@ class PairSpec:
 
     def __post_init__(self):
         if self.asset_kind not in ASSET_KINDS:
-            raise ValueError(f"pair {self.name!r}: asset_kind {self.asset_kind!r} not in {ASSET_KINDS}")
+            raise ValueError(f"pair {self.name!r}: asset_kind {self.asset_kind!r} not in {ASSET_KINDS} (the kinds "
+                             f"with an asset handler; a new kind needs one in squeeze3d/assets)")
         if self.condition_kind not in CONDITION_KINDS:
             raise ValueError(f"pair {self.name!r}: condition_kind {self.condition_kind!r} not in {CONDITION_KINDS}")
 

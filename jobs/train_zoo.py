@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import argparse
 
-from squeeze3d.zoo.train_zoo import STAGES, ZOO_PAIRS, ZooConfig, train_zoo
+from squeeze3d.zoo.train_zoo import RECIPES, ZOO_PAIRS, ZooConfig, train_zoo
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pair", default="pointnet_lion", choices=ZOO_PAIRS, help="pair whose mini zoo to train")
-    ap.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES,
-                    help="pointnet_lion: stages to run, in order (nerfmae has one)")
+    ap.add_argument("--stages", nargs="+", default=None, choices=list(dict.fromkeys(
+                        s for r in RECIPES.values() for s in r.stages)),
+                    help="stages to run, in order (default: all of the pair's; nerfmae has one)")
     ap.add_argument("--out", default=None, help="weights folder (default: the package's shipped weights)")
     ap.add_argument("--seed", type=int, default=0, help="training seed")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg.classifier.steps = 2
         cfg.vae = {"steps": 2}
         cfg.priors = {"global_steps": 2, "point_steps": 2}
-    train_zoo(args.pair, args.out, tuple(args.stages), cfg)
+    train_zoo(args.pair, args.out, args.stages, cfg)
 
 
 if __name__ == "__main__":

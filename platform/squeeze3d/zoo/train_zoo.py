@@ -1,6 +1,7 @@
-"""Train the ``pointnet_lion`` mini zoo from scratch on the procedural corpus, with a fixed seed.
+"""Train a pair's mini zoo from scratch with a fixed seed: one recipe per pair in ``RECIPES``.
 
-Stages (each writes its safetensors + JSON into the weights folder):
+``pointnet_lion`` (``train_pointnet_lion_zoo``), on the procedural mesh corpus, in stages (each
+writes its safetensors + JSON into the weights folder):
 1. ``classifier``: PointNet++ SSG trained to classify corpus categories (E is its 1024-d feature).
 2. ``vae``: the LION-style VAE (global latent + latent points) on the same shapes.
 3. ``priors``: the two latent diffusion priors, trained on the VAE's posterior latents.
@@ -9,6 +10,7 @@ Step counts are sized for the CPU budget (about an hour for the whole zoo on 2 s
 PointNet++ training costs about a second per object): the classifier sees 480 objects (a sixth of
 an epoch of the training split), the VAE 2400 objects, the priors the VAE latents of the training
 split (see ``lion.VAETrainConfig`` / ``lion.PriorTrainConfig``).
+``nerfmae`` (``train_nerfmae_zoo``): one stage, ``nerfmae.train_nerfmae``.
 Results are deterministic for a given seed, device and torch build.
 """
 
@@ -30,7 +32,7 @@ from squeeze3d.zoo import corpus
 from squeeze3d.zoo.pointnet2 import WEIGHTS_DIR, PointNet2Cls, save_weights, select_input_points
 
 STAGES = ("classifier", "vae", "priors")
-ZOO_PAIRS = ("pointnet_lion", "nerfmae")
+"""The ``pointnet_lion`` recipe's stages, in order."""
 
 
 @dataclass
@@ -186,17 +188,10 @@ def train_classifier(data: dict, cfg: ClassifierConfig, seed: int, out_dir: Path
     return {"val_accuracy": val_acc, "wall_s": wall}
 
 
-def train_zoo(pair: str = "pointnet_lion", out_dir: str | Path | None = None, stages: tuple[str, ...] = STAGES,
-              cfg: ZooConfig | None = None, log: Callable[[str], None] = print) -> dict:
-    """Train the requested stages of the pair's mini zoo; returns a summary per stage."""
-    if pair == "nerfmae":
-        return train_nerfmae_zoo(out_dir, cfg, log)
-    if pair != "pointnet_lion":
-        raise ValueError(f"no mini zoo recipe for pair {pair!r}; available: {', '.join(ZOO_PAIRS)}")
-    unknown = set(stages) - set(STAGES)
-    if unknown:
-        raise ValueError(f"unknown stages {sorted(unknown)}; choose from {STAGES}")
-    cfg = cfg or ZooConfig()
+def train_pointnet_lion_zoo(out_dir: str | Path | None, stages: tuple[str, ...], cfg: ZooConfig,
+                            log: Callable[[str], None] = print) -> dict:
+    """The ``pointnet_lion`` mini zoo: PointNet++ classifier (E), LION-style VAE and priors (G), in
+    ``stages`` order, on the procedural mesh corpus."""
     torch.set_num_threads(cfg.threads)
     out = Path(out_dir) if out_dir is not None else WEIGHTS_DIR
     t0 = time.time()
@@ -229,13 +224,13 @@ def train_zoo(pair: str = "pointnet_lion", out_dir: str | Path | None = None, st
     return summary
 
 
-def train_nerfmae_zoo(out_dir: str | Path | None = None, cfg: ZooConfig | None = None,
+def train_nerfmae_zoo(out_dir: str | Path | None, stages: tuple[str, ...], cfg: ZooConfig,
                       log: Callable[[str], None] = print) -> dict:
     """The ``nerfmae`` mini zoo: one model (NeRF-MAE-style autoencoder) that is both E and G, trained
-    on the procedural radiance corpus; ``cfg.nerfmae`` overrides ``nerfmae.NerfMAETrainConfig``."""
+    on the procedural radiance corpus; ``cfg.nerfmae`` overrides ``nerfmae.NerfMAETrainConfig``.
+    One stage: ``stages`` is empty."""
     from squeeze3d.zoo import nerfmae
 
-    cfg = cfg or ZooConfig()
     out = Path(out_dir) if out_dir is not None else nerfmae.WEIGHTS_DIR
     tcfg = nerfmae.NerfMAETrainConfig(**{"threads": cfg.threads, **cfg.nerfmae})
     log(f"[zoo] nerfmae: {tcfg}")
@@ -244,6 +239,38 @@ def train_nerfmae_zoo(out_dir: str | Path | None = None, cfg: ZooConfig | None =
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     log(f"[zoo] done in {summary['wall_s']:.0f}s: {json.dumps(summary)}")
     return summary
+
+
+@dataclass(frozen=True)
+class ZooRecipe:
+    """How one pair's mini zoo is trained from scratch (``jobs/train_zoo.py --pair NAME``)."""
+
+    train: Callable[[str | Path | None, tuple[str, ...], ZooConfig, Callable[[str], None]], dict]
+    """``(out_dir or None for the shipped folder, stages, cfg, log) -> summary``."""
+    stages: tuple[str, ...] = ()
+    """Stages the recipe runs, in order; empty: one stage (then no stage may be named)."""
+
+
+# A pair with a mini zoo registers its recipe here: one line, no branch on its name elsewhere.
+RECIPES: dict[str, ZooRecipe] = {
+    "pointnet_lion": ZooRecipe(train_pointnet_lion_zoo, STAGES),
+    "nerfmae": ZooRecipe(train_nerfmae_zoo),
+}
+ZOO_PAIRS = tuple(RECIPES)
+
+
+def train_zoo(pair: str = "pointnet_lion", out_dir: str | Path | None = None, stages: tuple[str, ...] | None = None,
+              cfg: ZooConfig | None = None, log: Callable[[str], None] = print) -> dict:
+    """Train the requested stages (default: all) of the pair's mini zoo; returns a summary per stage."""
+    if pair not in RECIPES:
+        raise ValueError(f"no mini zoo recipe for pair {pair!r}; available: {', '.join(ZOO_PAIRS)}")
+    recipe = RECIPES[pair]
+    stages = recipe.stages if stages is None else tuple(stages)
+    unknown = set(stages) - set(recipe.stages)
+    if unknown:
+        raise ValueError(f"unknown stages {sorted(unknown)} for {pair}; "
+                         + (f"choose from {recipe.stages}" if recipe.stages else "it has one stage: pass none"))
+    return recipe.train(out_dir, stages, cfg or ZooConfig(), log)
 
 
 # ----------------------------------------------------------------------------------------------

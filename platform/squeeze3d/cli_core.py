@@ -43,6 +43,7 @@ def _cmd_registry_best(args: argparse.Namespace) -> int:
         get_pair(args.pair)
     except UnknownPairError as e:
         raise UserError(str(e)) from e
+    registry.use_cli_network_defaults()
     info = registry.champion(args.pair)
     if info is None:
         raise UserError(f"no champion for pair {args.pair!r} in {tracking_uri()}; run `make sweep PAIR={args.pair}` "
@@ -61,6 +62,7 @@ def _cmd_registry_best(args: argparse.Namespace) -> int:
 def _cmd_registry_list(args: argparse.Namespace) -> int:
     from squeeze3d import registry
 
+    registry.use_cli_network_defaults()
     rows = registry.list_versions(args.pair)
     if not rows:
         print("no registered squeeze3d models")

@@ -7,10 +7,19 @@ identity the codec writes into every .sq3d file:
     "7"                           → version 7 of squeeze3d-<pair>
     "models:/squeeze3d-<pair>@a"  → that alias / version (MLflow model URI)
     an existing directory         → a mapping checkpoint on disk (no registry version)
+
+Failures are told apart: a name, version or alias the registry does not hold is ``UserError`` ("has no
+…"); a tracking server that does not answer is ``RegistryUnreachable`` ("cannot reach <uri>"), never
+"not found". Commands a user types call ``use_cli_network_defaults()`` first, so a dead server costs
+about ``SQUEEZE3D_REGISTRY_TIMEOUT`` seconds (default 10) instead of MLflow's default of minutes of
+retries; MLflow's own ``MLFLOW_HTTP_REQUEST_TIMEOUT`` / ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` /
+``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR``, when set, win.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +27,119 @@ from pathlib import Path
 from squeeze3d.errors import UserError
 
 CHAMPION = "champion"
+
+TIMEOUT_ENV = "SQUEEZE3D_REGISTRY_TIMEOUT"
+DEFAULT_CLI_TIMEOUT_S = 10
+# MLflow error codes that mean "the registry answered: there is no such thing"
+_NOT_FOUND_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+
+class RegistryUnreachable(UserError):
+    """The tracking server (or store) did not answer; distinct from a model that does not exist."""
+
+
+def cli_timeout_s() -> float:
+    """Total seconds a CLI command waits for an unreachable registry (``$SQUEEZE3D_REGISTRY_TIMEOUT``)."""
+    raw = os.environ.get(TIMEOUT_ENV, "")
+    try:
+        v = float(raw) if raw else DEFAULT_CLI_TIMEOUT_S
+    except ValueError:
+        raise UserError(f"{TIMEOUT_ENV}={raw!r}: expected a number of seconds") from None
+    return max(1.0, v)
+
+
+def use_cli_network_defaults() -> None:
+    """Short HTTP timeouts and few retries for interactive commands, within ``cli_timeout_s()`` in all.
+
+    MLflow reads these variables on every request (``mlflow.utils.rest_utils.http_request``); its own
+    defaults (120 s per request, 7 retries with backoff factor 2) wait about four minutes on a dead
+    server. Worst case here, a server that accepts no connection and sends no reset: (retries + 1)
+    attempts of ``timeout`` each plus backoff sleeps of 0 and 1 s (urllib3 sleeps
+    factor·2^(n-1) from the second retry on) plus jitter of up to 0.5 s each. A refused connection
+    (server stopped) fails in about 1.5 s."""
+    total = cli_timeout_s()
+    retries = 2
+    per_request = max(1, int((total - 2) / (retries + 1)))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(per_request))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(retries))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0.5")
+
+
+def _chain(e: BaseException):
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def _unreachable_reason(e: BaseException) -> str | None:
+    """Why the registry did not answer, or None if ``e`` is an answer (e.g. not found, bad request)."""
+    try:
+        import requests
+    except ImportError:  # pragma: no cover - mlflow depends on requests
+        requests = None
+    for x in _chain(e):
+        text = str(x)
+        if requests is not None and isinstance(x, requests.exceptions.Timeout):
+            return f"no answer within {os.environ.get('MLFLOW_HTTP_REQUEST_TIMEOUT', '120')} s"
+        if requests is not None and isinstance(x, requests.exceptions.RetryError):
+            return "the server kept failing (HTTP 5xx) after retries"
+        if requests is not None and isinstance(x, requests.exceptions.ConnectionError):
+            if "refused" in text.lower():
+                return "connection refused"
+            if "timed out" in text.lower() or "timeout" in text.lower():
+                return f"no answer within {os.environ.get('MLFLOW_HTTP_REQUEST_TIMEOUT', '120')} s"
+            if "name or service not known" in text.lower() or "nodename nor servname" in text.lower():
+                return "unknown host"
+            return "connection failed"
+        if isinstance(x, (ConnectionError, TimeoutError)):
+            return type(x).__name__
+    code = getattr(e, "error_code", None)
+    text = str(e)
+    if code not in _NOT_FOUND_CODES and ("API request to" in text and "failed" in text):
+        return "request failed"
+    if "sqlite" in text.lower() and "unable to open database" in text.lower():
+        return "cannot open the database file"
+    return None
+
+
+def _unreachable(uri: str, reason: str) -> RegistryUnreachable:
+    if uri.startswith(("http://", "https://")):
+        hint = (f"start the server or point MLFLOW_TRACKING_URI at one that runs; to wait longer set "
+                f"{TIMEOUT_ENV}=SECONDS (now {cli_timeout_s():g})")
+    else:
+        hint = "check the path, or point MLFLOW_TRACKING_URI at a tracking server"
+    return RegistryUnreachable(f"cannot reach the model registry at {uri} ({reason}); {hint}")
+
+
+def _is_not_found(e: BaseException) -> bool:
+    return getattr(e, "error_code", None) in _NOT_FOUND_CODES and _unreachable_reason(e) is None
+
+
+@contextlib.contextmanager
+def _talking_to(uri: str):
+    """Turn what a registry call raises into one-line errors: unreachable → ``RegistryUnreachable``;
+    other failures (not "not found", which callers handle) → ``UserError`` with MLflow's first line."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as e:
+        if _is_not_found(e):
+            raise
+        reason = _unreachable_reason(e)
+        if reason is not None:
+            raise _unreachable(uri, reason) from None
+        raise UserError(f"model registry at {uri}: {str(e).strip().splitlines()[0][:300]}") from None
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - requests/urllib3/sqlalchemy errors escape some mlflow calls
+        reason = _unreachable_reason(e)
+        if reason is None:
+            raise
+        raise _unreachable(uri, reason) from None
 
 
 @dataclass(frozen=True)
@@ -74,6 +196,10 @@ class VersionInfo:
         return float(v) if v not in (None, "") else None
 
 
+def _uri(client) -> str:
+    return str(client._registry_uri)
+
+
 def _client():
     from mlflow import MlflowClient
 
@@ -89,23 +215,28 @@ def _info(mv, aliases=None) -> VersionInfo:
 
 
 def champion(pair: str) -> VersionInfo | None:
+    """The pair's champion; None only when the registry answers that there is none (an unreachable
+    registry raises ``RegistryUnreachable``)."""
     from mlflow.exceptions import MlflowException
 
+    client = _client()
     try:
-        return _info(_client().get_model_version_by_alias(model_name(pair), CHAMPION))
-    except MlflowException:
+        with _talking_to(_uri(client)):
+            return _info(client.get_model_version_by_alias(model_name(pair), CHAMPION))
+    except MlflowException:  # _talking_to lets only "not found" through
         return None
 
 
 def list_versions(pair: str | None = None) -> list[VersionInfo]:
     client = _client()
     flt = f"name='{model_name(pair)}'" if pair else "name LIKE 'squeeze3d-%'"
-    versions = client.search_model_versions(flt)
-    # search results carry no aliases: read them from each registered model once
-    aliases: dict[tuple[str, str], list[str]] = {}
-    for name in {mv.name for mv in versions}:
-        for alias, ver in (client.get_registered_model(name).aliases or {}).items():
-            aliases.setdefault((name, str(ver)), []).append(alias)
+    with _talking_to(_uri(client)):
+        versions = client.search_model_versions(flt)
+        # search results carry no aliases: read them from each registered model once
+        aliases: dict[tuple[str, str], list[str]] = {}
+        for name in {mv.name for mv in versions}:
+            for alias, ver in (client.get_registered_model(name).aliases or {}).items():
+                aliases.setdefault((name, str(ver)), []).append(alias)
     out = [_info(mv, aliases.get((mv.name, str(mv.version)), [])) for mv in versions]
     return sorted(out, key=lambda v: (v.name, int(v.version)))
 
@@ -115,12 +246,18 @@ def register(pair_name: str, run_id: str, artifact_path: str, tags: dict[str, st
     """Register ``runs:/<run_id>/<artifact_path>`` as a new version of ``squeeze3d-<pair>`` and move
     the ``champion`` alias to it only if it beats the current champion on the pair's objective.
     Returns (version, promoted, reason)."""
-    from mlflow.exceptions import MlflowException
 
     from squeeze3d.pairs import get_pair
 
     pair = get_pair(pair_name)
     client = _client()
+    with _talking_to(_uri(client)):
+        return _register(client, pair, pair_name, run_id, artifact_path, tags, objective_value)
+
+
+def _register(client, pair, pair_name, run_id, artifact_path, tags, objective_value):
+    from mlflow.exceptions import MlflowException
+
     name = model_name(pair_name)
     try:
         client.create_registered_model(name, description=f"Squeeze3D mapping networks for pair {pair_name}")
@@ -167,13 +304,15 @@ def get_version(ref: str | None, pair: str) -> VersionInfo:
 
     name, version, alias = _parse_ref(ref, pair)
     client = _client()
+    uri = _uri(client)
     try:
-        if alias:
-            return _info(client.get_model_version_by_alias(name, alias))
-        return _info(client.get_model_version(name, version))
-    except MlflowException as e:
+        with _talking_to(uri):
+            if alias:
+                return _info(client.get_model_version_by_alias(name, alias))
+            return _info(client.get_model_version(name, version))
+    except MlflowException as e:  # _talking_to lets only "not found" through
         what = f"alias {alias!r}" if alias else f"version {version}"
-        raise UserError(f"registry has no {what} of {name} (tracking: {_client()._tracking_client.tracking_uri}); "
+        raise UserError(f"registry has no {what} of {name} (tracking: {uri}); "
                         f"train one with `make train PAIR={pair}` or `make sweep PAIR={pair}`") from e
 
 
@@ -187,8 +326,8 @@ def download(info: VersionInfo) -> Path:
     dest = state_dir() / "models" / info.name / info.version
     if (dest / "config.json").is_file():
         return dest
-    configure()
-    with atomic_dir(dest) as tmp:
+    uri = configure()
+    with _talking_to(uri), atomic_dir(dest) as tmp:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{info.name}/{info.version}",
                                                          dst_path=str(tmp)))
         if local != tmp:

@@ -139,18 +139,38 @@ def _npz_array(path: Path) -> np.ndarray:
         with np.load(path, allow_pickle=False) as z:
             return z[key]
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
-        raise InputError(f"{path}: not a readable NPZ file ({e})") from None
+        raise InputError(f"{path}: not a readable NPZ file ({_why_unreadable(e)})") from None
 
 
 def _npy_array(path: Path) -> np.ndarray:
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
-        raise InputError(f"{path}: not a readable NPY file ({e})") from None
+        raise InputError(f"{path}: not a readable NPY file ({_why_unreadable(e)})") from None
     if arr.ndim >= 1 and arr.shape[0] > max_points():
         raise InputError(f"{path}: {arr.shape[0]} points exceed the limit of {max_points()} "
                          "(set SQUEEZE3D_MAX_POINTS to raise it)")
     return np.array(arr)
+
+
+def _why_unreadable(e: BaseException, fmt: str = "") -> str:
+    """What is wrong with the file, in the user's terms: the parsers' own exceptions (IndexError from
+    a short vertex list, KeyError of a missing PLY element, a struct error) name their internals."""
+    text = str(e).lower()
+    if isinstance(e, (EOFError, IndexError)) or any(w in text for w in ("truncat", "unexpected end", "too short",
+                                                                      "buffer is smaller", "not enough")):
+        return "the file ends early: it is truncated or its header promises more data than it holds"
+    if isinstance(e, UnicodeDecodeError):
+        return f"it is not text where the {fmt or 'file'} format expects text (a binary or corrupt file?)"
+    if isinstance(e, KeyError):
+        return f"a part every {fmt or 'such'} file needs is missing (e.g. the vertex list); it is malformed"
+    if isinstance(e, zipfile.BadZipFile):
+        return "it is not a zip archive, which every NPZ file is: truncated, or another format renamed"
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror.lower()
+    if "pickle" in text:
+        return "it holds Python objects (pickled data), which are never loaded"
+    return f"its header or data is malformed; check that it opens in a 3D viewer, or export it again{' as ' + fmt if fmt else ''}"
 
 
 def _load_geometry(path: Path):
@@ -160,7 +180,8 @@ def _load_geometry(path: Path):
     try:
         loaded = trimesh.load(str(path), file_type=path.suffix.lower()[1:], process=False)
     except Exception as e:  # noqa: BLE001 - trimesh raises many types on malformed files
-        raise InputError(f"{path}: cannot read as {path.suffix.lower()[1:].upper()} ({type(e).__name__}: {e})") from None
+        fmt = path.suffix.lower()[1:].upper()
+        raise InputError(f"{path}: not a readable {fmt} file ({_why_unreadable(e, fmt)})") from None
     if isinstance(loaded, trimesh.Scene):
         geoms = list(loaded.dump()) if loaded.geometry else []
         meshes = [g for g in geoms if isinstance(g, trimesh.Trimesh) and len(g.faces)]
@@ -209,6 +230,11 @@ def read_asset(path: str | Path, num_points: int | None = None, seed: int = 0) -
         kind, geom = "points", _npz_array(p)
     else:
         kind, geom = _load_geometry(p)
+        verts = np.asarray(geom.vertices if kind == "mesh" else geom)
+        if verts.ndim != 2 or verts.shape[1] != 3 or verts.dtype.kind not in "fiu":
+            # a parser that read a broken vertex list hands back a ragged or 1-column array
+            raise InputError(f"{p}: not a readable {ext[1:].upper()} file (its vertices are not x, y, z "
+                             "triples: the file is malformed or truncated)")
     if kind == "mesh":
         verts = check_points(np.asarray(geom.vertices), f"{p} (mesh vertices)")
         del verts
@@ -234,17 +260,54 @@ def list_inputs(directory: str | Path, exts: tuple[str, ...] = INPUT_EXTS) -> li
 # ------------------------------------------------------------------------------------------ writing
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (``/proc/self/status``); else by
+    the set-and-restore dance (briefly racy with other threads creating files)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, *, overwrite: bool = True) -> Path:
+    """Write to a temporary file in the same directory, fsync, then rename over ``path``.
+
+    The file gets the mode a plain ``open(path, "w")`` would give it: ``0o666 & ~umask`` for a new
+    file, the old file's permission bits when it replaces one (mkstemp's 0600 would make a shared
+    output unreadable to everyone else). ``overwrite=False``: refuse (``FileExistsError``) if ``path``
+    exists, checked atomically at the rename (``os.link`` fails on an existing name)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = p.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o666 & ~current_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
-        os.replace(tmp, p)
+        if overwrite:
+            os.replace(tmp, p)
+        else:
+            try:
+                os.link(tmp, p)  # FileExistsError if something appeared there meanwhile
+            except FileExistsError:
+                raise
+            except OSError:  # a file system without hard links: check, then rename (a small race)
+                if os.path.lexists(p):
+                    raise FileExistsError(17, "File exists", str(p)) from None
+                os.replace(tmp, p)
+            else:
+                os.unlink(tmp)
     except BaseException:
         try:
             os.unlink(tmp)

@@ -40,11 +40,21 @@ def _progress(items, desc: str):
     return tqdm(items, desc=desc, unit="file", file=sys.stderr, disable=len(items) < 2)
 
 
-def _summary_line(src, res, handler) -> str:
+def _resample_desc(codec) -> str:
+    """What the codec keeps of an asset: the pair's resample (the code decodes to exactly that)."""
+    n = codec.asset_size
+    return f"a {n}-point resample" if codec.pair.asset_kind == "point_cloud" else f"a {n}³ grid resample"
+
+
+def _summary_line(src, res, codec) -> str:
+    handler = codec.handler
     c = res.container
     kind = f"neural {c.dtype}" if c.codec == "neural" else f"fallback {handler.fallback_name} {c.draco_bits}-bit"
     q = f", {handler.quality_name} {res.psnr:.2f} dB" if res.psnr is not None else ""
-    cr = f", {res.asset.file_bytes / res.nbytes:.0f}x vs input" if res.asset and res.asset.file_bytes else ""
+    # the paper's ratio: input file bytes / .sq3d bytes; the file decodes to the pair's resample, not
+    # to every point of the input, so say so next to the number
+    cr = (f", {res.asset.file_bytes / res.nbytes:.0f}x smaller than the input file; decodes to "
+          f"{_resample_desc(codec)}") if res.asset and res.asset.file_bytes else ""
     return f"{src} -> {res.output}: {res.nbytes} bytes ({kind}{q}{cr})"
 
 
@@ -64,17 +74,65 @@ def _batch(files: list[Path], label: str, one) -> int:
     return 0
 
 
+def _exists_error(dst: Path) -> UserError:
+    return UserError(f"{dst}: already exists; pass --force to overwrite it (or --skip-existing to keep it)")
+
+
+def _plan_outputs(pairs: list[tuple[Path, Path]], args, noun: str) -> list[tuple[Path, Path]]:
+    """Directory mode, before anything is written: refuse outputs two inputs would share, and existing
+    outputs unless --force (overwrite) or --skip-existing (drop those inputs, for resumable runs)."""
+    by_out: dict[Path, list[Path]] = {}
+    for src, out in pairs:
+        by_out.setdefault(out, []).append(src)
+    clashes = {o: s for o, s in by_out.items() if len(s) > 1}
+    if clashes:
+        shown = "; ".join(f"{', '.join(x.name for x in s)} -> {o.name}" for o, s in list(clashes.items())[:5])
+        more = f" (and {len(clashes) - 5} more)" if len(clashes) > 5 else ""
+        raise UserError(f"{len(clashes)} output name(s) would be written by more than one input: {shown}{more}; "
+                        f"rename the inputs so their names differ before the extension (nothing was written)")
+    existing = [(s, o) for s, o in pairs if o.exists()]
+    for _, o in existing:
+        if o.is_dir():
+            raise UserError(f"{o}: is a directory")
+    if existing and args.skip_existing:
+        print(f"skipping {len(existing)} of {len(pairs)} {noun} whose output exists (--skip-existing)",
+              file=sys.stderr)
+        keep = {s for s, _ in existing}
+        return [(s, o) for s, o in pairs if s not in keep]
+    if existing and not args.force:
+        names = ", ".join(o.name for _, o in existing[:3]) + (", ..." if len(existing) > 3 else "")
+        raise UserError(f"{len(existing)} of {len(pairs)} outputs already exist in {existing[0][1].parent} "
+                        f"({names}); pass --force to overwrite them or --skip-existing to process only the "
+                        f"missing ones (nothing was written)")
+    return pairs
+
+
+def _network_defaults() -> None:
+    from squeeze3d.registry import use_cli_network_defaults
+
+    use_cli_network_defaults()
+
+
 @_os_errors
 def _cmd_compress(args) -> int:
     from squeeze3d.codec.compressor import compress_file, get_codec
     from squeeze3d.io import list_inputs
 
+    _network_defaults()
     src, dst = Path(args.input), Path(args.output)
     opts = dict(pair=args.pair, model=args.model, dtype=args.dtype, quant=args.quant,
                 min_quality=args.min_quality, device=args.device, seed=args.seed)
     if not src.is_dir():
+        if dst.exists() and not dst.is_dir():
+            if args.skip_existing:
+                print(f"{src} -> {dst}: exists, skipped (--skip-existing)")
+                return 0
+            if not args.force:
+                raise _exists_error(dst)
+        codec = get_codec(args.pair, args.model, args.device)
+        _ = codec.resolved  # the registry (or the checkpoint) first: a dead server fails before models load
         res = compress_file(src, dst, **opts)
-        print(_summary_line(src, res, get_codec(args.pair, args.model, args.device).handler))
+        print(_summary_line(src, res, codec))
         return 0
     codec = get_codec(args.pair, args.model, args.device)
     files = list_inputs(src, codec.handler.input_exts)
@@ -82,17 +140,55 @@ def _cmd_compress(args) -> int:
         raise UserError(f"{src}: no supported input files")
     if dst.exists() and not dst.is_dir():
         raise UserError(f"{dst}: the output of a directory must be a directory")
+    plan = _plan_outputs([(f, dst / (f.stem + ".sq3d")) for f in files], args, "inputs")
+    if not plan:
+        print(f"nothing to do: all {len(files)} outputs exist in {dst}")
+        return 0
     _ = codec.resolved  # resolve the model once, fail early
-    return _batch(files, "compress",
-                  lambda f: _summary_line(f, compress_file(f, dst / (f.stem + ".sq3d"), **opts), codec.handler))
+    outs = dict(plan)
+    return _batch([f for f, _ in plan], "compress",
+                  lambda f: _summary_line(f, compress_file(f, outs[f], **opts), codec))
+
+
+def _check_model_of(path, c, model: str | None, device: str) -> None:
+    """Before decoding a neural file: is the model at hand the one that wrote it? If not, say which
+    model wrote it and how to get that one (the compressor's own check stays as the backstop)."""
+    if c.codec != "neural":
+        return
+    from squeeze3d.codec.compressor import get_codec
+    from squeeze3d.registry import model_name
+
+    name = model_name(c.pair)
+    if model is None and c.model_version is None:
+        raise UserError(f"{path}: written by a mapping checkpoint given by path (weights hash {c.model_hash}), "
+                        f"not a registry version; pass that checkpoint directory with --model PATH (its "
+                        f"config.json has a weights_hash starting {c.model_hash})")
+    ref = model if model is not None else str(c.model_version)
+    r = get_codec(c.pair, ref, device).resolved
+    if c.model_hash and r.weights_hash.startswith(c.model_hash):  # v1 files: 16 hex digits, v2: 8
+        return
+    wrote = (f"{name} version {c.model_version} (weights hash {c.model_hash})" if c.model_version
+             else f"a checkpoint given by path (weights hash {c.model_hash})")
+    if c.model_version and r.version == str(c.model_version):
+        how = (f"this registry's version {r.version} is a different model, so the file comes from another "
+               f"registry: point MLFLOW_TRACKING_URI at the registry that compressed it, or pass that model's "
+               f"checkpoint directory with --model PATH")
+    elif c.model_version:
+        how = f"pass --model {c.model_version} (models:/{name}/{c.model_version}) to decode it with that model"
+    else:
+        how = "pass that checkpoint directory with --model PATH"
+    raise UserError(f"{path}: written by {wrote}, but the model given is {r.uri} (weights hash "
+                    f"{r.weights_hash[:16]}), which would decode it to a wrong shape; {how}")
 
 
 @_os_errors
 def _cmd_decompress(args) -> int:
+    from squeeze3d.codec.container import read_container
+
+    _network_defaults()
     src, dst = Path(args.input), Path(args.output)
     if not src.is_dir():
         from squeeze3d.assets.base import all_output_exts
-        from squeeze3d.codec.container import read_container
         from squeeze3d.io import InputError
 
         # cheap checks before torch is imported: bad files fail in a blink (the pair's kind decides
@@ -100,7 +196,14 @@ def _cmd_decompress(args) -> int:
         if dst.suffix.lower() not in all_output_exts():
             raise InputError(f"{dst}: unsupported output format {dst.suffix or '(no extension)'!r}; "
                              f"use one of {', '.join(all_output_exts())}")
-        read_container(src)
+        if dst.exists() and not dst.is_dir():
+            if args.skip_existing:
+                print(f"{src} -> {dst}: exists, skipped (--skip-existing)")
+                return 0
+            if not args.force:
+                raise _exists_error(dst)
+        c = read_container(src)
+        _check_model_of(src, c, args.model, args.device)
     from squeeze3d.assets import handler_for
     from squeeze3d.codec.compressor import _get_pair, decompress_file
 
@@ -114,16 +217,30 @@ def _cmd_decompress(args) -> int:
     files = sorted(f for f in src.iterdir() if f.suffix.lower() == ".sq3d")
     if not files:
         raise UserError(f"{src}: no .sq3d files")
-    def one(f: Path) -> str:
+    if dst.exists() and not dst.is_dir():
+        raise UserError(f"{dst}: the output of a directory must be a directory")
+
+    def out_for(f: Path) -> Path:
         fmt = args.format
         if fmt is None:  # the kind's first output format: ply for point clouds, npz for grids
-            from squeeze3d.codec.container import read_container
+            try:
+                fmt = handler_for(_get_pair(read_container(f).pair).asset_kind).output_exts[0].lstrip(".")
+            except UserError:
+                fmt = "ply"  # unreadable: its own error comes when it is decoded
+        return dst / f"{f.stem}.{fmt}"
 
-            fmt = handler_for(_get_pair(read_container(f).pair).asset_kind).output_exts[0].lstrip(".")
-        r = decompress_file(f, dst / f"{f.stem}.{fmt}", model=args.model, device=args.device)
+    plan = _plan_outputs([(f, out_for(f)) for f in files], args, "files")
+    if not plan:
+        print(f"nothing to do: all {len(files)} outputs exist in {dst}")
+        return 0
+    outs = dict(plan)
+
+    def one(f: Path) -> str:
+        _check_model_of(f, read_container(f), args.model, args.device)
+        r = decompress_file(f, outs[f], model=args.model, device=args.device)
         return f"{f} -> {r.output}: {describe(r)} ({r.container.codec})"
 
-    return _batch(files, "decompress", one)
+    return _batch([f for f, _ in plan], "decompress", one)
 
 
 @_os_errors
@@ -144,6 +261,7 @@ def _cmd_inspect(args) -> int:
 def _cmd_eval(args) -> int:
     from squeeze3d.codec.evaluate import evaluate
 
+    _network_defaults()
     if args.input is not None and args.split_given:
         raise UserError("give either --split or --input, not both")
     rep = evaluate(pair=args.pair, model=args.model, split=args.split, input_dir=args.input, limit=args.limit,
@@ -159,6 +277,7 @@ def _cmd_eval(args) -> int:
 def _cmd_interpolate(args) -> int:
     from squeeze3d.codec.compressor import interpolate
 
+    _network_defaults()
     paths = interpolate(args.a, args.b, args.steps, args.output, model=args.model, device=args.device,
                         fmt=args.format)  # None: the kind's default format
     for p in paths:
@@ -178,7 +297,21 @@ def add_commands(sub) -> None:
     model_help = ("mapping model: models:/squeeze3d-PAIR@champion (default), a registry version number, a "
                   "models:/ URI or a checkpoint directory")
 
-    p = sub.add_parser("compress", help="compress an asset (or a directory of them) to .sq3d")
+    def overwrite_flags(p, what: str) -> None:
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--force", action="store_true", help=f"overwrite existing {what} (default: refuse)")
+        g.add_argument("--skip-existing", action="store_true",
+                       help=f"leave existing {what} alone and process only the rest (resumable batch runs)")
+
+    p = sub.add_parser(
+        "compress", help="compress an asset (or a directory of them) to .sq3d",
+        description="Compress an asset (or each supported file in a directory) to .sq3d. The codec keeps "
+                    "the pair's resample of the asset (pointnet_lion: 2048 points; a mesh is sampled, a larger "
+                    "cloud subsampled) and decompression returns that resample, not every input point. The "
+                    "reported ratio is input file bytes / .sq3d bytes (the paper's definition), so for a "
+                    "5-million-point cloud it is mostly the resampling. Existing outputs are refused unless "
+                    "--force or --skip-existing; a registry that does not answer fails after about "
+                    "SQUEEZE3D_REGISTRY_TIMEOUT seconds (default 10).")
     p.add_argument("input", help="point-cloud pairs: PLY/OBJ/OFF/STL/GLB/GLTF mesh or cloud, NPY/NPZ array; "
                    "radiance-field pairs: NeRF-MAE .npz (rgbsigma + resolution) or a [4,R,R,R] .npy/.npz; "
                    "or a directory of them")
@@ -194,6 +327,7 @@ def add_commands(sub) -> None:
                         f"{DEFAULT_MIN_QUALITY_DB}; 'off' disables the check)")
     p.add_argument("--seed", type=int, default=0, help="seed of the mesh surface sampling")
     p.add_argument("--device", default="cpu")
+    overwrite_flags(p, "outputs")
     p.set_defaults(func=_cmd_compress)
 
     p = sub.add_parser("decompress", help="decompress .sq3d to a point cloud (.ply/.npz/.obj) or a radiance "
@@ -204,6 +338,7 @@ def add_commands(sub) -> None:
     p.add_argument("--format", default=None, choices=["ply", "npz", "obj", "npy"],
                    help="directory mode output format (default: ply for point clouds, npz for radiance fields)")
     p.add_argument("--device", default="cpu")
+    overwrite_flags(p, "outputs")
     p.set_defaults(func=_cmd_decompress)
 
     p = sub.add_parser("inspect", help="show a .sq3d file's header: sizes, codec, model identity")

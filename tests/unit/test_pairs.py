@@ -35,9 +35,19 @@ def test_debug_pair_sample_depends_only_on_own_seed():
 
 
 def test_debug_weights_are_fixed():
+    """Every build of the debug models has the same weights (a fixed seed), and the weights hash that
+    manifests and the registry record is of those weights: one changed number changes it."""
+    from squeeze3d.zoo.base import state_dict_hash
+
     p = get_pair("debug")
-    assert p.build_encoder("cpu").weights_hash() == p.build_encoder("cpu").weights_hash()
-    assert p.build_generator("cpu").weights_hash() != p.build_encoder("cpu").weights_hash()
+    for build in (p.build_encoder, p.build_generator):
+        a, b = build("cpu"), build("cpu")
+        sa, sb = a.module.state_dict(), b.module.state_dict()
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+        assert a.weights_hash() == b.weights_hash() == state_dict_hash(a.module)
+        with torch.no_grad():
+            next(b.module.parameters()).view(-1)[0] += 1.0
+        assert state_dict_hash(b.module) != a.weights_hash()
 
 
 def test_weights_hash_handles_zero_dim_buffers():

@@ -186,3 +186,30 @@ def test_compress_with_a_checkpoint_path_is_light(ckpts, inputs, tmp_path):
     assert rc == 0 and heavy == []
     assert not state.exists()  # no state folder, so no mlflow.db
     assert np.frombuffer((tmp_path / "c.sq3d").read_bytes()[:4], np.uint8).size == 4
+
+
+def test_fast_ply_reader_matches_trimesh(tmp_path):
+    """PLY point clouds are read without importing trimesh; same points as trimesh reads."""
+    from squeeze3d.io import _fast_ply_points, read_asset, write_points
+
+    pts = np.random.default_rng(3).normal(size=(500, 3)).astype(np.float32)
+    binary = write_points(tmp_path / "b.ply", pts)
+    cloud = trimesh.PointCloud(pts.astype(np.float64))
+    cloud.export(tmp_path / "a.ply", encoding="ascii")
+    for p in (binary, tmp_path / "a.ply"):
+        fast = _fast_ply_points(p)
+        assert fast is not None and np.allclose(fast, np.asarray(trimesh.load(p).vertices), atol=1e-6), p
+        assert np.allclose(read_asset(p).points, fast, atol=1e-6)
+    # a mesh (faces) is left to trimesh and sampled as before
+    trimesh.creation.box().export(tmp_path / "m.ply")
+    assert _fast_ply_points(tmp_path / "m.ply") is None and read_asset(tmp_path / "m.ply", 64).kind == "mesh"
+    # a binary cloud cut short says so
+    (tmp_path / "cut.ply").write_bytes(binary.read_bytes()[:-100])
+    from squeeze3d.io import InputError
+
+    with pytest.raises(InputError, match="ends early"):
+        read_asset(tmp_path / "cut.ply")
+    r = subprocess.run([sys.executable, "-c", "import sys; from squeeze3d.io import read_asset; "
+                        f"read_asset({str(binary)!r}, 256); print('trimesh' in sys.modules)"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "False", r.stderr

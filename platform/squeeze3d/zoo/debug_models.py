@@ -128,7 +128,11 @@ class DebugTextGenerator(Generator):
         self.latent_dim = latent_dim
 
     def text_means(self, prompts: Sequence[str]) -> torch.Tensor:
-        return hashed_words(prompts, self.module.text_proj.shape[0]).to(self.device) @ self.module.text_proj
+        # One matmul per prompt: BLAS picks kernels by the batch size and the CPU, so a batched
+        # product differs from a one-row product in the last bits. Row by row, a sample's z_G is
+        # bitwise the same alone or in any batch (builder reruns and shard rebuilds rely on it).
+        words = hashed_words(prompts, self.module.text_proj.shape[0]).to(self.device)
+        return torch.cat([row[None] @ self.module.text_proj for row in words])
 
     def _sample_latents(self, conditions: Sequence, rng: torch.Generator | None) -> torch.Tensor:
         # A condition is (prompt, seed); a bare prompt means seed 0 (the same z_G every time).

@@ -109,3 +109,15 @@ test-llm: $(LLM_STAMP)  ## vLLM-on-CPU tests: tiny random Llama through the real
 
 build-prompts: $(STAMP)  ## prompt table: PROMPTS_N= PROMPTS_OUT= PROMPTS_BACKEND=template|vllm
 	$(PY) jobs/build_prompts.py --num-prompts $(PROMPTS_N) --output $(PROMPTS_OUT) --backend $(PROMPTS_BACKEND)
+
+MLFLOW_PORT ?= 5000
+.PHONY: mlflow-ui
+mlflow-ui: $(STAMP)  ## open the registry and runs in the MLflow UI (embedded store; a server's own URL when MLFLOW_TRACKING_URI is http)
+	@uri=$$($(PY) -c "from squeeze3d.tracking import tracking_uri; print(tracking_uri())"); \
+	case "$$uri" in \
+	  http://*|https://*) echo "the tracking server serves its own UI: open $$uri/#/models";; \
+	  *) root=$$($(PY) -c "from squeeze3d.tracking import state_dir; print((state_dir() / 'mlartifacts').as_uri())"); \
+	     echo "MLflow UI for $$uri: http://127.0.0.1:$(MLFLOW_PORT)/#/models (Ctrl-C stops it)"; \
+	     MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(PY) -m mlflow ui --backend-store-uri "$$uri" \
+	       --default-artifact-root "$$root" --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1;; \
+	esac

@@ -47,6 +47,9 @@ class MappingConfig:
     levels and one more into the code, e.g. 40³→20³→10³ for two levels."""
     code_channels: int = 24
     """unet3d: channels of the code grid (the paper's 24-channel bottleneck)."""
+    code_bound: str = "none"
+    """none: F_E's output is the code as is; tanh: codes bounded in [-1, 1], which the codec stores as
+    fixed-range k-bit integers with no scale (``--dtype fixed``), the compact rate ladder."""
 
 
 @dataclass
@@ -57,6 +60,18 @@ class LossConfig:
     """Weight of the gram loss ‖Z Zᵀ − I‖²_F on the batch of codes (decorrelates codes)."""
     gram_variant: str = "paper"
     """paper: raw codes, squared Frobenius norm summed; official: row-normalised codes, mean."""
+    lambda_set: float = 0.0
+    """Weight of the permutation-invariant latent term: Chamfer between the xyz of predicted and
+    target latent points (pairs that declare ``latent_points``)."""
+    lambda_output: float = 0.0
+    """Weight of the output term: Chamfer between G's differentiable decode of ẑ_G and of z_G, i.e.
+    between the clouds the user gets (pairs that declare ``loss_decoder``)."""
+    code_noise_bits: int = 0
+    """Quantisation-aware training: add uniform noise of one k-bit step to the (bounded) codes during
+    training, so a k-bit fixed-range payload loses almost nothing. 0: off."""
+    output_points: int = 0
+    """Points of each decoded cloud used by the output term (a seeded random subset per step: cdist
+    is quadratic in it); 0: all."""
 
 
 @dataclass
@@ -111,6 +126,7 @@ ARCH_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 _CHOICES = {("mapping", "arch"): ARCHS, ("loss", "gram_variant"): ("paper", "official"),
+            ("mapping", "code_bound"): ("none", "tanh"),
             ("optim", "optimizer"): ("muon", "adamw")}
 
 
@@ -208,7 +224,13 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         (len(m.unet_channels) >= 1 and all(c >= 1 for c in m.unet_channels),
          "mapping.unet_channels must be a non-empty list of positive integers"),
         (m.code_channels >= 1, "mapping.code_channels must be >= 1"),
-        (lo.lambda_gen >= 0 and lo.lambda_gram >= 0, "loss weights must be >= 0"),
+        (min(lo.lambda_gen, lo.lambda_gram, lo.lambda_set, lo.lambda_output) >= 0, "loss weights must be >= 0"),
+        (lo.lambda_gen + lo.lambda_set + lo.lambda_output > 0,
+         "at least one of loss.lambda_gen, loss.lambda_set, loss.lambda_output must be > 0"),
+        (0 <= lo.code_noise_bits <= 16, "loss.code_noise_bits must be in 0..16 (0: off)"),
+        (lo.code_noise_bits == 0 or m.code_bound == "tanh",
+         "loss.code_noise_bits needs bounded codes: set mapping.code_bound=tanh"),
+        (lo.output_points >= 0, "loss.output_points must be >= 0 (0: all points)"),
         (o.lr_start > 0 and o.lr_end > 0, "optim learning rates must be > 0"),
         (o.epochs >= 1, "optim.epochs must be >= 1"),
         (o.batch_size >= 2, "optim.batch_size must be >= 2 (the gram loss needs a batch)"),

@@ -4,3 +4,8 @@
 
 class UserError(Exception):
     """Bad input or state the user can fix; the CLI prints it as one line and exits with status 2."""
+
+
+class ContainerError(UserError):
+    """A .sq3d file (or a payload inside it) is malformed, corrupted, of an unknown version, or does
+    not fit the model. Defined here, below ``codec`` and ``baselines``, which both raise it."""

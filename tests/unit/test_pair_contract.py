@@ -26,10 +26,7 @@ PROMPTS = ["a red wooden chair.", "a tall glass lamp with a round base.", "a sma
 # the batch it is drawn in; measured on a 2-core Xeon). Each entry is a defect to fix in the model,
 # not a licence; the xfail is not strict only because BLAS/oneDNN kernels, and so the last bits,
 # depend on the CPU: an XPASS here means the entry may be ready to go.
-NOT_BATCH_INVARIANT = {
-    "nerfmae": "conv3d results depend on the batch size: z_G differs by ~1e-5, the grid by ~7e-7",
-    "pointnet_lion": "z_G is invariant, but LION's decoder output differs by ~4e-7 between batch sizes",
-}
+NOT_BATCH_INVARIANT: dict[str, str] = {}  # every pair is invariant: encode/decode run per sample (zoo.base.per_sample)
 
 
 def _prompt_table(tmp_dir) -> str:

@@ -13,7 +13,7 @@ import torch
 # The one import that runs back up (to a leaf: codec/container.py imports only squeeze3d.errors):
 # an undecodable baseline payload is a malformed .sq3d payload, and the compressor, the handlers
 # and the tests catch ContainerError. It goes once ContainerError lives in squeeze3d.errors.
-from squeeze3d.codec.container import ContainerError
+from squeeze3d.errors import ContainerError
 from squeeze3d.metrics.pointcloud import d1_psnr
 
 DEFAULT_LEVEL = 10

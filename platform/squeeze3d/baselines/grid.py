@@ -33,7 +33,7 @@ import numpy as np
 # The one import that runs back up (to a leaf: codec/container.py imports only squeeze3d.errors):
 # an undecodable baseline payload is a malformed .sq3d payload, and the compressor, the handlers
 # and the tests catch ContainerError. It goes once ContainerError lives in squeeze3d.errors.
-from squeeze3d.codec.container import ContainerError
+from squeeze3d.errors import ContainerError
 
 ZSTD_LEVEL = 19
 MIN_BITS, MAX_BITS = 1, 16

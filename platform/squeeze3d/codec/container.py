@@ -23,6 +23,27 @@ Layout of format version 1 (all integers little-endian; offsets after ``pair`` s
     payload         payload_len bytes  neural: quantised code; fallback: a Draco point cloud or a qz grid
     crc32           u32            zlib.crc32 over every byte before it
 
+Format version 2 (written by default; version 1 files still decode) cuts the overhead from ~80 to
+at most 24 bytes for a neural file (d_C < 16384, assets < 16384 points), because at a few hundred bytes
+the header *is* the rate::
+
+    field           type           notes
+    magic           2 bytes        b"S3" (version 1 starts b"SQ3D", so the two never collide)
+    version|flags   u8             low nibble: 2; high nibble: flags (bit 4: normalisation in f32)
+    mode            u8             high 3 bits: 0 neural fixed-range k-bit, 1 f16, 2 f32, 3 int8
+                                   per-vector, 4 int8 per-group, 5 fallback; low 5 bits: k (fixed) or
+                                   the fallback's rate (Draco bits / qz bits), else 0
+    pair_tag        2 bytes        first 2 bytes of blake2b(pair name): resolved against the registry
+    model_hash      4 bytes        first 4 bytes of the mapping weights' sha256 (fallback: of the model
+                                   that would have been used; informational)
+    size            varint         points (point clouds) or grid resolution R (radiance fields)
+    d_code          varint         neural only: numbers in the code (its shape comes from the model)
+    centre, scale   4 × f16        (4 × f32 when the flag says so: the packer uses f32 whenever f16
+                                   would move the asset by more than 1e-4 of its scale)
+    payload         rest           neural: exactly the size mode and d_code imply; fallback: the rest
+    crc16           u16            CRC-16-CCITT (binascii.crc_hqx, init 0xFFFF) over every byte
+                                   before it: detects every single-bit flip and any burst ≤ 16 bits
+
 Parsing is strict: magic and version first (so a wrong file or a newer format gets a specific
 message), then every length is bounds-checked as it is read ("truncated or corrupted"), then the
 CRC, then the semantics (enums known, d_C consistent with the payload size, finite normalisation).
@@ -35,6 +56,8 @@ handler (``squeeze3d.assets``) interprets ``num_points``, the normalisation and 
 
 from __future__ import annotations
 
+import binascii
+import hashlib
 import math
 import re
 import struct
@@ -42,11 +65,12 @@ import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from squeeze3d.errors import UserError
+from squeeze3d.errors import ContainerError  # noqa: F401 - re-exported: the codec's error type
 
 MAGIC = b"SQ3D"
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+FORMAT_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
+MAGIC_V2 = b"S3"
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_POINTS = 1 << 24
 MAX_CODE_NUMBERS = 1 << 20
@@ -54,7 +78,10 @@ MAX_CODE_NDIM = 4
 MAX_PAIR_LEN = 64
 
 CODECS = ("neural", "fallback")
-DTYPES = ("none", "f32", "f16", "int8")
+DTYPES = ("none", "f32", "f16", "int8", "fixed")
+"""``fixed``: codes bounded in [-1, 1] by the model (``mapping.code_bound``), stored as k-bit integers
+with no scale at all (version 2 only)."""
+MAX_FIXED_BITS = 16
 QUANTS = ("none", "per_vector", "per_group")
 GROUP_SIZE = 32  # int8 per-group: one f16 scale per GROUP_SIZE code numbers
 
@@ -65,12 +92,14 @@ _U32 = struct.Struct("<I")
 _PAIR_RE = re.compile(r"[a-z0-9_]{1,64}")
 
 
-class ContainerError(UserError):
-    """A .sq3d file is malformed, corrupted, of an unknown version, or does not fit the model."""
 
 
-def payload_size(dtype: str, quant: str, d_code: int) -> int:
+def payload_size(dtype: str, quant: str, d_code: int, bits: int = 0) -> int:
     """Bytes a neural payload of ``d_code`` numbers takes (see ``squeeze3d.codec.quantise``)."""
+    if dtype == "fixed":
+        if not 1 <= bits <= MAX_FIXED_BITS:
+            raise ContainerError(f"fixed-range code with {bits} bits (1..{MAX_FIXED_BITS} allowed)")
+        return -(-d_code * bits // 8)
     if dtype == "f32":
         return 4 * d_code
     if dtype == "f16":
@@ -97,6 +126,7 @@ class Container:
     dtype: str
     quant: str
     draco_bits: int
+    """Fallback: the classical codec's rate; neural ``fixed``: k, the bits per code number; else 0."""
     centre: tuple[float, float, float]
     scale: float
     payload: bytes = field(repr=False)
@@ -108,8 +138,15 @@ class Container:
 
     @property
     def model_identity(self) -> str:
-        """Same form as ``squeeze3d.registry.ResolvedModel.identity``: ``v<version>:<hash>`` or ``path:<hash>``."""
+        """Same form as ``squeeze3d.registry.ResolvedModel.identity``: ``v<version>:<hash>`` or
+        ``path:<hash>``; version 2 files name the weights only (``hash:<8 hex digits>``)."""
+        if self.version >= 2:
+            return f"hash:{self.model_hash}"
         return f"{'v' + str(self.model_version) if self.model_version else 'path'}:{self.model_hash}"
+
+    def matches_weights(self, weights_hash: str) -> bool:
+        """Was this file written by the mapping weights with this sha256 (hex)?"""
+        return str(weights_hash).startswith(self.model_hash)
 
     def describe(self) -> dict:
         """Header fields as plain values (``squeeze3d inspect``)."""
@@ -130,7 +167,7 @@ def _check_semantics(c: Container) -> None:
         raise ContainerError(f"unknown dtype/quantisation {c.dtype!r}/{c.quant!r}")
     if not _PAIR_RE.fullmatch(c.pair):
         raise ContainerError(f"invalid pair name {c.pair!r} in header")
-    if not re.fullmatch(r"[0-9a-f]{16}", c.model_hash):
+    if not re.fullmatch(r"[0-9a-f]{16}" if c.version == 1 else r"[0-9a-f]{8}", c.model_hash):
         raise ContainerError(f"invalid model hash {c.model_hash!r} in header")
     if c.model_version is not None and not 0 < c.model_version < 2**32:
         raise ContainerError(f"invalid model version {c.model_version}")
@@ -147,11 +184,13 @@ def _check_semantics(c: Container) -> None:
     if c.codec == "neural":
         if not c.code_shape:
             raise ContainerError("neural container without a code shape")
-        if c.dtype == "none" or c.draco_bits != 0:
-            raise ContainerError(f"neural container with dtype {c.dtype!r} and draco_bits {c.draco_bits}")
+        if c.dtype == "none" or (c.draco_bits != 0) != (c.dtype == "fixed"):
+            raise ContainerError(f"neural container with dtype {c.dtype!r} and bits {c.draco_bits}")
+        if c.dtype == "fixed" and c.version < 2:
+            raise ContainerError("fixed-range codes need format version 2")
         if (c.dtype == "int8") != (c.quant != "none"):
             raise ContainerError(f"dtype {c.dtype!r} does not go with quantisation {c.quant!r}")
-        want = payload_size(c.dtype, c.quant, c.d_code)
+        want = payload_size(c.dtype, c.quant, c.d_code, c.draco_bits)
         if len(c.payload) != want:
             raise ContainerError(f"payload is {len(c.payload)} bytes but d_C={c.d_code} in {c.dtype}"
                                  f"{'/' + c.quant if c.quant != 'none' else ''} needs {want}")
@@ -167,6 +206,8 @@ def _check_semantics(c: Container) -> None:
 def pack(c: Container) -> bytes:
     """Serialise (validating first: a container that ``unpack`` would refuse is never written)."""
     _check_semantics(c)
+    if c.version == 2:
+        return _pack_v2(c)
     pair = c.pair.encode("ascii")
     out = bytearray()
     out += _HEAD.pack(MAGIC, c.version, CODECS.index(c.codec), DTYPES.index(c.dtype),
@@ -203,12 +244,16 @@ def unpack(data: bytes) -> Container:
     data = bytes(data)
     if len(data) > MAX_FILE_BYTES:
         raise ContainerError(f"file is {len(data)} bytes; .sq3d files are at most {MAX_FILE_BYTES}")
-    if not data or not MAGIC.startswith(data[:len(MAGIC)]):
-        raise ContainerError(f"not a .sq3d file (starts with {data[:4]!r}, expected {MAGIC!r})")
+    if data[:2] == MAGIC_V2:
+        return _unpack_v2(data)
+    if not data or not (MAGIC.startswith(data[:len(MAGIC)]) or MAGIC_V2.startswith(data[:2])):
+        raise ContainerError(f"not a .sq3d file (starts with {data[:4]!r}, expected {MAGIC_V2!r} or {MAGIC!r})")
+    if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
+        raise ContainerError(f"truncated or corrupted: {len(data)} bytes are too short for a .sq3d header")
     r = _Reader(data)
     r.take(len(MAGIC), "magic")
     (version,) = struct.unpack("<H", r.take(2, "format version"))
-    if version not in SUPPORTED_VERSIONS:
+    if version != 1:  # the "SQ3D" layout is version 1 only; version 2 has its own magic
         raise ContainerError(f".sq3d format version {version} is not supported; this build reads version(s) "
                              f"{', '.join(map(str, SUPPORTED_VERSIONS))}")
     r.off = 0
@@ -270,3 +315,124 @@ def read_container(path: str | Path) -> Container:
 
 def with_payload(c: Container, payload: bytes) -> Container:
     return replace(c, payload=payload)
+
+
+# ---------------------------------------------------------------------------------- version 2
+_V2_MODES = ("fixed", "f16", "f32", "int8/per_vector", "int8/per_group", "fallback")
+_FLAG_NORM_F32 = 0x10
+_NORM16 = struct.Struct("<4e")
+_NORM32 = struct.Struct("<4f")
+
+
+def pair_tag(name: str) -> bytes:
+    """The 2-byte pair id of version 2 headers."""
+    return hashlib.blake2b(name.encode("ascii"), digest_size=2).digest()
+
+
+def _pair_from_tag(tag: bytes) -> str:
+    from squeeze3d.pairs import names
+
+    hits = [n for n in names() if pair_tag(n) == tag]
+    if not hits:
+        raise ContainerError(f"the file names pair tag {tag.hex()}, which no registered pair has "
+                             f"(registered: {', '.join(names())}); it was written by a build with other pairs")
+    return hits[0]
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _read_varint(r: _Reader, what: str) -> int:
+    n = shift = 0
+    for _ in range(4):  # ≤ 2^28: every size this format allows
+        (b,) = r.take(1, what)
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return n
+    raise ContainerError(f"corrupted: {what} is not a valid varint")
+
+
+def _norm_fits_f16(centre, scale) -> bool:
+    """f16 normalisation unless it would move the asset by more than 1e-4 of its scale."""
+    vals = [*centre, scale]
+    if any(abs(v) > 60000 for v in vals):
+        return False
+    back = struct.unpack("<4e", struct.pack("<4e", *vals))
+    if not (back[3] > 0 and math.isfinite(back[3])):
+        return False
+    err = max(abs(a - b) for a, b in zip(back[:3], vals[:3])) + abs(back[3] - scale) * 1.0
+    return err <= 1e-4 * scale
+
+
+def _mode_of(c: Container) -> int:
+    if c.codec == "fallback":
+        return 5
+    key = c.dtype if c.dtype != "int8" else f"int8/{c.quant}"
+    return _V2_MODES.index(key)
+
+
+def _pack_v2(c: Container) -> bytes:
+    if c.model_version is not None:
+        raise ContainerError("format version 2 does not store a registry version (the weights hash names the model)")
+    f16 = _norm_fits_f16(c.centre, c.scale)
+    bits = c.draco_bits
+    out = bytearray(MAGIC_V2)
+    out.append(2 | (0 if f16 else _FLAG_NORM_F32))
+    out.append(_mode_of(c) << 5 | bits)
+    out += pair_tag(c.pair) + bytes.fromhex(c.model_hash)
+    out += _varint(c.num_points)
+    if c.codec == "neural":
+        out += _varint(c.d_code)
+    out += (_NORM16 if f16 else _NORM32).pack(*c.centre, c.scale)
+    out += c.payload
+    out += struct.pack("<H", binascii.crc_hqx(bytes(out), 0xFFFF))
+    return bytes(out)
+
+
+def _unpack_v2(data: bytes) -> Container:
+    r = _Reader(data)
+    r.take(2, "magic")
+    (vf,) = r.take(1, "format version")
+    if vf & 0x0F != 2 or vf & 0xE0:
+        raise ContainerError(f".sq3d format version {vf & 0x0F} (flags {vf >> 4:#x}) is not supported; this build "
+                             f"reads version(s) {', '.join(map(str, SUPPORTED_VERSIONS))}")
+    if len(data) < 2 or binascii.crc_hqx(data[:-2], 0xFFFF) != struct.unpack("<H", data[-2:])[0]:
+        raise ContainerError("checksum mismatch (CRC-16): the file is truncated or corrupted")
+    (mb,) = r.take(1, "mode")
+    mode, bits = mb >> 5, mb & 0x1F
+    if mode >= len(_V2_MODES):
+        raise ContainerError(f"unknown codec mode {mode}; this build knows {', '.join(_V2_MODES)}")
+    pair = _pair_from_tag(r.take(2, "pair tag"))
+    model_hash = r.take(4, "model hash").hex()
+    size = _read_varint(r, "asset size")
+    name = _V2_MODES[mode]
+    d_code = _read_varint(r, "code size") if name != "fallback" else 0
+    norm = _NORM32 if vf & _FLAG_NORM_F32 else _NORM16
+    *centre, scale = r.unpack(norm, "normalisation")
+    payload = data[r.off:-2]
+    if name == "fallback":
+        codec, dtype, quant = "fallback", "none", "none"
+    else:
+        codec, (dtype, _, quant) = "neural", name.partition("/")
+        quant = quant or "none"
+    if codec == "neural" and not 1 <= d_code <= MAX_CODE_NUMBERS:
+        raise ContainerError(f"corrupted header: code of {d_code} numbers")
+    c = Container(pair=pair, codec=codec, model_version=None, model_hash=model_hash, num_points=size,
+                  code_shape=(d_code,) if codec == "neural" else (), dtype=dtype, quant=quant,
+                  draco_bits=bits, centre=(float(centre[0]), float(centre[1]), float(centre[2])),
+                  scale=float(scale), payload=payload, version=2)
+    _check_semantics(c)
+    return c
+
+
+def header_bytes(c: Container) -> int:
+    """Container overhead: file size minus payload."""
+    return len(pack(c)) - len(c.payload)

@@ -5,6 +5,11 @@
     int8        symmetric, round-to-nearest, zero-point 0, values in [-127, 127]:
       per_vector  one f32 scale (absmax/127) then d_C int8                → 4 + d_C bytes
       per_group   one f16 scale per 32 numbers then d_C int8              → 2·⌈d_C/32⌉ + d_C bytes
+    fixed       k-bit integers q in [0, 2^k − 1], code = q·Δ − 1 with Δ = 2 / (2^k − 1), bit-packed
+                little-endian                                             → ⌈k·d_C / 8⌉ bytes
+                Only for models whose codes are bounded in [-1, 1] by construction
+                (``mapping.code_bound = "tanh"``) and trained with quantisation noise of that Δ: no
+                scale is stored, so a 128-number code at 6 bits is 96 bytes.
 
 Why no per-*dimension* scales in the file: for one code vector, d_C per-dimension scales cost more
 bytes than storing the code in f16. Per-dimension scales only pay off when they are shared by the
@@ -19,15 +24,32 @@ import numpy as np
 
 from squeeze3d.codec.container import GROUP_SIZE, ContainerError, payload_size
 
-DTYPE_CHOICES = ("f32", "f16", "int8")
+DTYPE_CHOICES = ("f32", "f16", "int8", "fixed")
 QUANT_CHOICES = ("per_vector", "per_group")
 
 
-def quantise(code: np.ndarray, dtype: str, quant: str = "per_vector") -> bytes:
-    """``code``: any shape, float → payload bytes. ``quant`` only matters for int8."""
+def fixed_step(bits: int) -> float:
+    """Δ of a k-bit fixed-range code on [-1, 1]."""
+    return 2.0 / ((1 << int(bits)) - 1)
+
+
+def fixed_levels(code: np.ndarray, bits: int) -> np.ndarray:
+    """Codes in [-1, 1] → integer levels ``[0, 2^k − 1]`` (round to nearest; values outside are clipped)."""
+    x = np.clip(np.asarray(code, np.float64), -1.0, 1.0)
+    return np.rint((x + 1.0) / fixed_step(bits)).astype(np.int64)
+
+
+def quantise(code: np.ndarray, dtype: str, quant: str = "per_vector", bits: int = 0) -> bytes:
+    """``code``: any shape, float → payload bytes. ``quant`` only matters for int8, ``bits`` for fixed."""
     x = np.asarray(code, dtype=np.float64).reshape(-1)
     if not np.all(np.isfinite(x)):
         raise ValueError("the code contains NaN or Inf (the mapping network diverged on this input)")
+    if dtype == "fixed":
+        if not 1 <= bits <= 16:
+            raise ValueError(f"fixed-range codes take 1..16 bits, got {bits}")
+        q = fixed_levels(x, bits)
+        planes = ((q[:, None] >> np.arange(bits)) & 1).astype(np.uint8).reshape(-1)
+        return np.packbits(planes, bitorder="little").tobytes()
     if dtype == "f32":
         return x.astype("<f4").tobytes()
     if dtype == "f16":
@@ -61,12 +83,16 @@ def _q8(x: np.ndarray, scale) -> np.ndarray:
     return np.clip(q, -127, 127).astype(np.int8)
 
 
-def dequantise(payload: bytes, dtype: str, quant: str, shape: tuple[int, ...]) -> np.ndarray:
+def dequantise(payload: bytes, dtype: str, quant: str, shape: tuple[int, ...], bits: int = 0) -> np.ndarray:
     """Payload bytes → float32 code of ``shape``; the size was already checked by the container."""
     n = int(np.prod(shape)) if shape else 0
-    if len(payload) != payload_size(dtype, quant if dtype == "int8" else "none", n):
+    if len(payload) != payload_size(dtype, quant if dtype == "int8" else "none", n, bits):
         raise ContainerError(f"payload of {len(payload)} bytes does not hold {n} {dtype} numbers")
-    if dtype == "f32":
+    if dtype == "fixed":
+        planes = np.unpackbits(np.frombuffer(payload, np.uint8), bitorder="little")[:n * bits].reshape(n, bits)
+        q = (planes.astype(np.int64) << np.arange(bits)).sum(axis=1)
+        x = (q * fixed_step(bits) - 1.0).astype(np.float32)
+    elif dtype == "f32":
         x = np.frombuffer(payload, "<f4").astype(np.float32)
     elif dtype == "f16":
         x = np.frombuffer(payload, "<f2").astype(np.float32)

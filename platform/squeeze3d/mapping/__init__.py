@@ -7,6 +7,7 @@ from torch import nn
 
 from squeeze3d.config import MappingConfig
 from squeeze3d.mapping.common import MappingHalf, numel
+from squeeze3d.mapping.setloss import quantisation_noise
 
 
 def code_shape(cfg: MappingConfig, z_e_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -47,7 +48,8 @@ def build_mapping(cfg: MappingConfig, z_e_shape: tuple[int, ...], z_g_shape: tup
         dec = UNetDecoder(z_g_shape, cfg.unet_channels, cfg.code_channels, cfg.dropout)
     else:
         raise ValueError(f"unknown mapping architecture {cfg.arch!r}")
-    return MappingHalf(enc, z_e_shape, c_shape, "encoder"), MappingHalf(dec, c_shape, z_g_shape, "decoder")
+    return (MappingHalf(enc, z_e_shape, c_shape, "encoder", cfg.code_bound),
+            MappingHalf(dec, c_shape, z_g_shape, "decoder"))
 
 
 class Mapping(nn.Module):
@@ -57,9 +59,12 @@ class Mapping(nn.Module):
         super().__init__()
         self.f_e, self.f_d = f_e, f_d
 
-    def forward(self, z_e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, z_e: torch.Tensor, noise_bits: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """``noise_bits > 0``: F_D sees the code plus one k-bit step of uniform noise (quantisation-
+        aware training); the returned code is the clean one (the gram term regularises it)."""
         code = self.f_e(z_e)
-        return code, self.f_d.forward_std(code)
+        seen = quantisation_noise(code, noise_bits) if noise_bits else code
+        return code, self.f_d.forward_std(seen)
 
 
 __all__ = ["Mapping", "build_mapping", "code_shape", "numel"]

@@ -54,11 +54,15 @@ class MappingHalf(nn.Module):
     loss can weight every z_G dimension equally.
     """
 
-    def __init__(self, body: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...], role: str):
+    def __init__(self, body: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...], role: str,
+                 code_bound: str = "none"):
         super().__init__()
         if role not in ("encoder", "decoder"):
             raise ValueError(role)
+        if code_bound not in ("none", "tanh"):
+            raise ValueError(f"unknown code bound {code_bound!r} (none | tanh)")
         self.role = role
+        self.code_bound = code_bound if role == "encoder" else "none"  # the bound shapes F_E's output only
         self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
         self.body = body
         self.norm = Standardise(self.in_shape if role == "encoder" else self.out_shape)
@@ -66,7 +70,8 @@ class MappingHalf(nn.Module):
     def forward_std(self, x: torch.Tensor) -> torch.Tensor:
         if self.role == "encoder":
             x = self.norm(x)
-        return self.body(x).reshape(x.shape[0], *self.out_shape)
+        y = self.body(x).reshape(x.shape[0], *self.out_shape)
+        return torch.tanh(y) if self.code_bound == "tanh" else y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.forward_std(x)

@@ -60,6 +60,13 @@ class PairSpec:
     """The asset metric that ranks models (registry champion, sweep), prefixed val_/test_ when logged."""
     objective_mode: str = "max"
     """``max`` or ``min`` for ``objective``."""
+    latent_points: tuple[int, int, int] | None = None
+    """Where z_G holds an unordered point set: ``(offset, count, dim)`` in the flat z_G, xyz first in
+    each point's ``dim`` numbers. Enables the set loss (``loss.lambda_set``); None: no such set."""
+    loss_decoder: Callable[[str], torch.nn.Module] | None = None
+    """``device -> module``: G's decoder as a frozen, *differentiable* ``z_G [B, D] -> assets``, for the
+    output loss (``loss.lambda_output``). Its ``forward(z_g, keep=0, generator=None)`` may decode only
+    a random subset of about ``keep`` output points (cheaper; exact for per-point decoders)."""
     heldout_assets: Callable[[int], torch.Tensor] | None = None
     """``n -> assets``: the first n *real* held-out assets (e.g. the corpus test split), normalised as
     the encoder expects; None when the pair has no such set (then models rank on validation)."""

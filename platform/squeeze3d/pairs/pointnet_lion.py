@@ -41,10 +41,24 @@ def _heldout(n: int):
 _HELDOUT: list = []
 
 
+# Training pairs: half from G's prior (DDIM from a noise seed), half G reconstructing a train-split
+# corpus object chosen by the seed (its VAE posterior). G's prior alone covers the corpus poorly, so a
+# mapping trained only on it leaves ~9 dB on held-out real shapes (the codec issue's calibration).
+POSTERIOR_MIX = 0.5
+DDIM_STEPS = 16  # measured trade-off: jobs/bench_zoo.py --ddim-steps (README, "Generator sampling")
+
+
 def _generator(device: str):
     from squeeze3d.zoo.lion import LionGenerator
 
-    return LionGenerator(device)
+    return LionGenerator(device, ddim_steps=DDIM_STEPS, posterior_mix=POSTERIOR_MIX)
+
+
+def _loss_decoder(device: str):
+    from squeeze3d.zoo.lion import LionGenerator, load_lion
+
+    model, configs = load_lion(with_priors=False)
+    return LionGenerator(device, model=model, configs=configs).loss_decoder()
 
 
 PAIR = PairSpec(
@@ -61,4 +75,6 @@ PAIR = PairSpec(
     normalisation="unit_sphere",
     num_points=NUM_POINTS,
     heldout_assets=_heldout,
+    latent_points=(GLOBAL_DIM, NUM_POINTS, POINT_DIM),
+    loss_decoder=_loss_decoder,
 )

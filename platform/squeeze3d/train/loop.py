@@ -21,8 +21,8 @@ from squeeze3d.mapping import Mapping, build_mapping
 from squeeze3d.mapping.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from squeeze3d.mapping.common import MappingHalf
 from squeeze3d.mapping.diagnostics import code_diagnostics
-from squeeze3d.mapping.losses import mapping_loss
 from squeeze3d.mapping.optim import build_optimizer, lr_at, set_lr
+from squeeze3d.train.objective import TERMS, Objective
 
 
 class BatchSource(Protocol):
@@ -92,30 +92,49 @@ class FitResult:
 EpochCallback = Callable[[int, dict[str, float], Callable[[Path], Path]], None]
 
 
+def _quantised(code: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """What the receiver decodes: bounded codes rounded to ``code_noise_bits`` (if trained with it)."""
+    bits = cfg.loss.code_noise_bits
+    if not bits or cfg.mapping.code_bound != "tanh":
+        return code
+    step = 2.0 / ((1 << bits) - 1)
+    return torch.round((code.clamp(-1, 1) + 1) / step) * step - 1
+
+
 @torch.no_grad()
-def evaluate(f_e: MappingHalf, f_d: MappingHalf, source: BatchSource, cfg: TrainConfig) -> dict[str, float]:
-    """Validation metrics: latent MSE (standardised and raw z_G units), gram term, d_eff and κ of the
-    codes. Modules are put in eval mode (dropout off)."""
+def evaluate(f_e: MappingHalf, f_d: MappingHalf, source: BatchSource, cfg: TrainConfig,
+             objective: Objective | None = None) -> dict[str, float]:
+    """Validation metrics: latent MSE (standardised and raw z_G units), gram term, the set and
+    output terms when they are on, d_eff and κ of the codes. Codes are rounded as the codec will
+    round them (``code_noise_bits``). Modules are put in eval mode (dropout off)."""
     f_e.eval()
     f_d.eval()
+    objective = objective or Objective(cfg, next(f_e.parameters()).device)
     dev = next(f_e.parameters()).device
-    codes, sse_std, sse_raw, gram, n, nb = [], 0.0, 0.0, 0.0, 0, 0
+    codes, sums, n, nb = [], {"mse": 0.0, "mse_raw": 0.0, "set": 0.0, "output": 0.0}, 0, 0
+    gram = 0.0
     for z_e, z_g in source.batches(0):
         z_e, z_g = z_e.to(dev), z_g.to(dev)
         code = f_e(z_e)
-        pred_std = f_d.forward_std(code)
-        out = mapping_loss(code, pred_std, f_d.norm(z_g), 1.0, 1.0 if z_e.shape[0] > 1 else 0.0,
-                           cfg.loss.gram_variant)
-        sse_std += float(out["mse"]) * z_e.shape[0]
-        sse_raw += float((f_d.norm.inverse(pred_std) - z_g).pow(2).mean()) * z_e.shape[0]
+        pred_std = f_d.forward_std(_quantised(code, cfg))
+        out = objective(code, pred_std, z_g, f_d, lambda_gram=1.0 if z_e.shape[0] > 1 else 0.0)
+        b = z_e.shape[0]
+        sums["mse"] += float(out["mse"]) * b
+        sums["mse_raw"] += float((f_d.norm.inverse(pred_std) - z_g).pow(2).mean()) * b
+        sums["set"] += float(out["set"]) * b
+        sums["output"] += float(out["output"]) * b
         gram += float(out["gram"])
-        n += z_e.shape[0]
+        n += b
         nb += 1
         codes.append(code.flatten(1).cpu())
     if n == 0:
         raise ValueError("validation source yielded no pairs")
-    return {"val_mse": sse_std / n, "val_mse_raw": sse_raw / n, "val_gram": gram / nb,
-            **code_diagnostics(torch.cat(codes))}
+    res = {"val_mse": sums["mse"] / n, "val_mse_raw": sums["mse_raw"] / n, "val_gram": gram / nb}
+    if objective.layout is not None:
+        res["val_set"] = sums["set"] / n
+    if objective.decoder is not None:
+        res["val_output"] = sums["output"] / n
+    return {**res, **code_diagnostics(torch.cat(codes))}
 
 
 def fit(cfg: TrainConfig, z_e_shape: tuple[int, ...], z_g_shape: tuple[int, ...], train: BatchSource,
@@ -138,6 +157,7 @@ def fit(cfg: TrainConfig, z_e_shape: tuple[int, ...], z_g_shape: tuple[int, ...]
     f_e, f_d = build_mapping(cfg.mapping, z_e_shape, z_g_shape)
     model: torch.nn.Module = Mapping(f_e, f_d).to(device)
     opt = build_optimizer(model, cfg.optim)
+    objective = Objective(cfg, device, cfg.seed)
     history: list[dict[str, float]] = []
     start = 0
     if resume is not None:
@@ -163,15 +183,14 @@ def fit(cfg: TrainConfig, z_e_shape: tuple[int, ...], z_g_shape: tuple[int, ...]
         lr = lr_at(epoch, cfg.optim)
         set_lr(opt, lr)
         model.train()
-        tot = {"loss": 0.0, "mse": 0.0, "gram": 0.0}
+        tot = dict.fromkeys(TERMS, 0.0)
         steps = 0
         for z_e, z_g in train.batches(epoch):
             if z_e.shape[0] < 2:  # a ragged last batch of one row has no gram term; skip it
                 continue
             z_e, z_g = z_e.to(device, non_blocking=True), z_g.to(device, non_blocking=True)
-            code, pred_std = model(z_e)
-            out = mapping_loss(code, pred_std, f_d.norm(z_g), cfg.loss.lambda_gen, cfg.loss.lambda_gram,
-                               cfg.loss.gram_variant)
+            code, pred_std = model(z_e, cfg.loss.code_noise_bits)
+            out = objective(code, pred_std, z_g, f_d)
             if not torch.isfinite(out["loss"]):
                 raise FloatingPointError(f"non-finite loss at epoch {epoch}: lower optim.lr_start or "
                                          "loss.lambda_gram")
@@ -188,7 +207,7 @@ def fit(cfg: TrainConfig, z_e_shape: tuple[int, ...], z_g_shape: tuple[int, ...]
         metrics: dict[str, float] = {"epoch": epoch, "lr": lr, "resumed_from_epoch": resumed_from,
                                      **{f"train_{k}": v / steps for k, v in tot.items()}}
         if val is not None:
-            metrics.update(evaluate(f_e, f_d, val, cfg))
+            metrics.update(evaluate(f_e, f_d, val, cfg, objective))
         metrics["epoch_s"] = time.perf_counter() - t0
         history.append(metrics)
         if log:

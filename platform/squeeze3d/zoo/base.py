@@ -50,9 +50,12 @@ class Encoder(FrozenModel):
     """E: assets -> z_E. Subclasses implement ``_encode`` on a batch already on ``self.device``."""
 
     def encode(self, assets: torch.Tensor) -> torch.Tensor:
-        """``assets``: a batch (e.g. ``[B, N, 3]`` points). Returns ``[B, *z_e_shape]`` float32."""
+        """``assets``: a batch (e.g. ``[B, N, 3]`` points). Returns ``[B, *z_e_shape]`` float32.
+
+        Encoded one asset at a time (see ``per_sample``): z_E of an asset is then bitwise the same
+        alone or in any batch, which the builder's resume and rebuild guarantees rest on."""
         with torch.no_grad():
-            z = self._encode(assets.to(self.device, torch.float32))
+            z = per_sample(self._encode, assets.to(self.device, torch.float32))
         return z.float()
 
     def _encode(self, assets: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
@@ -71,18 +74,28 @@ class Generator(FrozenModel):
                ) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             z_g = self._sample_latents(conditions, rng)
-            assets = self._decode(z_g)
+            assets = per_sample(self._decode, z_g)
         return z_g.float(), assets.float()
 
     def decode(self, z_g: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return self._decode(z_g.to(self.device, torch.float32)).float()
+            return per_sample(self._decode, z_g.to(self.device, torch.float32)).float()
 
     def _sample_latents(self, conditions: Sequence[Any], rng: torch.Generator | None) -> torch.Tensor:
         raise NotImplementedError  # pragma: no cover - abstract
 
     def _decode(self, z_g: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError  # pragma: no cover - abstract
+
+
+def per_sample(fn, batch: torch.Tensor) -> torch.Tensor:
+    """``fn`` applied to one row at a time, results concatenated. BLAS and conv kernels are chosen
+    by batch size and CPU, so a batched call differs from a one-row call in the last bits; per-row
+    calls make every result independent of its batch. The models here are big enough per row
+    (thousands of points or a whole grid) that the lost batching costs little."""
+    if batch.shape[0] <= 1:
+        return fn(batch)
+    return torch.cat([fn(batch[i:i + 1]) for i in range(batch.shape[0])])
 
 
 def seeded_normal(seeds: Sequence[int], shape: Sequence[int], device: torch.device) -> torch.Tensor:

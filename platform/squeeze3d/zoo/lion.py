@@ -367,6 +367,29 @@ def load_lion(directory: str | Path = WEIGHTS_DIR, with_priors: bool = True) -> 
 # the generator
 
 
+class LionLossDecoder(nn.Module):
+    """``z_G [B, D] -> points [B, N, 3]`` exactly as ``LionGenerator.decode`` but with autograd, so the
+    output loss can reach F_D. ``keep > 0`` decodes a random subset of ``keep`` latent points (the
+    decoder is per point, so this is a subset of the full decode; renormalisation then uses the
+    subset's bounding box, a small bias the full decode at evaluation does not have)."""
+
+    def __init__(self, vae: LionVAE, cfg: LionConfig, renormalise: bool):
+        super().__init__()
+        self.vae, self.cfg, self.renormalise = vae, cfg, renormalise
+
+    def forward(self, z_g: torch.Tensor, keep: int = 0, generator: torch.Generator | None = None) -> torch.Tensor:
+        z_glob, latent_points = unpack_latents(z_g, self.cfg)
+        if 0 < keep < latent_points.shape[1]:
+            idx = torch.randperm(latent_points.shape[1], generator=generator)[:keep].to(z_g.device)
+            latent_points = latent_points[:, idx]
+        pts = self.vae.decode(z_glob, latent_points)
+        if self.renormalise:
+            from squeeze3d.metrics.pointcloud import normalise_unit_sphere
+
+            pts = normalise_unit_sphere(pts)[0]
+        return pts
+
+
 class LionGenerator(Generator):
     """G for ``pointnet_lion``: conditions are integer noise seeds; z_G = [z_glob | latent points]."""
 
@@ -374,9 +397,13 @@ class LionGenerator(Generator):
 
     def __init__(self, device: str | torch.device = "cpu", model: LionModel | None = None,
                  ddim_steps: int = 32, eta: float = 0.0, canonical_order: str = "morton",
-                 renormalise: bool = True, configs: dict | None = None):
+                 renormalise: bool = True, configs: dict | None = None, posterior_mix: float = 0.0,
+                 corpus_seed: int = 0):
         if model is None:
             model, configs = load_lion()
+        if not 0.0 <= posterior_mix <= 1.0:
+            raise ValueError(f"posterior_mix must be in [0, 1], got {posterior_mix}")
+        self.posterior_mix, self.corpus_seed = float(posterior_mix), int(corpus_seed)
         if canonical_order not in ORDERS:
             raise ValueError(f"unknown canonical order {canonical_order!r}; choose from {ORDERS}")
         self.cfg = model.cfg
@@ -412,7 +439,32 @@ class LionGenerator(Generator):
         # sample bitwise independent of its batch (2048 points per call keep the MLPs efficient).
         return torch.cat([self._sample_one(int(s)) for s in conditions])
 
+    def uses_posterior(self, seed: int) -> bool:
+        """Does noise seed ``seed`` draw a posterior reconstruction (see ``posterior_latent``)?"""
+        if self.posterior_mix <= 0:
+            return False
+        u = np.random.default_rng([int(seed) & (2**63 - 1), 0x5053]).random()
+        return bool(u < self.posterior_mix)
+
+    def posterior_latent(self, seed: int) -> torch.Tensor:
+        """z_G of a *train-split* corpus object chosen by ``seed``, from a seeded re-sampling of its
+        surface: G's VAE posterior, i.e. G reconstructing a real shape. Mixed into ``sample`` with
+        probability ``posterior_mix`` (as the nerfmae generator does), it puts training pairs where
+        real inputs are: G's prior alone covers the corpus poorly (1-NNA-CD ~0.9), and a mapping only
+        learns shapes its training pairs contain. Test-split objects are never drawn."""
+        from squeeze3d.zoo import corpus
+
+        rng = np.random.default_rng([int(seed) & (2**63 - 1), 0x5054])
+        while True:  # 80 % of indices are train: a couple of draws at most, deterministic in the seed
+            index = int(rng.integers(0, 1 << 30))
+            if corpus.split_of(index) == "train":
+                break
+        shape = corpus.make_shape(self.corpus_seed, index, self.cfg.num_points, sample_stream=1 + int(rng.integers(1000)))
+        return self.encode_latents(torch.from_numpy(shape.points)[None]).to(self.device)
+
     def _sample_one(self, seed: int) -> torch.Tensor:
+        if self.uses_posterior(seed):
+            return self.posterior_latent(seed)
         m: LionModel = self.module
         g0, p0, gs, ps = self._noise([seed])
         g = m.diffusion.ddim(m.global_prior, g0, self.ddim_steps, self.eta, gs)
@@ -435,6 +487,10 @@ class LionGenerator(Generator):
 
             pts = normalise_unit_sphere(pts)[0]
         return pts
+
+    def loss_decoder(self) -> LionLossDecoder:
+        """The decode as a differentiable module, for training F_D through G (``PairSpec.loss_decoder``)."""
+        return LionLossDecoder(self.module.vae, self.cfg, self.renormalise)
 
     def encode_latents(self, points: torch.Tensor) -> torch.Tensor:
         """z_G of given clouds ``[B, N, 3]`` (VAE posterior means, canonical order): the

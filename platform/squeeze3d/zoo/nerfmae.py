@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from squeeze3d.zoo import radiance_corpus
-from squeeze3d.zoo.base import Encoder, Generator, state_dict_hash
+from squeeze3d.zoo.base import Encoder, Generator, per_sample, state_dict_hash
 
 WEIGHTS_DIR = Path(__file__).parent / "weights" / "nerfmae"
 WEIGHTS_NAME = "nerfmae"
@@ -262,7 +262,8 @@ class NerfMAEGenerator(Generator):
 
     def _sample_latents(self, conditions: Sequence[Any], rng: torch.Generator | None) -> torch.Tensor:
         # rng is unused: each sample is fixed by its own seed condition (reproducible per sample)
-        return self.module.features(self.source_grids(conditions).to(self.device))
+        # one grid at a time: conv3d kernels depend on the batch size (see zoo.base.per_sample)
+        return per_sample(self.module.features, self.source_grids(conditions).to(self.device))
 
     def _decode(self, z_g: torch.Tensor) -> torch.Tensor:
         return self.module.decode(z_g)

@@ -54,9 +54,9 @@ def use_cli_network_defaults() -> None:
     MLflow reads these variables on every request (``mlflow.utils.rest_utils.http_request``); its own
     defaults (120 s per request, 7 retries with backoff factor 2) wait about four minutes on a dead
     server. Worst case here, a server that accepts no connection and sends no reset: (retries + 1)
-    attempts of ``timeout`` each plus backoff sleeps of 0 and 1 s (urllib3 sleeps
-    factor·2^(n-1) from the second retry on) plus jitter of up to 0.5 s each. A refused connection
-    (server stopped) fails in about 1.5 s."""
+    attempts of ``timeout`` each plus backoff sleeps of 0 and 2 s (urllib3 2 sleeps factor·2^(n-1)
+    from the second retry on) plus jitter of up to 0.5 s each: 3·2 + 2 + 1 = 9 s for the default 10.
+    A refused connection (server stopped) fails in about 2.5 s."""
     total = cli_timeout_s()
     retries = 2
     per_request = max(1, int((total - 2) / (retries + 1)))

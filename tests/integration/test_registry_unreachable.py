@@ -70,6 +70,20 @@ def test_closed_port_cli(env, tmp_path):
     assert r.returncode == 2 and "SQUEEZE3D_REGISTRY_TIMEOUT" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_silent_server_times_out_within_the_budget(env):
+    """A port that accepts connections but never answers (the kernel queues them; nobody reads):
+    the CLI gives up within the 10 s budget and says it got no answer."""
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(16)
+        uri = f"http://127.0.0.1:{srv.getsockname()[1]}"
+        env["MLFLOW_TRACKING_URI"] = uri
+        r, dt = _cli("registry", "best", "--pair", "debug", env=env)
+    _assert_unreachable(r, uri)
+    assert "no answer within 2 s" in r.stderr
+    assert 6 <= dt < 30, dt  # three 2 s attempts at least; the rest is interpreter start on a busy box
+
+
 def test_closed_port_library(monkeypatch, tmp_path):
     uri = f"http://127.0.0.1:{_closed_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

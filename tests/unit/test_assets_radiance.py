@@ -289,7 +289,7 @@ def test_eval_and_interpolate_on_grids(fake_pair, tmp_path):
     rep = evaluate(pair=PAIR, model=fake_pair, input_dir=inputs, out_dir=tmp_path / "eval", min_quality=35.0,
                    variants=(("f32", "per_vector"), ("int8", "per_vector")), log=lambda m: None)
     methods = [r["method"] for r in rep.rows]
-    for m in ("sq3d-f32", "sq3d-int8-pervector", "sq3d-int8+gate", "raw-f16+zstd", "qz-8", "qz-4",
+    for m in ("sq3d-f32", "sq3d-int8-pervector", "sq3d+gate", "raw-f16+zstd", "qz-8", "qz-4",
               "vqrf-256", "vqrf-16"):
         assert m in methods, m
     assert rep.row("sq3d-f32")["objects"] == 1
@@ -297,7 +297,7 @@ def test_eval_and_interpolate_on_grids(fake_pair, tmp_path):
     assert rep.row("vqrf-256")["bytes"] > rep.row("vqrf-16")["bytes"]
     assert rep.row("qz-8")["psnr"] > rep.row("qz-4")["psnr"]
     # the random-weight G decodes at well under 35 dB: the gated row is the qz fallback at the floor
-    assert rep.row("sq3d-int8+gate")["fallbacks"] == 1 and rep.row("sq3d-int8+gate")["psnr"] >= 35.0
+    assert rep.row("sq3d+gate")["fallbacks"] == 1 and rep.row("sq3d+gate")["psnr"] >= 35.0
     assert "render PSNR" in rep.markdown and "| vqrf-16 |" in rep.markdown
     assert rep.csv_path.read_text().startswith("method,objects,bytes,cr_raw,cr_file,psnr,ms_ssim")
     assert len(rep.previews) == 1 and all(p.stat().st_size > 1000 for p in rep.previews + [rep.rd_png])

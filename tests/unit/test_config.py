@@ -31,7 +31,7 @@ def test_architecture_defaults_follow_arch():
 
 
 @pytest.mark.parametrize("sets,msg", [
-    (["mapping.widht=3"], "unknown key mapping.widht; valid keys here: arch, code_channels"),
+    (["mapping.widht=3"], "unknown key mapping.widht; valid keys here: arch, code_bound, code_channels"),
     (["nope=1"], "unknown key nope"),
     (["mapping.d_code=abc"], "mapping.d_code: expected an integer"),
     (["mapping.d_code=0"], "mapping.d_code must be >= 1"),

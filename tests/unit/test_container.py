@@ -27,7 +27,7 @@ def _neural(dtype="int8", quant="per_vector", shape=(40,), **kw):
     code = np.random.default_rng(0).normal(size=shape).astype(np.float32)
     fields = dict(pair="debug", codec="neural", model_version=7, model_hash="0123456789abcdef", num_points=256,
                   code_shape=shape, dtype=dtype, quant=quant if dtype == "int8" else "none", draco_bits=0,
-                  centre=(100.5, -3.25, 1e6 + 0.125), scale=4.5, payload=quantise(code, dtype, quant))
+                  centre=(100.5, -3.25, 1e6 + 0.125), scale=4.5, payload=quantise(code, dtype, quant), version=1)
     fields.update(kw)
     return Container(**fields)
 
@@ -35,7 +35,7 @@ def _neural(dtype="int8", quant="per_vector", shape=(40,), **kw):
 def _fallback():
     return Container(pair="pointnet_lion", codec="fallback", model_version=None, model_hash="fedcba9876543210",
                      num_points=2048, code_shape=(), dtype="none", quant="none", draco_bits=5,
-                     centre=(0.0, 0.0, 0.0), scale=1.0, payload=b"\x01\x02draco-bytes")
+                     centre=(0.0, 0.0, 0.0), scale=1.0, payload=b"\x01\x02draco-bytes", version=1)
 
 
 def _recrc(data: bytes) -> bytes:

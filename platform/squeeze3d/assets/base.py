@@ -112,6 +112,13 @@ class AssetHandler:
         ``(payload, rate parameter, achieved quality)``."""
         raise NotImplementedError
 
+    fallback_bits: tuple[int, ...] = ()
+    """The classical codec's rates the rate-distortion gate may pick from (``fallback_at``)."""
+
+    def fallback_at(self, norm: np.ndarray, bits: int) -> tuple[bytes, float]:
+        """Classical coding of a normalised asset at rate ``bits``: ``(payload, achieved quality)``."""
+        raise NotImplementedError
+
     def fallback_decode(self, payload: bytes, param: int, size: int) -> np.ndarray:
         """Payload → normalised asset; anything malformed raises ``ContainerError``."""
         raise NotImplementedError

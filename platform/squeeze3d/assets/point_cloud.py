@@ -92,6 +92,14 @@ class PointCloudHandler(AssetHandler):
 
         return draco.encode_min_bits(np.asarray(norm), float(floor_db))
 
+    fallback_bits = tuple(range(1, 15))
+
+    def fallback_at(self, norm, bits):
+        from squeeze3d.baselines import draco
+
+        blob = draco.encode_points(np.asarray(norm), int(bits))
+        return blob, draco.psnr(norm, draco.decode_points(blob))
+
     def fallback_decode(self, payload, param, size) -> np.ndarray:
         from squeeze3d.baselines import draco
 

@@ -310,6 +310,14 @@ class RadianceFieldHandler(AssetHandler):
 
         return grid.encode_min_bits(np.asarray(norm, np.float32), float(floor_db), self.quality)
 
+    fallback_bits = tuple(range(1, 9))
+
+    def fallback_at(self, norm, bits):
+        from squeeze3d.baselines import grid
+
+        blob = grid.encode_qz(np.asarray(norm, np.float32), int(bits))
+        return blob, float(self.quality(norm, grid.decode_qz(blob, bits=int(bits), resolution=norm.shape[-1])))
+
     def fallback_decode(self, payload, param, size) -> np.ndarray:
         from squeeze3d.baselines import grid
 

@@ -9,7 +9,8 @@ This module stays import-light (no torch) so the CLI starts fast; the defaults l
 """
 
 DEFAULT_PAIR = "pointnet_lion"
-DEFAULT_DTYPE = "int8"
+DEFAULT_DTYPE = None
+"""None: the model's own rate ladder (fixed-range k-bit codes for bounded models, else int8)."""
 DEFAULT_QUANT = "per_vector"
 DEFAULT_MIN_QUALITY_DB = 30.0
 """Quality gate floor in dB of the kind's metric (D1-PSNR / render PSNR); see ``squeeze3d.codec.compressor``."""

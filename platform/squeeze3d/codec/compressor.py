@@ -25,8 +25,9 @@ turns the gate off.
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +94,11 @@ class CompressResult:
     def nbytes(self) -> int:
         return len(self.data)
 
+    @property
+    def variant(self) -> str:
+        """Which candidate the rate-distortion choice kept (``neural fixed-6``, ``fallback 4-bit``, ...)."""
+        return _label(self.container)
+
 
 @dataclass
 class DecompressResult:
@@ -131,9 +137,14 @@ class Codec:
     def resolved(self):
         """``squeeze3d.registry.ResolvedModel`` (registry lookup happens once)."""
         if self._resolved is None:
-            from squeeze3d.registry import resolve_model
+            if self.model_ref is None:
+                from squeeze3d.codec.models import resolve_default
 
-            self._resolved = resolve_model(self.model_ref, self.pair.name)
+                self._resolved = resolve_default(self.pair)
+            else:
+                from squeeze3d.registry import resolve_model
+
+                self._resolved = resolve_model(self.model_ref, self.pair.name)
         return self._resolved
 
     @property
@@ -200,51 +211,116 @@ class Codec:
         return self.generator.decode(self.f_d(c))[0].detach().to("cpu", torch.float32)
 
     # ---------------------------------------------------------------- compress
-    def compress_asset(self, data: np.ndarray, dtype: str = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
-                       min_quality: float | None = DEFAULT_MIN_QUALITY_DB) -> CompressResult:
+    @property
+    def train_config(self):
+        return self._half("f_d").config
+
+    def variants(self) -> list[tuple[str, str, int]]:
+        """The neural payloads this model supports, largest first: ``(dtype, quant, bits)``.
+
+        Models with bounded codes (``mapping.code_bound = tanh``) get the fixed-range rate ladder from
+        the bits they were trained for down to 4 (fewer bits: a smaller file, a coarser code); the
+        gate measures each one. Unbounded (older) models keep int8 with a per-vector scale."""
+        cfg = self.train_config
+        if cfg.mapping.code_bound == "tanh":
+            top = int(cfg.loss.code_noise_bits or 8)
+            return [("fixed", "none", b) for b in range(top, min(top, 4) - 1, -1)]
+        return [("int8", "per_vector", 0)]
+
+    def _neural(self, code: np.ndarray, dtype: str, quant: str, bits: int, common: dict) -> Container:
+        try:
+            payload = quantise(code, dtype, quant, bits)
+        except ValueError as e:
+            raise UserError(f"cannot quantise the code: {e}") from None
+        return Container(codec="neural", num_points=self.asset_size, code_shape=tuple(code.shape), dtype=dtype,
+                         quant=quant if dtype == "int8" else "none", draco_bits=bits if dtype == "fixed" else 0,
+                         payload=payload, **common)
+
+    def compress_asset(self, data: np.ndarray, dtype: str | None = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
+                       min_quality: float | None = DEFAULT_MIN_QUALITY_DB, target_bytes: int | None = None,
+                       bits: int | None = None) -> CompressResult:
         """One raw asset (any frame) → .sq3d bytes. The handler validates it and brings it to the pair's
         size first (point clouds larger than the pair's count: a seeded subset; grids: resampled to R);
-        the gate measures against that."""
-        if dtype not in DTYPE_CHOICES:
+        the gate measures against that.
+
+        Candidates are the model's neural variants (``variants``; or only ``dtype``/``bits`` when given)
+        and the kind's classical codec at each of its rates. Rate-distortion choice:
+        ``target_bytes``: the best quality whose file fits; otherwise the *smallest* file that meets
+        ``min_quality`` (the floor), the best quality if none does. ``min_quality=None`` and no target:
+        the model's largest variant, unmeasured."""
+        if dtype is not None and dtype not in DTYPE_CHOICES:
             raise UserError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPE_CHOICES)}")
         if quant not in QUANT_CHOICES:
             raise UserError(f"unknown quantisation {quant!r}; choose one of {', '.join(QUANT_CHOICES)}")
         if min_quality is not None and not np.isfinite(min_quality):
             raise UserError(f"--min-quality must be a finite number of dB, got {min_quality}")
+        if target_bytes is not None and int(target_bytes) < 1:
+            raise UserError(f"--target-bytes must be a positive number of bytes, got {target_bytes}")
         h = self.handler
         prepared = h.prepare(data, self.pair)
         t0 = time.perf_counter()
         norm, centre, scale = h.normalise(prepared)
         code = self.encode(norm)
-        try:
-            payload = quantise(code, dtype, quant)
-        except ValueError as e:
-            raise UserError(f"cannot quantise the code: {e}") from None
         r = self.resolved
-        version = int(r.version) if r.version and str(r.version).isdigit() else None
-        common = dict(pair=self.pair.name, model_version=version, model_hash=r.weights_hash[:16],
+        common = dict(pair=self.pair.name, model_version=None, model_hash=r.weights_hash[:8],
                       centre=tuple(float(v) for v in centre), scale=float(scale))
-        neural = Container(codec="neural", num_points=self.asset_size, code_shape=tuple(code.shape),
-                           dtype=dtype, quant=quant if dtype == "int8" else "none", draco_bits=0,
-                           payload=payload, **common)
-        out = pack(neural)
+        if dtype is None:
+            variants = self.variants()
+        elif dtype == "fixed":
+            if self.train_config.mapping.code_bound != "tanh":
+                raise UserError(f"--dtype fixed needs a model with bounded codes (mapping.code_bound=tanh); "
+                                f"{r.uri} has unbounded codes: use f32, f16 or int8")
+            variants = [("fixed", "none", int(bits or self.variants()[0][2]))]
+        else:
+            variants = [(dtype, quant, 0)]
+        if bits is not None and dtype is None:
+            variants = [v for v in variants if v[2] == int(bits)] or variants[:1]
+        neural = [self._neural(code, d, q, b, common) for d, q, b in variants]
         encode_ms = (time.perf_counter() - t0) * 1e3
-        if min_quality is None:
-            return CompressResult(out, neural, False, None, None, encode_ms, 0.0)
-        t0 = time.perf_counter()
-        recon = self.decode(dequantise(payload, neural.dtype, neural.quant, neural.code_shape)).numpy()
-        neural_q = float(h.quality(norm, recon))
-        if neural_q >= min_quality:
-            return CompressResult(out, neural, False, neural_q, neural_q, encode_ms, (time.perf_counter() - t0) * 1e3)
-        blob, bits, q = h.fallback_encode(norm, float(min_quality))
-        fb = Container(codec="fallback", num_points=self.asset_size, code_shape=(), dtype="none", quant="none",
-                       draco_bits=bits, payload=blob, **common)
-        return CompressResult(pack(fb), fb, True, neural_q, q, encode_ms, (time.perf_counter() - t0) * 1e3)
+        if min_quality is None and target_bytes is None:
+            return CompressResult(pack(neural[0]), neural[0], False, None, None, encode_ms, 0.0)
 
-    def compress_points(self, points: np.ndarray, dtype: str = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
-                        min_quality: float | None = DEFAULT_MIN_QUALITY_DB) -> CompressResult:
+        t0 = time.perf_counter()
+        cands: list[tuple[bytes, Container, float]] = []  # (file bytes, container, quality)
+        for c in neural:
+            recon = self.decode(dequantise(c.payload, c.dtype, c.quant, c.code_shape, c.draco_bits)).numpy()
+            cands.append((pack(c), c, float(h.quality(norm, recon))))
+        neural_q = cands[0][2]
+
+        def fallback(blob: bytes, b: int) -> Container:
+            return Container(codec="fallback", num_points=self.asset_size, code_shape=(), dtype="none",
+                             quant="none", draco_bits=b, payload=blob, **common)
+
+        if target_bytes is not None:
+            for b in h.fallback_bits:
+                blob, q = h.fallback_at(norm, b)
+                c = fallback(blob, b)
+                cands.append((pack(c), c, float(q)))
+            fits = [x for x in cands if len(x[0]) <= int(target_bytes)]
+            if not fits:
+                smallest = min(cands, key=lambda x: len(x[0]))
+                raise UserError(f"no variant fits in {target_bytes} bytes: the smallest is {len(smallest[0])} bytes "
+                                f"({_label(smallest[1])})")
+            data_, chosen, q = max(fits, key=lambda x: (x[2], -len(x[0])))
+        else:
+            ok = [x for x in cands if x[2] >= min_quality]
+            smallest_ok = min(ok, key=lambda x: len(x[0])) if ok else None
+            blob, b, fq = h.fallback_encode(norm, float(min_quality))  # fewest classical bits meeting the floor
+            fb = fallback(blob, b)
+            fb_entry = (pack(fb), fb, float(fq))
+            if smallest_ok is None or (fq >= min_quality and len(fb_entry[0]) < len(smallest_ok[0])):
+                # the classical codec wins on bytes at the floor, or nothing neural meets it
+                best_neural = max(cands, key=lambda x: x[2])
+                data_, chosen, q = fb_entry if (fq >= min_quality or fq >= best_neural[2]) else best_neural
+            else:
+                data_, chosen, q = smallest_ok
+        return CompressResult(data_, chosen, chosen.codec == "fallback", neural_q, q, encode_ms,
+                              (time.perf_counter() - t0) * 1e3)
+
+    def compress_points(self, points: np.ndarray, dtype: str | None = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
+                        min_quality: float | None = DEFAULT_MIN_QUALITY_DB, **kw) -> CompressResult:
         """Raw ``[N, 3]`` points (any frame) → .sq3d bytes (``compress_asset`` under its older name)."""
-        return self.compress_asset(points, dtype, quant, min_quality)
+        return self.compress_asset(points, dtype, quant, min_quality, **kw)
 
     # ---------------------------------------------------------------- decompress
     def check_identity(self, c: Container, where: str = "") -> None:
@@ -252,28 +328,39 @@ class Codec:
         if c.pair != self.pair.name:
             raise ContainerError(f"{where}compressed for pair {c.pair!r}, but the model given is for pair "
                                  f"{self.pair.name!r}")
-        if r.weights_hash[:16] != c.model_hash:
+        if not c.matches_weights(r.weights_hash):
+            hint = (f"--model {c.model_version}" if c.model_version else
+                    "--model PATH (its checkpoint directory), or the registry that holds it")
             raise ContainerError(
                 f"{where}compressed with model {c.model_identity} but decompressing with {r.identity} "
                 f"({r.uri}); they differ, so the code would decode to a wrong shape. Pass the compressing "
-                f"model with --model{' ' + str(c.model_version) if c.model_version else ' PATH'}")
+                f"model with {hint}")
 
     def decode_container(self, c: Container, where: str = "") -> np.ndarray:
         """Neural container → the asset in the original frame (identity checked first)."""
         self.check_identity(c, where)
+        if c.version >= 2 and c.d_code == math.prod(self.code_shape):
+            c = replace(c, code_shape=self.code_shape)  # version 2 stores the count; the model the shape
         if tuple(c.code_shape) != self.code_shape:
             raise ContainerError(f"{where}code shape {c.code_shape} does not match the model's {self.code_shape}")
         if c.num_points != self.asset_size:
             unit = "points" if self.pair.asset_kind == "point_cloud" else "as its size"
             raise ContainerError(f"{where}header says {c.num_points} {unit} but pair {c.pair} generates "
                                  f"{self.asset_size}")
-        recon = self.decode(dequantise(c.payload, c.dtype, c.quant, c.code_shape)).numpy()
+        recon = self.decode(dequantise(c.payload, c.dtype, c.quant, c.code_shape, c.draco_bits)).numpy()
         return self.handler.denormalise(recon, c.centre, c.scale)
 
 
 def get_codec(pair: str = DEFAULT_PAIR, model: str | None = None, device: str = "cpu") -> Codec:
     """A process-wide ``Codec`` per (pair, model reference, device): batch calls share loaded models."""
     return _cached(("codec", pair, model, str(device)), lambda: Codec(pair, model, device))
+
+
+def _label(c: Container) -> str:
+    """A variant's name for messages and tables: ``neural fixed-6``, ``neural int8``, ``fallback 4-bit``."""
+    if c.codec == "fallback":
+        return f"fallback {c.draco_bits}-bit"
+    return f"neural {c.dtype}{'-' + str(c.draco_bits) if c.dtype == 'fixed' else ''}"
 
 
 def _decode_any(c: Container, model: str | None, device: str, where: str = "") -> np.ndarray:
@@ -285,30 +372,44 @@ def _decode_any(c: Container, model: str | None, device: str, where: str = "") -
         except ContainerError as e:
             raise ContainerError(f"{where}{e}") from None
         return h.denormalise(norm, c.centre, c.scale)
-    ref = model
-    if ref is None:
-        if c.model_version is None:
-            raise UserError(f"{where}compressed with a mapping checkpoint given by path (identity "
-                            f"{c.model_identity}); pass that checkpoint with --model PATH")
-        ref = str(c.model_version)
-    return get_codec(c.pair, ref, device).decode_container(c, where)
+    return get_codec(c.pair, _model_for(c, model, where), device).decode_container(c, where)
+
+
+def _model_for(c: Container, model: str | None, where: str = "") -> str:
+    """The model reference that decodes ``c``: the one given, else the one the file names (version 2:
+    found by its weights-hash prefix among the shipped model and the registry; see ``codec.models``)."""
+    if model is not None:
+        return model
+    if c.version >= 2:
+        from squeeze3d.codec.models import resolve_for_hash
+
+        try:
+            return str(resolve_for_hash(_get_pair(c.pair), c.model_hash).path)
+        except UserError as e:
+            raise UserError(f"{where}{e}") from None
+    if c.model_version is None:
+        raise UserError(f"{where}compressed with a mapping checkpoint given by path (identity "
+                        f"{c.model_identity}); pass that checkpoint with --model PATH")
+    return str(c.model_version)
 
 
 # -------------------------------------------------------------------------------- public functions
 
 
 def compress_points(points: np.ndarray, *, pair: str = DEFAULT_PAIR, model: str | None = None,
-                    dtype: str = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
-                    min_quality: float | None = DEFAULT_MIN_QUALITY_DB, device: str = "cpu") -> CompressResult:
+                    dtype: str | None = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
+                    min_quality: float | None = DEFAULT_MIN_QUALITY_DB, device: str = "cpu",
+                    target_bytes: int | None = None, bits: int | None = None) -> CompressResult:
     """``[N, 3]`` points in any frame → ``CompressResult`` (``.data`` is the .sq3d bytes)."""
-    return get_codec(pair, model, device).compress_asset(points, dtype, quant, min_quality)
+    return get_codec(pair, model, device).compress_asset(points, dtype, quant, min_quality, target_bytes, bits)
 
 
 def compress_asset(data: np.ndarray, *, pair: str = DEFAULT_PAIR, model: str | None = None,
-                   dtype: str = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
-                   min_quality: float | None = DEFAULT_MIN_QUALITY_DB, device: str = "cpu") -> CompressResult:
+                   dtype: str | None = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
+                   min_quality: float | None = DEFAULT_MIN_QUALITY_DB, device: str = "cpu",
+                   target_bytes: int | None = None, bits: int | None = None) -> CompressResult:
     """One asset of the pair's kind (``[N, 3]`` points, ``[4, R, R, R]`` grid) → ``CompressResult``."""
-    return get_codec(pair, model, device).compress_asset(data, dtype, quant, min_quality)
+    return get_codec(pair, model, device).compress_asset(data, dtype, quant, min_quality, target_bytes, bits)
 
 
 def decompress_bytes(data: bytes, *, model: str | None = None, device: str = "cpu") -> DecompressResult:
@@ -335,7 +436,7 @@ def _check_sq3d_output(output: Path, input_path: Path) -> None:
 def compress_file(input: str | Path, output: str | Path, *, pair: str = DEFAULT_PAIR, model: str | None = None,
                   dtype: str = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
                   min_quality: float | None = DEFAULT_MIN_QUALITY_DB, device: str = "cpu",
-                  seed: int = 0) -> CompressResult:
+                  seed: int = 0, target_bytes: int | None = None, bits: int | None = None) -> CompressResult:
     """Read an asset file through the pair's handler (meshes sampled to the pair's point count with
     ``seed``; grids resampled to its resolution), compress it and write ``output`` (.sq3d)
     atomically. Nothing is written if anything fails."""
@@ -343,7 +444,7 @@ def compress_file(input: str | Path, output: str | Path, *, pair: str = DEFAULT_
     _check_sq3d_output(out, inp)
     codec = get_codec(pair, model, device)
     asset = codec.handler.read(inp, codec.pair, seed)
-    res = codec.compress_asset(asset.data, dtype, quant, min_quality)
+    res = codec.compress_asset(asset.data, dtype, quant, min_quality, target_bytes, bits)
     res.asset = asset
     res.output = atomic_write_bytes(out, res.data)
     return res
@@ -394,18 +495,15 @@ def interpolate(a: str | Path, b: str | Path, steps: int, out_dir: str | Path, *
     if ca.pair != cb.pair or ca.model_hash != cb.model_hash:
         raise UserError(f"{a} ({ca.pair}, {ca.model_identity}) and {b} ({cb.pair}, {cb.model_identity}) were "
                         "compressed with different pairs or models; their codes do not share a space")
-    ref = model if model is not None else (str(ca.model_version) if ca.model_version else None)
-    if ref is None:
-        raise UserError(f"{a}: compressed with a checkpoint given by path ({ca.model_identity}); pass --model PATH")
-    codec = get_codec(ca.pair, ref, device)
+    codec = get_codec(ca.pair, _model_for(ca, model, f"{a}: "), device)
     h = codec.handler
     ext = ext or h.output_exts[0]
     if ext not in h.output_exts:
         raise UserError(f"unsupported output format {fmt!r} for a {h.kind.replace('_', ' ')}; use one of "
                         f"{', '.join(e[1:] for e in h.output_exts)}")
     codec.check_identity(ca, f"{a}: ")
-    za = dequantise(ca.payload, ca.dtype, ca.quant, ca.code_shape)
-    zb = dequantise(cb.payload, cb.dtype, cb.quant, cb.code_shape)
+    za = dequantise(ca.payload, ca.dtype, ca.quant, ca.code_shape, ca.draco_bits).reshape(codec.code_shape)
+    zb = dequantise(cb.payload, cb.dtype, cb.quant, cb.code_shape, cb.draco_bits).reshape(codec.code_shape)
     assets = []
     ts = np.linspace(0.0, 1.0, int(steps))
     for t in ts:

@@ -185,7 +185,7 @@ def _check_semantics(c: Container) -> None:
         if not c.code_shape:
             raise ContainerError("neural container without a code shape")
         if c.dtype == "none" or (c.draco_bits != 0) != (c.dtype == "fixed"):
-            raise ContainerError(f"neural container with dtype {c.dtype!r} and bits {c.draco_bits}")
+            raise ContainerError(f"neural container with dtype {c.dtype!r} and draco_bits (bits) {c.draco_bits}")
         if c.dtype == "fixed" and c.version < 2:
             raise ContainerError("fixed-range codes need format version 2")
         if (c.dtype == "int8") != (c.quant != "none"):

@@ -77,8 +77,14 @@ class EvalReport:
         return next(r for r in self.rows if r["method"] == method)
 
 
-def variant_name(dtype: str, quant: str) -> str:
+def variant_name(dtype: str, quant: str, bits: int = 0) -> str:
+    if dtype == "fixed":
+        return f"sq3d-fixed{bits}"
     return f"sq3d-{dtype}" + (f"-{quant.replace('_', '')}" if dtype == "int8" else "")
+
+
+GATE_METHOD = "sq3d+gate"
+"""The row of what ``squeeze3d compress`` writes: the rate-distortion choice at the quality floor."""
 
 
 def corpus_inputs(split: str, limit: int, dest: Path, log: Callable[[str], None] = print,
@@ -98,7 +104,7 @@ def _ms(t0: float) -> float:
 
 def evaluate(pair: str = DEFAULT_PAIR, model: str | None = None, split: str = "test", input_dir: str | Path | None = None,
              limit: int = 48, out_dir: str | Path = ".state/eval", min_quality: float | None = DEFAULT_MIN_QUALITY_DB,
-             variants=NEURAL_VARIANTS, draco_bits=draco.BASELINE_BITS, level: int = draco.DEFAULT_LEVEL,
+             variants=None, draco_bits=draco.BASELINE_BITS, level: int = draco.DEFAULT_LEVEL,
              device: str = "cpu", seed: int = 0, previews: bool = True,
              log: Callable[[str], None] = print) -> EvalReport:
     """Run every method on every object; write ``report.md``, ``summary.csv``, ``objects.csv``,
@@ -123,6 +129,13 @@ def evaluate(pair: str = DEFAULT_PAIR, model: str | None = None, split: str = "t
         files = h.corpus_inputs(codec.pair, split, limit, out / "inputs", log)
         source = f"procedural corpus, {split} split"
     options = {"draco_bits": draco_bits, "level": level}
+    # the model's own rate ladder (bounded codes: fixed-range k bits) plus f32 (for the code spread);
+    # unbounded models: the classic dtype variants
+    if variants is None:
+        run_variants = ([v for v in codec.variants() if v[0] == "fixed"] + [("f32", "none", 0)]
+                        if codec.variants()[0][0] == "fixed" else [(d, q, 0) for d, q in NEURAL_VARIANTS])
+    else:
+        run_variants = [(v[0], v[1], v[2] if len(v) > 2 else 0) for v in variants]
 
     objects: list[dict] = []
     codes: list[np.ndarray] = []
@@ -147,23 +160,22 @@ def evaluate(pair: str = DEFAULT_PAIR, model: str | None = None, split: str = "t
             decompress_bytes(codec.compress_asset(ref, DEFAULT_DTYPE, DEFAULT_QUANT, None).data,
                              model=dec_model, device=device)
             warm = True
-        for dtype, quant in variants:
-            res = codec.compress_asset(ref, dtype, quant, None)
+        for dtype, quant, bits in run_variants:
+            res = codec.compress_asset(ref, dtype, quant, None, bits=bits or None)
             t0 = time.perf_counter()
             dec = decompress_bytes(res.data, model=dec_model, device=device)
-            add(variant_name(dtype, quant), res.nbytes, dec.data, res.encode_ms, _ms(t0))
+            add(variant_name(dtype, quant, bits), res.nbytes, dec.data, res.encode_ms, _ms(t0))
             if dtype == "f32":
                 codes.append(np.frombuffer(res.container.payload, "<f4"))
         if min_quality is not None:
             res = codec.compress_asset(ref, DEFAULT_DTYPE, DEFAULT_QUANT, min_quality)
             t0 = time.perf_counter()
             dec = decompress_bytes(res.data, model=dec_model, device=device)
-            add(f"sq3d-{DEFAULT_DTYPE}+gate", res.nbytes, dec.data, res.encode_ms + res.gate_ms, _ms(t0),
-                res.fallback)
+            add(GATE_METHOD, res.nbytes, dec.data, res.encode_ms + res.gate_ms, _ms(t0), res.fallback)
             label = (f"{h.fallback_name} {res.container.draco_bits}-bit fallback" if res.fallback
-                     else f"neural {DEFAULT_DTYPE}")
+                     else res.variant)
         else:
-            label = variant_name(dtype, quant)
+            label = variant_name(dtype, quant, bits)
         shown, shown_bytes = dec.data, res.nbytes
         for bl in h.baselines(asset, ref, codec.pair, seed, options):
             add(bl.method, bl.nbytes, bl.reconstruction, bl.compress_ms, bl.decompress_ms)

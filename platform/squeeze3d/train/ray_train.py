@@ -173,6 +173,17 @@ def storage_uri(path: str, filesystem: Any) -> str:
     return f"s3://{path}" if filesystem is not None and filesystem.type_name == "s3" else str(path)
 
 
+def _node_cpus() -> float:
+    import os
+
+    import ray
+
+    try:
+        return float(ray.cluster_resources().get("CPU", os.cpu_count() or 1)) if ray.is_initialized() else (os.cpu_count() or 1)
+    except Exception:  # noqa: BLE001 - only a thread-count hint
+        return float(os.cpu_count() or 1)
+
+
 def build_trainer(cfg: TrainConfig, datasets: dict[str, Any], *, workers: int = 1, use_gpu: bool = False,
                   storage_path: str | None = None, name: str | None = None, max_failures: int = 1,
                   loop_config: dict[str, Any] | None = None, callbacks: list | None = None):
@@ -192,7 +203,10 @@ def build_trainer(cfg: TrainConfig, datasets: dict[str, Any], *, workers: int = 
     if "train" not in datasets or "val" not in datasets:
         raise ValueError(f"need 'train' and 'val' datasets, got {sorted(datasets)}")
     config = {"train_config": to_dict(cfg), "use_gpu": use_gpu,
-              "stats": dataset_stats(datasets["train"], pair.z_e_shape, pair.z_g_shape), **(loop_config or {})}
+              "stats": dataset_stats(datasets["train"], pair.z_e_shape, pair.z_g_shape),
+              # intra-op threads per worker: the node's CPUs shared by its workers (Ray's default of
+              # one thread left a 1-worker fit on a 2-core machine at half speed)
+              "torch_threads": max(1, int(_node_cpus() // max(1, workers))), **(loop_config or {})}
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,9 @@ class SearchSpace:
     grace_period: int
     reduction_factor: int
     base: dict[str, Any]
+    loss: dict[str, tuple[str, list[float]]] = field(default_factory=dict)
+    """Extra axes over loss weights: ``space.loss.<field>: {choice: [...]} | {loguniform: [lo, hi]}``
+    (e.g. ``lambda_output``, ``lambda_set``, ``lambda_gen``: the set-aware objective's weights)."""
     d_code_grid: bool = False
     """``d_code: {grid: [...]}`` tries every value (``num_samples`` times each, λ_gram sampled each
     time) — the d_C ablation; ``{choice: [...]}`` samples them."""
@@ -52,10 +55,27 @@ class SearchSpace:
                               f"space.lambda_gram.loguniform ([low, high]); problem: {e!r}") from e
         if not (0 < lo < hi) or not d_code or min(d_code) < 1:
             raise ConfigError(f"{p}: need 0 < lambda_gram low < high and positive d_code choices")
+        loss: dict[str, tuple[str, list[float]]] = {}
+        from squeeze3d.config import LossConfig
+
+        known = {f.name for f in fields(LossConfig)}
+        for key, spec in (space.get("loss") or {}).items():
+            kind = next(iter(spec), None) if isinstance(spec, dict) and len(spec) == 1 else None
+            if key not in known or kind not in ("choice", "loguniform"):
+                raise ConfigError(f"{p}: space.loss.{key} must be a LossConfig field ({', '.join(sorted(known))}) "
+                                  "with {choice: [...]} or {loguniform: [low, high]}")
+            loss[key] = (kind, [float(x) for x in spec[kind]])
         tune_doc = doc.get("tune", {})
         return cls(d_code, (lo, hi), int(tune_doc.get("num_samples", 4)), int(tune_doc.get("max_concurrent", 1)),
                    int(tune_doc.get("grace_period", 2)), int(tune_doc.get("reduction_factor", 2)),
-                   doc.get("base", {}), grid)
+                   doc.get("base", {}), loss, grid)
+
+
+def trial_overrides(config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's sampled values as training-config overrides (d_C, λ_gram and any ``loss.*`` axes)."""
+    loss = {"lambda_gram": float(config["lambda_gram"])}
+    loss.update({k.split(".", 1)[1]: float(v) for k, v in config.items() if k.startswith("loss.")})
+    return {"mapping": {"d_code": int(config["d_code"])}, "loss": loss}
 
 
 def _trial(config: dict[str, Any], datasets=None, data_info=None, base_cfg=None, settings=None) -> None:
@@ -67,8 +87,7 @@ def _trial(config: dict[str, Any], datasets=None, data_info=None, base_cfg=None,
     from squeeze3d.tracking import configure, experiment_id, flat_params
     from squeeze3d.train.ray_train import build_trainer
 
-    cfg = resolve([base_cfg, {"mapping": {"d_code": int(config["d_code"])},
-                              "loss": {"lambda_gram": float(config["lambda_gram"])}}])
+    cfg = resolve([base_cfg, trial_overrides(config)])
     uri = configure(settings["tracking_uri"])
     exp = experiment_id(f"squeeze3d-{cfg.pair}", uri)
     trial_name = ray.tune.get_context().get_trial_name()
@@ -136,7 +155,9 @@ def run_sweep(base_cfg: TrainConfig, space: SearchSpace, datasets: dict[str, Any
         tuner = ray.tune.Tuner(
             trainable,
             param_space={"d_code": (ray.tune.grid_search if space.d_code_grid else ray.tune.choice)(space.d_code),
-                         "lambda_gram": ray.tune.loguniform(*space.lambda_gram)},
+                         "lambda_gram": ray.tune.loguniform(*space.lambda_gram),
+                         **{f"loss.{k}": (ray.tune.choice(v) if kind == "choice" else ray.tune.loguniform(*v))
+                            for k, (kind, v) in space.loss.items()}},
             tune_config=ray.tune.TuneConfig(
                 metric=asha_metric, mode=pair.objective_mode, num_samples=space.num_samples,
                 max_concurrent_trials=space.max_concurrent,
@@ -153,6 +174,7 @@ def run_sweep(base_cfg: TrainConfig, space: SearchSpace, datasets: dict[str, Any
             m = r.metrics or {}
             table.append({"trial": m.get("trial_id", "?"), "d_code": r.config.get("d_code"),
                           "lambda_gram": r.config.get("lambda_gram"), "epochs": int(m.get("epoch", -1)) + 1,
+                          **{k: v for k, v in r.config.items() if k.startswith("loss.")},
                           **{k: m.get(k) for k in (asha_metric, pair.objective_metric, "val_mse", "d_eff", "kappa")},
                           "status": "error" if r.error else ("stopped" if int(m.get("epoch", -1)) + 1 <
                                                              base_cfg.optim.epochs else "done"),
@@ -171,8 +193,7 @@ def run_sweep(base_cfg: TrainConfig, space: SearchSpace, datasets: dict[str, Any
             mlflow.log_params({"best_d_code": best["d_code"], "best_lambda_gram": best["lambda_gram"]})
             if register:
                 trial_run = _trial_run_id(parent.info.run_id, best["trial"])
-                cfg = resolve([to_dict(base_cfg), {"mapping": {"d_code": int(best["d_code"])},
-                                                   "loss": {"lambda_gram": float(best["lambda_gram"])}}])
+                cfg = resolve([to_dict(base_cfg), trial_overrides(best)])
                 info, promoted, reason = registry.register(
                     pair.name, trial_run, "mapping",
                     registry_tags(cfg, {k: v for k, v in best.items() if isinstance(v, float)}, data_info, None)
@@ -202,7 +223,8 @@ def _trial_run_id(parent_run_id: str, trial_id: str) -> str:
 
 
 def format_table(rows: list[dict[str, Any]], metrics: list[str]) -> str:
-    cols = ["trial", "d_code", "lambda_gram", "epochs", *dict.fromkeys(metrics), "val_mse", "d_eff", "status"]
+    axes = sorted({k for r in rows for k in r if k.startswith("loss.")})
+    cols = ["trial", "d_code", "lambda_gram", *axes, "epochs", *dict.fromkeys(metrics), "val_mse", "d_eff", "status"]
 
     def cell(v):
         return f"{v:.4g}" if isinstance(v, float) else str(v)

@@ -1,0 +1,36 @@
+"""Reproduce a pair's shipped champion from its recipe: build the pairs (Ray Data), fit (Ray Train),
+register (MLflow), export f16 weights into the package.
+
+    python jobs/ship_champion.py --recipe jobs/recipes/pointnet_lion_champion.yaml
+    python jobs/ship_champion.py --register-shipped pointnet_lion   # put the shipped model in the registry
+"""
+
+import argparse
+import sys
+
+from squeeze3d.errors import UserError
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    g = ap.add_mutually_exclusive_group(required=True)
+    g.add_argument("--recipe", help="recipe YAML (jobs/recipes/)")
+    g.add_argument("--register-shipped", metavar="PAIR", help="register the pair's shipped model")
+    ap.add_argument("--workers", type=int, default=1, help="Ray Train workers")
+    a = ap.parse_args()
+    from squeeze3d.train import champion
+
+    try:
+        if a.recipe:
+            s = champion.ship(a.recipe, workers=a.workers)
+            print({k: s[k] for k in ("pair", "rows", "build_s", "train_s", "metrics")})
+        else:
+            champion.register_shipped(a.register_shipped)
+    except UserError as e:
+        print(f"ship_champion: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

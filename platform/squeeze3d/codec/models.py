@@ -1,0 +1,88 @@
+"""Which mapping model the codec uses: the registry's champion, the model shipped with the package,
+or the one that wrote a given file.
+
+- Compressing with no ``--model``: the champion when a registry is configured (``MLFLOW_TRACKING_URI``
+  is set, or the local store ``.state/mlflow.db`` exists) and has one; otherwise the pair's shipped
+  model (``PairSpec.shipped_model``), said once on stderr. Without a registry nothing imports mlflow
+  or creates a database, so a fresh clone compresses straight away.
+- Decompressing a version 2 file (which names its model by a weights-hash prefix only): the model
+  given with ``--model`` if its hash matches, else the shipped model, the champion, then any
+  registered version whose ``weights_hash`` tag has that prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from squeeze3d.errors import UserError
+
+_SAID: set[str] = set()
+
+
+def shipped_path(pair) -> Path | None:
+    if not pair.shipped_model:
+        return None
+    p = Path(__file__).resolve().parent.parent / pair.shipped_model
+    return p if (p / "config.json").is_file() else None
+
+
+def shipped(pair):
+    """``ResolvedModel`` of the pair's shipped model, or None."""
+    from squeeze3d.mapping.checkpoint import _read_config
+    from squeeze3d.registry import ResolvedModel
+
+    p = shipped_path(pair)
+    if p is None:
+        return None
+    return ResolvedModel(p, _read_config(p)["weights_hash"], None, f"shipped:{pair.shipped_model}")
+
+
+def registry_configured() -> bool:
+    from squeeze3d.tracking import state_dir
+
+    return bool(os.environ.get("MLFLOW_TRACKING_URI")) or (state_dir() / "mlflow.db").is_file()
+
+
+def _say_once(key: str, msg: str) -> None:
+    if key not in _SAID:
+        _SAID.add(key)
+        print(msg, file=sys.stderr)
+
+
+def resolve_default(pair):
+    """The model to compress with when none is given (see the module docstring)."""
+    from squeeze3d import registry
+
+    if registry_configured():
+        if registry.champion(pair.name) is not None:
+            return registry.resolve_model(None, pair.name)
+        why = "the registry has no champion"
+    else:
+        why = "no registry is configured"
+    s = shipped(pair)
+    if s is None:
+        raise UserError(f"pair {pair.name}: {why} and no model ships with the package; train one with "
+                        f"`make train PAIR={pair.name}` or pass --model PATH")
+    _say_once(pair.name, f"squeeze3d: {why} for {pair.name}; using the shipped model ({s.weights_hash[:8]})")
+    return s
+
+
+def resolve_for_hash(pair, prefix: str):
+    """The model whose weights hash starts with ``prefix`` (a version 2 header's model id)."""
+    from squeeze3d import registry
+
+    s = shipped(pair)
+    if s is not None and s.weights_hash.startswith(prefix):
+        return s
+    if registry_configured():
+        champ = registry.champion(pair.name)
+        if champ is not None and champ.tags.get("weights_hash", "").startswith(prefix):
+            return registry.resolve_model(None, pair.name)
+        for v in registry.list_versions(pair.name):
+            if v.tags.get("weights_hash", "").startswith(prefix):
+                return registry.resolve_model(v.version, pair.name)
+    raise UserError(f"the file was written by {pair.name} model {prefix}, which is neither the shipped model nor "
+                    "in the registry; pass it with --model PATH (a checkpoint directory) or point "
+                    "MLFLOW_TRACKING_URI at the registry that holds it")

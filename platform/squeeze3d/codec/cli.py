@@ -49,7 +49,7 @@ def _resample_desc(codec) -> str:
 def _summary_line(src, res, codec) -> str:
     handler = codec.handler
     c = res.container
-    kind = f"neural {c.dtype}" if c.codec == "neural" else f"fallback {handler.fallback_name} {c.draco_bits}-bit"
+    kind = res.variant if c.codec == "neural" else f"fallback {handler.fallback_name} {c.draco_bits}-bit"
     q = f", {handler.quality_name} {res.psnr:.2f} dB" if res.psnr is not None else ""
     # the paper's ratio: input file bytes / .sq3d bytes; the file decodes to the pair's resample, not
     # to every point of the input, so say so next to the number
@@ -121,7 +121,8 @@ def _cmd_compress(args) -> int:
     _network_defaults()
     src, dst = Path(args.input), Path(args.output)
     opts = dict(pair=args.pair, model=args.model, dtype=args.dtype, quant=args.quant,
-                min_quality=args.min_quality, device=args.device, seed=args.seed)
+                min_quality=args.min_quality, device=args.device, seed=args.seed,
+                target_bytes=args.target_bytes, bits=args.bits)
     if not src.is_dir():
         if dst.exists() and not dst.is_dir():
             if args.skip_existing:
@@ -318,13 +319,21 @@ def add_commands(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="OUT.sq3d (a directory when INPUT is one)")
     p.add_argument("--pair", default=DEFAULT_PAIR)
     p.add_argument("--model", default=None, help=model_help)
-    p.add_argument("--dtype", default=DEFAULT_DTYPE, choices=["f32", "f16", "int8"])
+    p.add_argument("--dtype", default=DEFAULT_DTYPE, choices=["fixed", "f32", "f16", "int8"],
+                   help="code storage; default: the model's rate ladder (fixed-range k-bit codes for models "
+                        "with bounded codes, else int8), chosen by the quality floor or --target-bytes")
+    p.add_argument("--bits", type=int, default=None, metavar="K",
+                   help="fixed-range codes: bits per code number (default: the ladder decides)")
     p.add_argument("--quant", default=DEFAULT_QUANT, choices=["per_vector", "per_group"],
                    help="int8 scales: one per code vector or one per 32 numbers")
-    p.add_argument("--min-quality", type=_quality, default=DEFAULT_MIN_QUALITY_DB, metavar="DB",
-                   help=f"quality floor in dB (point clouds: D1-PSNR, radiance fields: render PSNR); below it the "
-                        f"asset is coded with the kind's classical codec instead (Draco / quantise+zstd; default "
-                        f"{DEFAULT_MIN_QUALITY_DB}; 'off' disables the check)")
+    p.add_argument("--min-quality", "--target-quality", dest="min_quality", type=_quality,
+                   default=DEFAULT_MIN_QUALITY_DB, metavar="DB",
+                   help=f"quality floor in dB (point clouds: D1-PSNR, radiance fields: render PSNR): the smallest "
+                        f"file that meets it is written, among the neural variants and the kind's classical codec "
+                        f"(Draco / quantise+zstd) at each rate (default {DEFAULT_MIN_QUALITY_DB}; 'off' writes the "
+                        f"model's largest variant unchecked)")
+    p.add_argument("--target-bytes", type=int, default=None, metavar="B",
+                   help="instead of a floor: the best quality whose .sq3d file fits in B bytes")
     p.add_argument("--seed", type=int, default=0, help="seed of the mesh surface sampling")
     p.add_argument("--device", default="cpu")
     overwrite_flags(p, "outputs")

@@ -200,6 +200,13 @@ class PointNet2Cls(nn.Module):
         _, l3 = self.sa3(l2_xyz, l2)
         return l3[:, 0]
 
+    def sa2_features(self, points: torch.Tensor) -> torch.Tensor:
+        """The second set-abstraction level: ``[B, 128, 3 + 256]`` (centroid xyz, then features), in
+        farthest-point order. Richer than the max-pooled global feature (it keeps where things are)."""
+        l1_xyz, l1 = self.sa1(points, None)
+        l2_xyz, l2 = self.sa2(l1_xyz, l1)
+        return torch.cat([l2_xyz, l2], dim=-1)
+
     def forward(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         g = self.features(points)
         x = self.drop1(F.relu(self.bn1(self.fc1(g))))
@@ -308,11 +315,17 @@ class PointNet2Encoder(Encoder):
 
     name = "pointnet2-ssg"
 
+    LEVELS = ("global", "sa2")
+
     def __init__(self, device: str | torch.device = "cpu", model: PointNet2Cls | None = None,
-                 config: dict | None = None):
+                 config: dict | None = None, level: str = "global"):
+        """``level``: ``global`` → z_E ``[1024]`` (after sa3's max-pool); ``sa2`` → ``[128, 259]``."""
+        if level not in self.LEVELS:
+            raise ValueError(f"unknown PointNet++ level {level!r}; choose from {self.LEVELS}")
         if model is None:
             model, config = load_weights()
         self.config = config or {}
+        self.level = level
         super().__init__(model, device)
 
     @property
@@ -322,7 +335,8 @@ class PointNet2Encoder(Encoder):
     def _encode(self, assets: torch.Tensor) -> torch.Tensor:
         if assets.ndim != 3 or assets.shape[-1] != 3:
             raise ValueError(f"PointNet2Encoder expects [B, N, 3] points, got {tuple(assets.shape)}")
-        return self.module.features(select_input_points(assets))
+        x = select_input_points(assets)
+        return self.module.features(x) if self.level == "global" else self.module.sa2_features(x)
 
     def classify(self, assets: torch.Tensor) -> torch.Tensor:
         """Class logits ``[B, num_classes]`` (for the held-out accuracy report)."""

@@ -1,0 +1,118 @@
+"""The rate-distortion codec: fixed-range k-bit ladder of a bounded-code model, the RD gate
+(smallest file at the floor; best quality within --target-bytes; never a fallback larger than bare
+Draco plus the header), version 2 files found by their model hash, and the shipped-model default."""
+
+import numpy as np
+import pytest
+import torch
+
+from squeeze3d.baselines import draco
+from squeeze3d.codec import compressor
+from squeeze3d.codec.compressor import clear_cache, compress_points, decompress_bytes, get_codec
+from squeeze3d.codec.container import header_bytes, unpack
+from squeeze3d.errors import UserError
+
+PAIR = "debug"
+
+
+@pytest.fixture(scope="module")
+def bounded_ckpt(tmp_path_factory):
+    """A tiny debug model with tanh-bounded codes trained with 8-bit quantisation noise."""
+    from squeeze3d.config import train_config_for_pair
+    from squeeze3d.mapping.checkpoint import save_checkpoint
+    from squeeze3d.synth.in_process import synthesise
+    from squeeze3d.train.loop import TensorPairs, fit
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        z_e, z_g, _ = synthesise(PAIR, list(range(256)))
+        cfg = train_config_for_pair(PAIR, sets=["optim.epochs=2", "mapping.code_bound=tanh", "loss.code_noise_bits=8",
+                                                "mapping.d_code=24"])
+        r = fit(cfg, z_e.shape[1:], z_g.shape[1:], TensorPairs(z_e, z_g, 64))
+    finally:
+        torch.set_num_threads(threads)
+    return str(save_checkpoint(tmp_path_factory.mktemp("bck") / "m", r.f_e, r.f_d, cfg))
+
+
+def _cloud():
+    from squeeze3d.pairs import get_pair
+
+    _, x = get_pair(PAIR).build_generator("cpu").sample([5])
+    return x[0].numpy() * 3.0 + np.array([10.0, -2.0, 0.5], np.float32)
+
+
+def test_ladder_sizes_and_round_trip(bounded_ckpt):
+    codec = get_codec(PAIR, bounded_ckpt)
+    assert codec.variants() == [("fixed", "none", b) for b in (8, 7, 6, 5, 4)]
+    pts = _cloud()
+    sizes = {}
+    for bits in (8, 6, 4):
+        res = compress_points(pts, pair=PAIR, model=bounded_ckpt, dtype="fixed", bits=bits, min_quality=None)
+        c = unpack(res.data)
+        assert c.version == 2 and c.dtype == "fixed" and c.draco_bits == bits and res.variant == f"neural fixed-{bits}"
+        sizes[bits] = res.nbytes
+        assert res.nbytes - len(c.payload) <= 32 and len(c.payload) == -(-24 * bits // 8)  # off-centre: f32 norm
+        out = decompress_bytes(res.data, model=bounded_ckpt).data
+        assert out.shape == pts.shape and np.isfinite(out).all()
+    assert sizes[8] > sizes[6] > sizes[4]
+    # 8-bit codes of a QAT model decode (almost) like the float code
+    f32 = decompress_bytes(compress_points(pts, pair=PAIR, model=bounded_ckpt, dtype="f32", min_quality=None).data,
+                           model=bounded_ckpt).data
+    q8 = decompress_bytes(compress_points(pts, pair=PAIR, model=bounded_ckpt, dtype="fixed", bits=8,
+                                          min_quality=None).data, model=bounded_ckpt).data
+    assert draco.psnr(f32, q8) > 40
+
+
+def test_floor_picks_the_smallest_file_that_meets_it(bounded_ckpt):
+    pts = _cloud()
+    codec = get_codec(PAIR, bounded_ckpt)
+    norm, _, _ = codec.handler.normalise(codec.handler.prepare(pts, codec.pair))
+    low = compress_points(pts, pair=PAIR, model=bounded_ckpt, min_quality=-100.0)  # every candidate meets it
+    assert low.variant == "neural fixed-4" and not low.fallback
+    high = compress_points(pts, pair=PAIR, model=bounded_ckpt, min_quality=60.0)  # only Draco can
+    assert high.fallback and high.psnr >= 60.0
+    blob, bits, _ = draco.encode_min_bits(norm, 60.0)
+    assert high.nbytes == len(blob) + header_bytes(high.container) <= len(blob) + 32
+    assert high.container.draco_bits == bits
+
+
+def test_target_bytes_picks_the_best_quality_that_fits(bounded_ckpt):
+    pts = _cloud()
+    res = compress_points(pts, pair=PAIR, model=bounded_ckpt, target_bytes=300)
+    assert res.nbytes <= 300
+    everything = []
+    codec = get_codec(PAIR, bounded_ckpt)
+    norm, _, _ = codec.handler.normalise(codec.handler.prepare(pts, codec.pair))
+    for b in codec.handler.fallback_bits:
+        blob, q = codec.handler.fallback_at(norm, b)
+        if len(blob) + 23 <= 300:
+            everything.append(q)
+    assert res.psnr >= max(everything) - 1e-6  # nothing that fits is better
+    with pytest.raises(UserError, match="no variant fits in 10 bytes"):
+        compress_points(pts, pair=PAIR, model=bounded_ckpt, target_bytes=10)
+
+
+def test_v2_file_finds_its_model_by_hash_and_shipped_default(bounded_ckpt, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from squeeze3d.codec import models
+
+    monkeypatch.setenv("SQUEEZE3D_STATE_DIR", str(tmp_path / "state"))  # no registry here
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(models, "shipped_path", lambda pair: Path(bounded_ckpt) if pair.name == PAIR else None)
+    clear_cache()
+    pts = _cloud()
+    res = compress_points(pts, pair=PAIR, min_quality=None)  # no --model: the shipped one
+    assert unpack(res.data).matches_weights(get_codec(PAIR, bounded_ckpt).resolved.weights_hash)
+    out = decompress_bytes(res.data).data  # no --model: found by the header's hash prefix
+    assert out.shape == pts.shape
+    assert not (tmp_path / "state" / "mlflow.db").exists()  # nothing created a registry
+    monkeypatch.setattr(models, "shipped_path", lambda pair: None)
+    clear_cache()
+    with pytest.raises(UserError, match="neither the shipped model nor in the registry"):
+        decompress_bytes(res.data)
+    with pytest.raises(UserError, match="no model ships with the package"):
+        compress_points(pts, pair=PAIR, min_quality=None)
+    clear_cache()
+    compressor._CACHE.clear()

@@ -239,7 +239,7 @@ def test_compress_decompress_round_trip_and_container(fake_pair, tmp_path):
     for ext in ("npz", "npy"):
         out = decompress_file(tmp_path / "s.sq3d", tmp_path / f"o.{ext}", model=fake_pair)
         assert out.data.shape == (4, R, R, R)
-        want = codec.decode(np.frombuffer(c.payload, "<f2").astype(np.float32).reshape(c.code_shape)).numpy()
+        want = codec.decode(np.frombuffer(c.payload, "<f2").astype(np.float32).reshape(codec.code_shape)).numpy()
         assert np.allclose(out.data, want, atol=1e-6)
         assert np.allclose(load_grid_file(tmp_path / f"o.{ext}"), out.data, rtol=1e-5, atol=1e-6)
     with pytest.raises(UserError, match="radiance field"):
@@ -279,8 +279,9 @@ def test_gate_falls_back_to_fewest_qz_bits(fake_pair, tmp_path):
 
 
 def test_eval_and_interpolate_on_grids(fake_pair, tmp_path):
-    from squeeze3d.codec.compressor import compress_asset, interpolate
+    from squeeze3d.codec.compressor import compress_asset
     from squeeze3d.codec.evaluate import evaluate
+    from squeeze3d.codec.interpolate import interpolate
 
     inputs = tmp_path / "inputs"
     inputs.mkdir()

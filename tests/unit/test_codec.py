@@ -19,9 +19,9 @@ from squeeze3d.codec.compressor import (
     decompress_bytes,
     decompress_file,
     get_codec,
-    interpolate,
 )
 from squeeze3d.codec.container import ContainerError, read_container, unpack
+from squeeze3d.codec.interpolate import interpolate
 from squeeze3d.errors import UserError
 from squeeze3d.io import read_asset
 

@@ -276,7 +276,7 @@ def _cmd_eval(args) -> int:
 
 @_os_errors
 def _cmd_interpolate(args) -> int:
-    from squeeze3d.codec.compressor import interpolate
+    from squeeze3d.codec.interpolate import interpolate
 
     _network_defaults()
     paths = interpolate(args.a, args.b, args.steps, args.output, model=args.model, device=args.device,

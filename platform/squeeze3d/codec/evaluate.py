@@ -105,7 +105,7 @@ def _ms(t0: float) -> float:
 def evaluate(pair: str = DEFAULT_PAIR, model: str | None = None, split: str = "test", input_dir: str | Path | None = None,
              limit: int = 48, out_dir: str | Path = ".state/eval", min_quality: float | None = DEFAULT_MIN_QUALITY_DB,
              variants=None, draco_bits=draco.BASELINE_BITS, level: int = draco.DEFAULT_LEVEL,
-             device: str = "cpu", seed: int = 0, previews: bool = True,
+             device: str = "cpu", seed: int = 0, previews: bool = True, target_bytes: int | None = None,
              log: Callable[[str], None] = print) -> EvalReport:
     """Run every method on every object; write ``report.md``, ``summary.csv``, ``objects.csv``,
     ``rate_distortion.png`` and ``previews/<object>.png`` (original vs the gated codec output) into
@@ -177,6 +177,11 @@ def evaluate(pair: str = DEFAULT_PAIR, model: str | None = None, split: str = "t
         else:
             label = variant_name(dtype, quant, bits)
         shown, shown_bytes = dec.data, res.nbytes
+        if target_bytes is not None:  # the rate knob: best quality within the byte budget
+            tb = codec.compress_asset(ref, DEFAULT_DTYPE, DEFAULT_QUANT, None, target_bytes=target_bytes)
+            t0 = time.perf_counter()
+            tdec = decompress_bytes(tb.data, model=dec_model, device=device)
+            add(f"sq3d@{target_bytes}B", tb.nbytes, tdec.data, tb.encode_ms + tb.gate_ms, _ms(t0), tb.fallback)
         for bl in h.baselines(asset, ref, codec.pair, seed, options):
             add(bl.method, bl.nbytes, bl.reconstruction, bl.compress_ms, bl.decompress_ms)
         if previews:

@@ -1,0 +1,63 @@
+"""The shipped pointnet_lion champion: a fresh checkout compresses real shapes with it (no registry,
+no training), beats Draco's 3-bit quality in fewer bytes, and `register_shipped` (what `make demo`
+does) puts it in an empty registry as the champion that the codec then resolves."""
+
+import numpy as np
+import pytest
+
+from squeeze3d.baselines import draco
+from squeeze3d.codec.compressor import clear_cache, compress_points, decompress_bytes
+from squeeze3d.codec.container import unpack
+from squeeze3d.codec.models import shipped
+
+pytestmark = pytest.mark.integration
+
+
+def _test_shapes(n):
+    from squeeze3d.zoo import corpus
+
+    idx = corpus.split_indices("test", 12 * 10 * 2)[:n]
+    return [corpus.make_shape(corpus.DEFAULT_SEED, int(i), 2048).points * 5.0 + 1.0 for i in idx]
+
+
+def test_fresh_checkout_uses_the_shipped_model_and_beats_draco_3bit(tmp_path, monkeypatch):
+    from squeeze3d.pairs import get_pair
+
+    monkeypatch.setenv("SQUEEZE3D_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    clear_cache()
+    s = shipped(get_pair("pointnet_lion"))
+    assert s is not None, "the pointnet_lion champion must ship with the package"
+    ours, theirs, sizes, dsizes = [], [], [], []
+    for pts in _test_shapes(8):
+        res = compress_points(pts, min_quality=None)  # the model's 8-bit code, unmeasured
+        c = unpack(res.data)
+        assert c.version == 2 and c.codec == "neural" and s.weights_hash.startswith(c.model_hash)
+        out = decompress_bytes(res.data).data  # model found by the header's hash
+        ours.append(draco.psnr(pts, out))
+        sizes.append(res.nbytes)
+        blob = draco.encode_points(pts, 3)
+        theirs.append(draco.psnr(pts, draco.decode_points(blob)))
+        dsizes.append(len(blob))
+    assert max(sizes) <= 250 and np.mean(sizes) < np.mean(dsizes)
+    assert np.mean(ours) > np.mean(theirs), (np.mean(ours), np.mean(theirs))
+    assert not (tmp_path / "state" / "mlflow.db").exists()
+
+
+def test_register_shipped_makes_it_the_champion(tmp_path, monkeypatch):
+    from squeeze3d import registry
+    from squeeze3d.pairs import get_pair
+    from squeeze3d.train.champion import register_shipped
+
+    monkeypatch.setenv("SQUEEZE3D_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    clear_cache()
+    info, promoted, _ = register_shipped("pointnet_lion", log=lambda m: None)
+    assert promoted and info.version == "1"
+    champ = registry.champion("pointnet_lion")
+    want = shipped(get_pair("pointnet_lion")).weights_hash
+    assert champ is not None and champ.tags["weights_hash"] == want and float(champ.tags["test_d1_psnr"]) > 25
+    res = compress_points(_test_shapes(1)[0], min_quality=None)  # registry configured now: the champion
+    assert unpack(res.data).matches_weights(want)
+    assert registry.resolve_model(None, "pointnet_lion").weights_hash == want
+    clear_cache()

@@ -122,7 +122,7 @@ def _cmd_compress(args) -> int:
     src, dst = Path(args.input), Path(args.output)
     opts = dict(pair=args.pair, model=args.model, dtype=args.dtype, quant=args.quant,
                 min_quality=args.min_quality, device=args.device, seed=args.seed,
-                target_bytes=args.target_bytes, bits=args.bits)
+                target_bytes=args.target_bytes, bits=args.bits, overwrite=bool(args.force))
     if not src.is_dir():
         if dst.exists() and not dst.is_dir():
             if args.skip_existing:

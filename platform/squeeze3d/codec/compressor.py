@@ -436,17 +436,21 @@ def _check_sq3d_output(output: Path, input_path: Path) -> None:
 def compress_file(input: str | Path, output: str | Path, *, pair: str = DEFAULT_PAIR, model: str | None = None,
                   dtype: str = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
                   min_quality: float | None = DEFAULT_MIN_QUALITY_DB, device: str = "cpu",
-                  seed: int = 0, target_bytes: int | None = None, bits: int | None = None) -> CompressResult:
+                  seed: int = 0, target_bytes: int | None = None, bits: int | None = None,
+                  overwrite: bool = True) -> CompressResult:
     """Read an asset file through the pair's handler (meshes sampled to the pair's point count with
     ``seed``; grids resampled to its resolution), compress it and write ``output`` (.sq3d)
-    atomically. Nothing is written if anything fails."""
+    atomically (``overwrite=False``: never over an existing file). Nothing is written if anything fails."""
     inp, out = Path(input), Path(output)
     _check_sq3d_output(out, inp)
     codec = get_codec(pair, model, device)
     asset = codec.handler.read(inp, codec.pair, seed)
     res = codec.compress_asset(asset.data, dtype, quant, min_quality, target_bytes, bits)
     res.asset = asset
-    res.output = atomic_write_bytes(out, res.data)
+    try:  # overwrite=False: refused atomically at the rename, so a file that appeared meanwhile survives
+        res.output = atomic_write_bytes(out, res.data, overwrite=overwrite)
+    except FileExistsError:
+        raise InputError(f"{out}: already exists; pass --force to overwrite it") from None
     return res
 
 

@@ -77,4 +77,5 @@ PAIR = PairSpec(
     heldout_assets=_heldout,
     latent_points=(GLOBAL_DIM, NUM_POINTS, POINT_DIM),
     loss_decoder=_loss_decoder,
+    shipped_model="zoo/weights/pointnet_lion/mapping",
 )

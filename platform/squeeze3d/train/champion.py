@@ -59,9 +59,11 @@ def ship(recipe_path: str | Path, *, workers: int = 1, log=print) -> dict[str, A
     dest = Path(r["export"]["dir"])
     export_checkpoint(Path(outcome.checkpoint_dir) / ARTIFACT_PATH, dest, fp16=bool(r["export"].get("fp16", True)),
                       meta={"recipe": str(recipe_path), "dataset_manifest_hash": info.get("manifest_hash", "")})
-    summary = {"pair": pair, "recipe": str(recipe_path), "rows": info.get("rows"), "build_s": round(build_s, 1),
+    summary = {"pair": pair, "recipe": str(recipe_path), "rows": dict(info.get("counts", {})),
+               "build_s": round(build_s, 1),
                "train_s": round(outcome.wall_s, 1), "model_version": outcome.model_version,
-               "metrics": {k: v for k, v in outcome.metrics.items() if k.startswith(("val_", "test_"))}}
+               "metrics": {k: v for k, v in outcome.metrics.items() if k.startswith(("val_", "test_"))},
+               "metrics_note": "measured on the float32 weights during training; the shipped copy is float16"}
     (dest / "ship_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     log(f"shipped {dest} ({sum(f.stat().st_size for f in dest.iterdir()) / 1e6:.1f} MB)")
     return summary

@@ -74,7 +74,8 @@ def test_round_trip_restores_position_and_size(ckpts, mesh_file, tmp_path):
     centre, radius = _bbox(ref)
     c = read_container(tmp_path / "c.sq3d")
     assert c.codec == "neural" and c.pair == PAIR and c.num_points == 256
-    assert np.allclose(c.centre, centre, atol=1e-4) and abs(c.scale - radius) < 1e-5 * radius
+    # v2 keeps centre and scale in f16 when that moves the asset by <= 1e-3 of its size (else f32)
+    assert np.allclose(c.centre, centre, atol=1e-3 * radius) and abs(c.scale - radius) < 1e-3 * radius
     for ext in ("ply", "npz", "obj"):
         out = decompress_file(tmp_path / "c.sq3d", tmp_path / f"o.{ext}", model=ckpts[0])
         assert out.points.shape == (256, 3)

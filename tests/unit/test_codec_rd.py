@@ -44,7 +44,7 @@ def _cloud():
 
 def test_ladder_sizes_and_round_trip(bounded_ckpt):
     codec = get_codec(PAIR, bounded_ckpt)
-    assert codec.variants() == [("fixed", "none", b) for b in (8, 7, 6, 5, 4)]
+    assert codec.variants() == [("fixed", "none", b) for b in range(8, 0, -1)]
     pts = _cloud()
     sizes = {}
     for bits in (8, 6, 4):
@@ -69,7 +69,7 @@ def test_floor_picks_the_smallest_file_that_meets_it(bounded_ckpt):
     codec = get_codec(PAIR, bounded_ckpt)
     norm, _, _ = codec.handler.normalise(codec.handler.prepare(pts, codec.pair))
     low = compress_points(pts, pair=PAIR, model=bounded_ckpt, min_quality=-100.0)  # every candidate meets it
-    assert low.variant == "neural fixed-4" and not low.fallback
+    assert low.variant == "neural fixed-1" and not low.fallback
     high = compress_points(pts, pair=PAIR, model=bounded_ckpt, min_quality=60.0)  # only Draco can
     assert high.fallback and high.psnr >= 60.0
     blob, bits, _ = draco.encode_min_bits(norm, 60.0)

@@ -219,12 +219,14 @@ class Codec:
         """The neural payloads this model supports, largest first: ``(dtype, quant, bits)``.
 
         Models with bounded codes (``mapping.code_bound = tanh``) get the fixed-range rate ladder from
-        the bits they were trained for down to 4 (fewer bits: a smaller file, a coarser code); the
-        gate measures each one. Unbounded (older) models keep int8 with a per-vector scale."""
+        the bits they were trained for down to 1 (fewer bits: a smaller file, a coarser code; tanh
+        codes tend to saturate, so even 1 bit per number can hold most of the quality: measured, see
+        the README); the gate measures each one. Unbounded (older) models keep int8 with a per-vector
+        scale."""
         cfg = self.train_config
         if cfg.mapping.code_bound == "tanh":
             top = int(cfg.loss.code_noise_bits or 8)
-            return [("fixed", "none", b) for b in range(top, min(top, 4) - 1, -1)]
+            return [("fixed", "none", b) for b in range(top, 0, -1)]
         return [("int8", "per_vector", 0)]
 
     def _neural(self, code: np.ndarray, dtype: str, quant: str, bits: int, common: dict) -> Container:
@@ -250,7 +252,7 @@ class Codec:
         the model's largest variant, unmeasured."""
         if dtype is not None and dtype not in DTYPE_CHOICES:
             raise UserError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPE_CHOICES)}")
-        if quant not in QUANT_CHOICES:
+        if quant not in QUANT_CHOICES and not (dtype not in (None, "int8") and quant == "none"):
             raise UserError(f"unknown quantisation {quant!r}; choose one of {', '.join(QUANT_CHOICES)}")
         if min_quality is not None and not np.isfinite(min_quality):
             raise UserError(f"--min-quality must be a finite number of dB, got {min_quality}")

@@ -337,9 +337,14 @@ def download(info: VersionInfo) -> Path:
 
 
 def _resolve_registered(ref: str | None, pair: str) -> ResolvedModel:
+    return resolve_version(get_version(ref, pair))
+
+
+def resolve_version(info: VersionInfo) -> ResolvedModel:
+    """A version already looked up (``champion``, ``list_versions``) → its local checkpoint, with the
+    weights hash checked against the registered tag; no second registry lookup."""
     from squeeze3d.mapping.checkpoint import _read_config
 
-    info = get_version(ref, pair)
     path = download(info)
     doc = _read_config(path)
     want = info.tags.get("weights_hash")

@@ -74,6 +74,18 @@ def _batch(files: list[Path], label: str, one) -> int:
     return 0
 
 
+def _skip_existing_output(src: Path, dst: Path, args) -> bool:
+    """Single-file mode: True when ``dst`` exists and ``--skip-existing`` says leave it; an existing
+    ``dst`` without ``--force`` is refused."""
+    if dst.exists() and not dst.is_dir():
+        if args.skip_existing:
+            print(f"{src} -> {dst}: exists, skipped (--skip-existing)")
+            return True
+        if not args.force:
+            raise _exists_error(dst)
+    return False
+
+
 def _exists_error(dst: Path) -> UserError:
     return UserError(f"{dst}: already exists; pass --force to overwrite it (or --skip-existing to keep it)")
 
@@ -124,12 +136,8 @@ def _cmd_compress(args) -> int:
                 min_quality=args.min_quality, device=args.device, seed=args.seed,
                 target_bytes=args.target_bytes, bits=args.bits, overwrite=bool(args.force))
     if not src.is_dir():
-        if dst.exists() and not dst.is_dir():
-            if args.skip_existing:
-                print(f"{src} -> {dst}: exists, skipped (--skip-existing)")
-                return 0
-            if not args.force:
-                raise _exists_error(dst)
+        if _skip_existing_output(src, dst, args):
+            return 0
         codec = get_codec(args.pair, args.model, args.device)
         _ = codec.resolved  # the registry (or the checkpoint) first: a dead server fails before models load
         res = compress_file(src, dst, **opts)
@@ -197,12 +205,8 @@ def _cmd_decompress(args) -> int:
         if dst.suffix.lower() not in all_output_exts():
             raise InputError(f"{dst}: unsupported output format {dst.suffix or '(no extension)'!r}; "
                              f"use one of {', '.join(all_output_exts())}")
-        if dst.exists() and not dst.is_dir():
-            if args.skip_existing:
-                print(f"{src} -> {dst}: exists, skipped (--skip-existing)")
-                return 0
-            if not args.force:
-                raise _exists_error(dst)
+        if _skip_existing_output(src, dst, args):
+            return 0
         c = read_container(src)
         _check_model_of(src, c, args.model, args.device)
     from squeeze3d.assets import handler_for

@@ -305,17 +305,12 @@ class Codec:
                                 f"({_label(smallest[1])})")
             data_, chosen, q = max(fits, key=lambda x: (x[2], -len(x[0])))
         else:
-            ok = [x for x in cands if x[2] >= min_quality]
-            smallest_ok = min(ok, key=lambda x: len(x[0])) if ok else None
             blob, b, fq = h.fallback_encode(norm, float(min_quality))  # fewest classical bits meeting the floor
             fb = fallback(blob, b)
-            fb_entry = (pack(fb), fb, float(fq))
-            if smallest_ok is None or (fq >= min_quality and len(fb_entry[0]) < len(smallest_ok[0])):
-                # the classical codec wins on bytes at the floor, or nothing neural meets it
-                best_neural = max(cands, key=lambda x: x[2])
-                data_, chosen, q = fb_entry if (fq >= min_quality or fq >= best_neural[2]) else best_neural
-            else:
-                data_, chosen, q = smallest_ok
+            cands.append((pack(fb), fb, float(fq)))
+            # the smallest file that meets the floor (neural first on a tie), else the best quality
+            ok = [x for x in cands if x[2] >= min_quality]
+            data_, chosen, q = min(ok, key=lambda x: len(x[0])) if ok else max(cands, key=lambda x: x[2])
         return CompressResult(data_, chosen, chosen.codec == "fallback", neural_q, q, encode_ms,
                               (time.perf_counter() - t0) * 1e3)
 

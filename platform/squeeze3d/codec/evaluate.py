@@ -132,8 +132,9 @@ def evaluate(pair: str = DEFAULT_PAIR, model: str | None = None, split: str = "t
     # the model's own rate ladder (bounded codes: fixed-range k bits) plus f32 (for the code spread);
     # unbounded models: the classic dtype variants
     if variants is None:
-        run_variants = ([v for v in codec.variants() if v[0] == "fixed"] + [("f32", "none", 0)]
-                        if codec.variants()[0][0] == "fixed" else [(d, q, 0) for d, q in NEURAL_VARIANTS])
+        ladder = codec.variants()
+        run_variants = (ladder + [("f32", "none", 0)] if ladder[0][0] == "fixed"
+                        else [(d, q, 0) for d, q in NEURAL_VARIANTS])
     else:
         run_variants = [(v[0], v[1], v[2] if len(v) > 2 else 0) for v in variants]
 

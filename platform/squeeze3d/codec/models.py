@@ -56,8 +56,9 @@ def resolve_default(pair):
     from squeeze3d import registry
 
     if registry_configured():
-        if registry.champion(pair.name) is not None:
-            return registry.resolve_model(None, pair.name)
+        champ = registry.champion(pair.name)
+        if champ is not None:
+            return registry.resolve_version(champ)
         why = "the registry has no champion"
     else:
         why = "no registry is configured"
@@ -79,10 +80,10 @@ def resolve_for_hash(pair, prefix: str):
     if registry_configured():
         champ = registry.champion(pair.name)
         if champ is not None and champ.tags.get("weights_hash", "").startswith(prefix):
-            return registry.resolve_model(None, pair.name)
+            return registry.resolve_version(champ)
         for v in registry.list_versions(pair.name):
             if v.tags.get("weights_hash", "").startswith(prefix):
-                return registry.resolve_model(v.version, pair.name)
+                return registry.resolve_version(v)
     raise UserError(f"the file was written by {pair.name} model {prefix}, which is neither the shipped model nor "
                     "in the registry; pass it with --model PATH (a checkpoint directory) or point "
                     "MLFLOW_TRACKING_URI at the registry that holds it")

@@ -37,8 +37,19 @@ def latent_point_xyz(z_g: torch.Tensor, layout: tuple[int, int, int]) -> torch.T
     return z_g.flatten(1)[:, offset:offset + count * dim].reshape(z_g.shape[0], count, dim)[..., :3]
 
 
+def fixed_step(bits: int) -> float:
+    """Δ of a k-bit fixed-range code on [-1, 1] (``codec.quantise.fixed_step`` is the numpy twin the
+    payload uses; kept there so the codec's quantiser does not need torch)."""
+    return 2.0 / ((1 << int(bits)) - 1)
+
+
 def quantisation_noise(code: torch.Tensor, bits: int) -> torch.Tensor:
     """Additive uniform noise of one k-bit step on [-1, 1] (training stand-in for rounding: the
     decoder learns codes that survive ``codec.quantise``'s fixed-range k-bit payload)."""
-    step = 2.0 / ((1 << int(bits)) - 1)
-    return code + (torch.rand_like(code) - 0.5) * step
+    return code + (torch.rand_like(code) - 0.5) * fixed_step(bits)
+
+
+def round_to_bits(code: torch.Tensor, bits: int) -> torch.Tensor:
+    """What the receiver decodes from a k-bit fixed-range payload: clip to [-1, 1], round to the grid."""
+    step = fixed_step(bits)
+    return torch.round((code.clamp(-1, 1) + 1) / step) * step - 1

@@ -22,6 +22,7 @@ from squeeze3d.mapping.checkpoint import CheckpointError, load_checkpoint, save_
 from squeeze3d.mapping.common import MappingHalf
 from squeeze3d.mapping.diagnostics import code_diagnostics
 from squeeze3d.mapping.optim import build_optimizer, lr_at, set_lr
+from squeeze3d.mapping.setloss import round_to_bits
 from squeeze3d.train.objective import TERMS, Objective
 
 
@@ -97,8 +98,7 @@ def _quantised(code: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     bits = cfg.loss.code_noise_bits
     if not bits or cfg.mapping.code_bound != "tanh":
         return code
-    step = 2.0 / ((1 << bits) - 1)
-    return torch.round((code.clamp(-1, 1) + 1) / step) * step - 1
+    return round_to_bits(code, bits)
 
 
 @torch.no_grad()

@@ -431,10 +431,16 @@ class Shape:
         return CATEGORIES[self.label]
 
 
+def make_parts(seed: int, index: int) -> tuple[list[trimesh.Trimesh], int]:
+    """The separate parts (before the union) and category label of corpus object ``index``; the
+    first part is the object's main body (seat, top, fuselage, ...). The textured corpus colours them."""
+    label = category_of(index)
+    return _BUILDERS[CATEGORIES[label]](_rng(seed, index, _STREAM_SHAPE)), label
+
+
 def make_mesh(seed: int, index: int) -> tuple[trimesh.Trimesh, int]:
     """The mesh and category label of corpus object ``index`` (deterministic)."""
-    label = category_of(index)
-    parts = _BUILDERS[CATEGORIES[label]](_rng(seed, index, _STREAM_SHAPE))
+    parts, label = make_parts(seed, index)
     return _union(parts), label
 
 

@@ -6,9 +6,12 @@ grid resolution). Arrays cross the interface as numpy, one asset without a batch
 
     point_cloud     ``[N, 3]`` float32
     radiance_field  ``[4, R, R, R]`` float32 (r, g, b, σ; see ``squeeze3d.metrics.volume``)
+    mesh            ``squeeze3d.meshdata.Mesh`` (vertices, faces, vertex colours); the models see
+                    its ``[N, 9]`` surface samples (``model_input``) and G returns meshes
+                    (``from_generator``)
 
 The ``.sq3d`` header's ``num_points`` field holds ``asset_size``: the point count for point clouds,
-the grid resolution R for radiance fields (the container itself is kind-agnostic; the pair named in
+the grid resolution R for radiance fields, the pair's surface-sample count for meshes (the container itself is kind-agnostic; the pair named in
 the header gives the kind). Its ``centre``/``scale`` hold the normalisation; its ``draco_bits`` field
 holds the fallback codec's rate parameter (Draco bits, or grid bits per value).
 """
@@ -101,6 +104,23 @@ class AssetHandler:
 
     def denormalise(self, norm: np.ndarray, centre, scale: float) -> np.ndarray:
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ the models' side
+    def model_input(self, norm, pair) -> np.ndarray:
+        """What the encoder takes for one normalised asset, without the batch dimension (array kinds:
+        the asset itself; meshes: fixed-size surface samples)."""
+        return np.asarray(norm, np.float32)
+
+    def from_generator(self, generator, z_g) -> Any:
+        """One normalised asset from G for a latent batch ``z_g`` of size 1 (array kinds: ``decode``'s
+        first item as CPU float32 numpy; meshes: ``decode_meshes``)."""
+        import torch
+
+        return generator.decode(z_g)[0].detach().to("cpu", torch.float32).numpy()
+
+    def resample_desc(self, size: int) -> str:
+        """What a decoded file holds, for CLI lines (``a 2048-point resample``)."""
+        return f"a {size}-point resample" if self.kind == "point_cloud" else f"a {size}³ grid resample"
 
     # ------------------------------------------------------------------ gate and fallback
     def quality(self, reference: np.ndarray, test: np.ndarray) -> float:

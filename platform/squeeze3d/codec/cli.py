@@ -42,8 +42,7 @@ def _progress(items, desc: str):
 
 def _resample_desc(codec) -> str:
     """What the codec keeps of an asset: the pair's resample (the code decodes to exactly that)."""
-    n = codec.asset_size
-    return f"a {n}-point resample" if codec.pair.asset_kind == "point_cloud" else f"a {n}³ grid resample"
+    return codec.handler.resample_desc(codec.asset_size)
 
 
 def _summary_line(src, res, codec) -> str:

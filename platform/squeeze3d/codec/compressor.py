@@ -103,7 +103,8 @@ class CompressResult:
 @dataclass
 class DecompressResult:
     data: np.ndarray
-    """The asset in the original frame: ``[num_points, 3]`` points or a ``[4, R, R, R]`` grid (float32)."""
+    """The asset in the original frame: ``[num_points, 3]`` points, a ``[4, R, R, R]`` grid (float32)
+    or a ``squeeze3d.meshdata.Mesh``."""
     container: Container
     decode_ms: float
     output: Path | None = None
@@ -199,16 +200,22 @@ class Codec:
     @torch.no_grad()
     def encode(self, asset_norm) -> np.ndarray:
         """One normalised asset (e.g. ``[N, 3]`` points, ``[4, R, R, R]`` grid) → float code of ``code_shape``."""
-        x = torch.as_tensor(np.asarray(asset_norm, np.float32))
+        x = torch.as_tensor(self.handler.model_input(asset_norm, self.pair))
         z_e = self.encoder.encode(x[None].to(self.device))
         code = self.f_e(z_e.to(self.device))
         return code[0].detach().to("cpu", torch.float32).numpy()
 
     @torch.no_grad()
-    def decode(self, code: np.ndarray) -> torch.Tensor:
-        """Code → one normalised asset (CPU float32)."""
+    def decode_asset(self, code: np.ndarray):
+        """Code → one normalised asset as the handler holds it (numpy array, or a ``Mesh``)."""
         c = torch.from_numpy(np.asarray(code, np.float32)).to(self.device)[None]
-        return self.generator.decode(self.f_d(c))[0].detach().to("cpu", torch.float32)
+        return self.handler.from_generator(self.generator, self.f_d(c))
+
+    def decode(self, code: np.ndarray):
+        """Code → one normalised asset: a CPU float32 tensor for array kinds (the older API), the
+        handler's object (a ``Mesh``) otherwise."""
+        a = self.decode_asset(code)
+        return torch.from_numpy(a) if isinstance(a, np.ndarray) else a
 
     # ---------------------------------------------------------------- compress
     @property
@@ -285,7 +292,7 @@ class Codec:
         t0 = time.perf_counter()
         cands: list[tuple[bytes, Container, float]] = []  # (file bytes, container, quality)
         for c in neural:
-            recon = self.decode(dequantise(c.payload, c.dtype, c.quant, c.code_shape, c.draco_bits)).numpy()
+            recon = self.decode_asset(dequantise(c.payload, c.dtype, c.quant, c.code_shape, c.draco_bits))
             cands.append((pack(c), c, float(h.quality(norm, recon))))
         neural_q = cands[0][2]
 
@@ -344,7 +351,7 @@ class Codec:
             unit = "points" if self.pair.asset_kind == "point_cloud" else "as its size"
             raise ContainerError(f"{where}header says {c.num_points} {unit} but pair {c.pair} generates "
                                  f"{self.asset_size}")
-        recon = self.decode(dequantise(c.payload, c.dtype, c.quant, c.code_shape, c.draco_bits)).numpy()
+        recon = self.decode_asset(dequantise(c.payload, c.dtype, c.quant, c.code_shape, c.draco_bits))
         return self.handler.denormalise(recon, c.centre, c.scale)
 
 

@@ -45,7 +45,7 @@ def interpolate(a: str | Path, b: str | Path, steps: int, out_dir: str | Path, *
     assets = []
     ts = np.linspace(0.0, 1.0, int(steps))
     for t in ts:
-        norm = codec.decode((1 - t) * za + t * zb).numpy()
+        norm = codec.decode_asset((1 - t) * za + t * zb)
         centre = (1 - t) * np.asarray(ca.centre) + t * np.asarray(cb.centre)
         scale = (1 - t) * ca.scale + t * cb.scale
         assets.append(h.denormalise(norm, centre, scale))

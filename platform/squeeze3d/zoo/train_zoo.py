@@ -11,6 +11,8 @@ PointNet++ training costs about a second per object): the classifier sees 480 ob
 an epoch of the training split), the VAE 2400 objects, the priors the VAE latents of the training
 split (see ``lion.VAETrainConfig`` / ``lion.PriorTrainConfig``).
 ``nerfmae`` (``train_nerfmae_zoo``): one stage, ``nerfmae.train_nerfmae``.
+``meshanything`` (``train_meshanything_zoo``): one stage, the mesh encoder E (mini MeshAnything),
+``meshanything_train.train_meshanything``.
 Results are deterministic for a given seed, device and torch build.
 """
 
@@ -75,6 +77,8 @@ class ZooConfig:
     """Overrides of ``lion.LionConfig`` (architecture)."""
     nerfmae: dict = field(default_factory=dict)
     """``nerfmae`` pair: overrides of ``nerfmae.NerfMAETrainConfig`` (its ``model`` key: ``NerfMAEConfig``)."""
+    meshanything: dict = field(default_factory=dict)
+    """``meshanything`` (mesh encoder E): overrides of ``meshanything_train.MeshAnythingTrainConfig``."""
 
 
 def load_data(cfg: DataConfig, log: Callable[[str], None] = print) -> dict[str, np.ndarray]:
@@ -241,6 +245,21 @@ def train_nerfmae_zoo(out_dir: str | Path | None, stages: tuple[str, ...], cfg: 
     return summary
 
 
+def train_meshanything_zoo(out_dir: str | Path | None, stages: tuple[str, ...], cfg: ZooConfig,
+                           log: Callable[[str], None] = print) -> dict:
+    """The mini MeshAnything mesh encoder (occupancy + colour autoencoder on the textured corpus);
+    ``cfg.meshanything`` overrides ``meshanything_train.MeshAnythingTrainConfig``. One stage."""
+    from squeeze3d.zoo import meshanything_train
+
+    tcfg = meshanything_train.MeshAnythingTrainConfig(**{"threads": cfg.threads, **cfg.meshanything})
+    log(f"[zoo] meshanything: {tcfg}")
+    out = Path(out_dir) if out_dir is not None else meshanything_train.WEIGHTS_DIR
+    summary = meshanything_train.train_meshanything(tcfg, out, cfg.seed, log)
+    (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    log(f"[zoo] done in {summary['wall_s']:.0f}s: {json.dumps(summary)}")
+    return summary
+
+
 @dataclass(frozen=True)
 class ZooRecipe:
     """How one pair's mini zoo is trained from scratch (``jobs/train_zoo.py --pair NAME``)."""
@@ -255,6 +274,7 @@ class ZooRecipe:
 RECIPES: dict[str, ZooRecipe] = {
     "pointnet_lion": ZooRecipe(train_pointnet_lion_zoo, STAGES),
     "nerfmae": ZooRecipe(train_nerfmae_zoo),
+    "meshanything": ZooRecipe(train_meshanything_zoo),
 }
 ZOO_PAIRS = tuple(RECIPES)
 

@@ -3,6 +3,7 @@
     python jobs/train_zoo.py --pair pointnet_lion                 # all stages, shipped weights folder
     python jobs/train_zoo.py --pair pointnet_lion --stages vae priors --out /tmp/zoo
     python jobs/train_zoo.py --pair nerfmae --threads 2           # one stage: the NeRF-MAE autoencoder
+    python jobs/train_zoo.py --pair meshanything                  # the mesh encoder (mini MeshAnything)
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.count is not None:
         cfg.data.count = args.count
         cfg.nerfmae["count"] = args.count
+        cfg.meshanything["count"] = args.count
     if args.smoke:
         cfg.data.count = min(cfg.data.count, 120)
         cfg.nerfmae.update(count=min(cfg.nerfmae.get("count", 120), 120), steps=2, eval_objects=4)
         cfg.classifier.steps = 2
         cfg.vae = {"steps": 2}
         cfg.priors = {"global_steps": 2, "point_steps": 2}
+        cfg.meshanything.update(count=min(cfg.meshanything.get("count", 100), 100), steps=2, eval_objects=4)
     train_zoo(args.pair, args.out, args.stages, cfg)
 
 

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=None, help="weights folder (default: the package's shipped weights)")
     ap.add_argument("--seed", type=int, default=0, help="training seed")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    ap.add_argument("--count", type=int, default=None, help="corpus objects to use (default 3600; nerfmae 720)")
+    ap.add_argument("--count", type=int, default=None, help="corpus objects to use (default 3600; nerfmae 2400)")
     ap.add_argument("--smoke", action="store_true", help="tiny step counts: checks the recipe runs end to end")
     args = ap.parse_args(argv)
     cfg = ZooConfig(seed=args.seed, threads=args.threads)
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg.meshanything["count"] = args.count
     if args.smoke:
         cfg.data.count = min(cfg.data.count, 120)
-        cfg.nerfmae.update(count=min(cfg.nerfmae.get("count", 120), 120), steps=2, eval_objects=4)
+        cfg.nerfmae.update(count=min(cfg.nerfmae.get("count", 240), 240), steps=2, eval_objects=4, curve_objects=4)
         cfg.classifier.steps = 2
         cfg.vae = {"steps": 2}
         cfg.priors = {"global_steps": 2, "point_steps": 2}

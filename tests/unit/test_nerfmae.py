@@ -60,8 +60,10 @@ def test_training_reduces_loss_and_weights_round_trip(tmp_path):
     x = torch.from_numpy(np.stack([rc.make_grid(0, i, rc.GridConfig(resolution=16)).grid for i in range(4)]))
     opt = torch.optim.AdamW(model.parameters(), 3e-3)
     first = None
+    cfg = nm.NerfMAETrainConfig(render_weight=0.5, render_size=16)
     for _ in range(40):
-        loss = nm._loss(model, x, None)
+        loss, terms = nm._loss(model, x, None, cfg, azimuth=0.3)
+        assert set(terms) == {"voxel", "render"}
         first = first if first is not None else loss.item()
         opt.zero_grad()
         loss.backward()
@@ -102,6 +104,68 @@ def test_generator_sample_is_per_seed_and_builder_shaped():
     # E and G share the one network: encoding the source object gives z_G
     torch.testing.assert_close(enc.encode(gen.source_grids([5, 7])), z, rtol=1e-4, atol=1e-5)
     assert enc.weights_hash() == gen.weights_hash() == state_dict_hash(model)
+
+
+def test_loss_weights_the_object_and_renders_what_the_metric_sees():
+    """The voxel term weighs voxels at the object ``1 + occupied_weight``; the render term is zero
+    for a perfect reconstruction and reaches the network's parameters."""
+    x = _grids(2)
+    target = nm.grid_to_input(x)
+    occ = torch.nn.functional.max_pool3d((target[:, 3:4] > 0.01).float(), 3, stride=1, padding=1)
+    # an error of 0.1 in the object's voxels vs the same error in empty space
+    err_obj = target + 0.1 * occ
+    err_empty = target + 0.1 * (1 - occ)
+    d_obj = nm.grid_output_distance(err_obj, target, occupied_weight=4.0)
+    d_empty = nm.grid_output_distance(err_empty, target, occupied_weight=4.0)
+    n_obj, n_all = occ.flatten(1).sum(1), occ[0].numel()
+    w_mean = (n_all + 4 * n_obj) / n_all
+    torch.testing.assert_close(d_obj, 0.01 * 5 * n_obj / n_all / w_mean)
+    torch.testing.assert_close(d_empty, 0.01 * (n_all - n_obj) / n_all / w_mean)
+    assert torch.equal(nm.grid_output_distance(target, target), torch.zeros(2))
+    torch.manual_seed(0)
+    model = nm.NerfMAE(TINY)
+    cfg = nm.NerfMAETrainConfig(render_weight=1.0, render_views=2, render_size=12)
+    loss, terms = nm._loss(model, x, None, cfg, azimuth=1.0)
+    loss.backward()
+    assert terms["render"] > 0 and all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert model.head2[-1].weight.grad.abs().sum() > 0
+    off = nm.NerfMAETrainConfig(render_weight=0.0)
+    assert set(nm._loss(model, x, None, off)[1]) == {"voxel"}
+
+
+def test_loss_decoder_matches_decode_and_is_differentiable():
+    torch.manual_seed(0)
+    model = nm.NerfMAE(TINY).eval()
+    gen = nm.NerfMAEGenerator("cpu", model)
+    x = _grids(2)
+    with torch.no_grad():
+        z = model.features(x)
+    dec = gen.loss_decoder()
+    zf = z.flatten(1).requires_grad_(True)
+    out = dec(zf)  # flat z_G rows, as the training loop holds them
+    assert out.shape == (2, 4, 16, 16, 16)
+    model.cfg.empty_alpha = 0.0  # the loss decoder has no empty-space cut
+    with torch.no_grad():
+        torch.testing.assert_close(out.detach(), nm.grid_to_input(model.decode(z)), rtol=1e-5, atol=1e-5)
+    out.sum().backward()
+    assert zf.grad.abs().sum() > 0
+
+
+def test_training_keeps_a_learning_curve_and_stops_when_val_stops_improving(tmp_path, monkeypatch):
+    """With a learning rate of 0 held-out quality cannot improve: training stops after ``patience``
+    evaluations and keeps the first (best) one; the curve and the chosen decode threshold are
+    recorded with the weights."""
+    monkeypatch.setenv("SQUEEZE3D_CACHE", str(tmp_path / "cache"))
+    arch = {"resolution": 16, "enc_channels": [8, 8], "feature_channels": 8, "dec_channels": 8, "head_channels": 8}
+    cfg = nm.NerfMAETrainConfig(count=120, steps=40, batch_size=2, lr=0.0, lr_end=0.0, eval_every=2, patience=2,
+                                curve_objects=2, eval_objects=2, render_size=8, empty_alpha_choices=(0.0, 0.1),
+                                threads=1, model=arch)
+    out = nm.train_nerfmae(cfg, None, 0, tmp_path / "w", log=lambda m: None)
+    assert out["stopped_early"] and [p["step"] for p in out["curve"]] == [2, 4, 6]
+    assert out["best_step"] == 2 and "render_psnr" in out["curve"][0] and "render_psnr" in out["test"]
+    model, info = nm.load_weights(tmp_path / "w")
+    assert info["best_step"] == 2 and len(info["curve"]) == 3 and not info.get("partial")
+    assert model.cfg.empty_alpha in (0.0, 0.1) and set(info["empty_alpha_val_psnr"]) == {"0.0", "0.1"}
 
 
 def test_train_zoo_recipe_writes_loadable_weights(tmp_path, monkeypatch):

@@ -29,3 +29,31 @@ def test_unknown_loss_axis_is_refused(tmp_path):
                    "  loss:\n    lambda_typo: {choice: [1.0]}\n")
     with pytest.raises(ConfigError, match="space.loss.lambda_typo must be a LossConfig field"):
         SearchSpace.from_yaml(bad)
+
+
+def test_nerfmae_space_varies_the_unet_code_size_and_tags_code_values():
+    """`make sweep PAIR=nerfmae` sweeps code_channels and the bottleneck resolution (unet levels);
+    d_code in the table is the number of code values."""
+    from squeeze3d.train.sweep import code_values
+
+    space = SearchSpace.from_yaml(ROOT / "tuning" / "nerfmae.yaml")
+    assert space.d_code == [] and set(space.mapping) == {"code_channels", "unet_channels"}
+    params = space.param_space()
+    assert "d_code" not in params and {"mapping.code_channels", "mapping.unet_channels"} <= set(params)
+    base = train_config_for_pair("nerfmae", extra=space.base)
+    sizes = set()
+    for ch in space.mapping["code_channels"][1]:
+        for levels in space.mapping["unet_channels"][1]:
+            over = trial_overrides({"lambda_gram": 1e-3, "mapping.code_channels": ch, "mapping.unet_channels": levels})
+            cfg = resolve([to_dict(base), over])
+            assert cfg.mapping.code_channels == ch and cfg.mapping.unet_channels == levels
+            sizes.add(code_values(cfg))
+            assert code_values(cfg) == ch * (8 // 2 ** len(levels)) ** 3
+    assert len(sizes) == 6 and 192 in sizes
+
+
+def test_unknown_mapping_axis_is_refused(tmp_path):
+    bad = tmp_path / "s.yaml"
+    bad.write_text("space:\n  lambda_gram: {loguniform: [1e-4, 1e-2]}\n  mapping:\n    arch: {choice: [unet3d]}\n")
+    with pytest.raises(ConfigError, match="space.mapping.arch must be a MappingConfig field"):
+        SearchSpace.from_yaml(bad)

@@ -5,7 +5,8 @@ Grid convention (shared with ``squeeze3d.assets.radiance_field`` and the ``nerfm
 length* (one voxel of σ absorbs 1 − exp(−σ) of the light), spatial axes (x, y, z) with z up; the grid
 fills the cube [−1, 1]³, voxel centres at −1 + (2i + 1)/R.
 
-Renderer (no autograd; same code on CPU and GPU):
+Renderer (same code on CPU and GPU; ``render`` runs without autograd, ``render_differentiable`` is the
+same computation with gradients, for training losses through renders):
 - cameras: ``num_views`` pinhole cameras on a ring at 30° elevation, distance 3.2, looking at the
   origin, vertical field of view 40° (the whole cube is in view from every camera);
 - rays: one per pixel centre, sampled once per voxel length (``STEP_VOXELS``) from the ray's entry
@@ -43,10 +44,11 @@ STEP_VOXELS = 1.0
 
 
 def camera_ring(num_views: int, elevation_deg: float = ELEVATION_DEG, distance: float = DISTANCE,
-                device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+                device: str | torch.device = "cpu", azimuth_offset: float = 0.0
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Camera centres ``[V, 3]`` and world-from-camera rotations ``[V, 3, 3]`` (columns: right, up,
-    forward) of a ring around the origin, z up, azimuths 0, 360/V, ..."""
-    az = torch.arange(num_views, dtype=torch.float32, device=device) * (2 * math.pi / num_views)
+    forward) of a ring around the origin, z up, azimuths offset + 0, 360/V, ... (offset in radians)."""
+    az = torch.arange(num_views, dtype=torch.float32, device=device) * (2 * math.pi / num_views) + azimuth_offset
     el = math.radians(elevation_deg)
     centres = torch.stack([math.cos(el) * torch.cos(az), math.cos(el) * torch.sin(az),
                            torch.full_like(az, math.sin(el))], dim=-1) * distance
@@ -58,9 +60,10 @@ def camera_ring(num_views: int, elevation_deg: float = ELEVATION_DEG, distance: 
     return centres, torch.stack([right, up, fwd], dim=-1)
 
 
-def _rays(num_views: int, size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+def _rays(num_views: int, size: int, device, azimuth_offset: float = 0.0, elevation_deg: float = ELEVATION_DEG
+          ) -> tuple[torch.Tensor, torch.Tensor]:
     """Origins ``[V, 1, 3]`` and unit directions ``[V, H*W, 3]`` (row 0 = top of the image)."""
-    centres, rot = camera_ring(num_views, device=device)
+    centres, rot = camera_ring(num_views, elevation_deg, device=device, azimuth_offset=azimuth_offset)
     f = 0.5 / math.tan(math.radians(FOV_DEG) / 2)
     pix = (torch.arange(size, dtype=torch.float32, device=device) + 0.5) / size - 0.5
     yy, xx = torch.meshgrid(-pix, pix, indexing="ij")
@@ -70,12 +73,25 @@ def _rays(num_views: int, size: int, device) -> tuple[torch.Tensor, torch.Tensor
 
 
 @torch.no_grad()
-def render(grids: torch.Tensor, num_views: int = 8, image_size: int = 64, chunk_samples: int = 1 << 22
-           ) -> torch.Tensor:
+def render(grids: torch.Tensor, num_views: int = 8, image_size: int = 64, chunk_samples: int = 1 << 22,
+           azimuth_offset: float = 0.0, elevation_deg: float = ELEVATION_DEG) -> torch.Tensor:
     """``[B, 4, R, R, R]`` grids → ``[B, V, 3, H, W]`` renders in [0, 1] on a white background.
 
     Each grid is rendered on its own device; rays are processed in chunks of at most
     ``chunk_samples`` samples to bound memory at high resolutions (160³: ~280 samples per ray)."""
+    return _render(grids, num_views, image_size, chunk_samples, azimuth_offset, elevation_deg, False)
+
+
+def render_differentiable(grids: torch.Tensor, num_views: int = 2, image_size: int = 32,
+                          azimuth_offset: float = 0.0, elevation_deg: float = ELEVATION_DEG) -> torch.Tensor:
+    """``render`` with autograd: the same rays, samples and compositing, so a loss on these images is
+    a loss on what the metric sees. Grids whose every voxel holds some density (a network's softplus
+    output) are marched through the whole cube; the sample lattice is the same either way."""
+    return _render(grids, num_views, image_size, 1 << 22, azimuth_offset, elevation_deg, True)
+
+
+def _render(grids: torch.Tensor, num_views: int, image_size: int, chunk_samples: int, azimuth_offset: float,
+            elevation_deg: float, smooth: bool) -> torch.Tensor:
     g = torch.as_tensor(grids)
     if g.ndim == 4:
         g = g[None]
@@ -84,7 +100,7 @@ def render(grids: torch.Tensor, num_views: int = 8, image_size: int = 64, chunk_
     g = g.float()
     b, _, res = g.shape[0], g.shape[1], g.shape[2]
     device = g.device
-    origins, dirs = _rays(num_views, image_size, device)
+    origins, dirs = _rays(num_views, image_size, device, azimuth_offset, elevation_deg)
     voxel = 2.0 / res
     step = STEP_VOXELS * voxel
     rays = dirs.reshape(-1, 3)  # [V*HW, 3]
@@ -99,12 +115,15 @@ def render(grids: torch.Tensor, num_views: int = 8, image_size: int = 64, chunk_
     # renders of two grids are directly comparable; per grid only the stretch of k that crosses the
     # bounding box of its occupied voxels (grown by one voxel: trilinear support) is evaluated
     cube_in, _ = slab(torch.full((3,), -1.0, device=device), torch.full((3,), 1.0, device=device))
-    out = torch.full((b, rays.shape[0], 3), BACKGROUND, device=device)
+    out = torch.full((b, rays.shape[0], 3), BACKGROUND, device=device, dtype=g.dtype)
+    rows = []
     # premultiplied colour: interpolating σ·rgb and σ gives density-weighted colours, so the rgb of
     # empty voxels never leaks into a render (and codecs may drop it)
     vol = torch.cat([g[:, :3] * g[:, 3:4], g[:, 3:4]], dim=1)
     for i in range(b):
-        occ = torch.nonzero(g[i, 3] > 0)
+        out_i = out[i]
+        rows.append(out_i)
+        occ = torch.nonzero(g[i, 3].detach() > 0)
         if occ.numel() == 0:
             continue
         lo = (-1.0 + voxel * (occ.amin(0).float() - 1)).clamp(-1, 1)
@@ -119,6 +138,7 @@ def render(grids: torch.Tensor, num_views: int = 8, image_size: int = 64, chunk_
         j = torch.arange(n_samples, dtype=torch.float32, device=device)
         per_chunk = max(1, chunk_samples // n_samples)
         v = vol[i:i + 1]
+        pieces = []
         for s in range(0, hit.numel(), per_chunk):
             idx = hit[s:s + per_chunk]
             t = cube_in[idx, None] + step * (k0[s:s + per_chunk, None] + j[None, :] + 0.5)
@@ -127,13 +147,21 @@ def render(grids: torch.Tensor, num_views: int = 8, image_size: int = 64, chunk_
             smp = F.grid_sample(v, pts.flip(-1)[None, None], mode="bilinear", padding_mode="zeros",
                                 align_corners=False)[0, :, 0]  # [4, n, S]
             sigma = smp[3].clamp_min(0)
-            rgb = smp[:3] / sigma.clamp_min(1e-8)
             alpha = 1.0 - torch.exp(-sigma * STEP_VOXELS)
             trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha], dim=1), dim=1)
-            w = alpha * trans[:, :-1]
-            colour = (w[None] * rgb.clamp(0, 1)).sum(-1) + trans[:, -1][None] * BACKGROUND
-            out[i, idx] = colour.T
-    img = out.reshape(b, num_views, image_size, image_size, 3).permute(0, 1, 4, 2, 3)
+            if smooth:
+                # the same colour as below, written as premultiplied σ·rgb times α/σ (smooth at σ → 0,
+                # where rgb = σ·rgb / σ has an unbounded gradient); rgb ≤ 1 holds by interpolation
+                ratio = torch.where(sigma > 1e-4, alpha / sigma.clamp_min(1e-4), STEP_VOXELS - sigma * STEP_VOXELS ** 2 / 2)
+                colour = (smp[:3] * (ratio * trans[:, :-1])[None]).sum(-1) + trans[:, -1][None] * BACKGROUND
+            else:
+                rgb = smp[:3] / sigma.clamp_min(1e-8)
+                w = alpha * trans[:, :-1]
+                colour = (w[None] * rgb.clamp(0, 1)).sum(-1) + trans[:, -1][None] * BACKGROUND
+            pieces.append(colour.T)
+        # out-of-place scatter: autograd flows into the rays that hit the object
+        rows[-1] = out_i.index_copy(0, hit, torch.cat(pieces, 0))
+    img = torch.stack(rows, 0).reshape(b, num_views, image_size, image_size, 3).permute(0, 1, 4, 2, 3)
     return img.clamp(0, 1)
 
 

@@ -67,6 +67,9 @@ class PairSpec:
     """``device -> module``: G's decoder as a frozen, *differentiable* ``z_G [B, D] -> assets``, for the
     output loss (``loss.lambda_output``). Its ``forward(z_g, keep=0, generator=None)`` may decode only
     a random subset of about ``keep`` output points (cheaper; exact for per-point decoders)."""
+    output_distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    """``(decoded prediction, decoded target) -> [B]``: the output loss's distance between what
+    ``loss_decoder`` returns; None: squared Chamfer (point clouds). Grids use a weighted MSE."""
     shipped_model: str | None = None
     """A mapping checkpoint directory shipped inside the package (relative to ``squeeze3d/``): what
     the codec uses when the registry has no champion, so a fresh clone compresses with no training."""

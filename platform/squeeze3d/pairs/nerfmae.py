@@ -10,6 +10,7 @@ Both models are the mini zoo trained in-project on the procedural radiance corpu
 Mapping (paper App. A.1): the 3D conv U-Net with bottleneck ResNet-V2 blocks and a 24-channel code;
 two levels (8³ → 4³ → 2³) give a code of 24 × 2³ = 192 numbers.
 End-task metrics: render PSNR and MS-SSIM (``squeeze3d.metrics.volume``, a fixed camera ring).
+Output loss (``loss.lambda_output``): an occupancy-weighted MSE between G's decodes of ẑ_G and z_G.
 """
 
 from squeeze3d.pairs.base import PairSpec
@@ -29,6 +30,18 @@ def _generator(device: str):
     from squeeze3d.zoo.nerfmae import NerfMAEGenerator
 
     return NerfMAEGenerator(device)
+
+
+def _loss_decoder(device: str):
+    from squeeze3d.zoo.nerfmae import NerfMAEGenerator
+
+    return NerfMAEGenerator(device).loss_decoder()
+
+
+def _output_distance(pred, target):
+    from squeeze3d.zoo.nerfmae import grid_output_distance
+
+    return grid_output_distance(pred, target)
 
 
 def _metrics(reference, reconstruction):
@@ -76,4 +89,9 @@ PAIR = PairSpec(
     objective="psnr",
     objective_mode="max",
     heldout_assets=_heldout,
+    # the output loss (loss.lambda_output): G's decode of ẑ_G against G's decode of z_G, as grids
+    loss_decoder=_loss_decoder,
+    output_distance=_output_distance,
+    # trained by jobs/recipes/nerfmae_champion.yaml (python jobs/ship_champion.py --recipe ...)
+    shipped_model="zoo/weights/nerfmae/mapping",
 )

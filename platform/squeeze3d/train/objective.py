@@ -3,7 +3,9 @@
     loss = λ_gen·MSE(ẑ_G, z_G)                      (standardised z_G: the paper's latent loss)
          + λ_gram·‖Z Zᵀ − I‖²_F                      (the paper's code decorrelation)
          + λ_set·Chamfer(xyz(ẑ_G), xyz(z_G))         (latent point set, pair.latent_points)
-         + λ_output·Chamfer(G(ẑ_G), G(z_G))          (decoded clouds, pair.loss_decoder)
+         + λ_output·Chamfer(G(ẑ_G), G(z_G))          (decoded clouds, pair.loss_decoder; the
+                                                      pair's output_distance instead of Chamfer
+                                                      when it declares one, e.g. grids)
 
 Nothing here names a pair: the set and output terms ask the pair registry for the declarations,
 and a pair without them gets a clear error when those weights are non-zero.
@@ -28,6 +30,7 @@ class Objective:
         self.lo = cfg.loss
         self.layout: tuple[int, int, int] | None = None
         self.decoder: torch.nn.Module | None = None
+        self.distance = chamfer_sq
         self.gen = torch.Generator().manual_seed(int(seed) + 7)
         if self.lo.lambda_set > 0 or self.lo.lambda_output > 0:
             from squeeze3d.pairs import get_pair
@@ -43,16 +46,19 @@ class Objective:
                     raise ConfigError(f"loss.lambda_output > 0 but pair {pair.name!r} has no differentiable "
                                       "decoder (PairSpec.loss_decoder)")
                 self.decoder = pair.loss_decoder(str(device))
+                if pair.output_distance is not None:
+                    self.distance = pair.output_distance
                 for p in self.decoder.parameters():
                     p.requires_grad_(False)
                 self.decoder.eval()
 
     def _decode(self, z_g: torch.Tensor) -> torch.Tensor:
         """Decoded clouds; with ``output_points`` a random subset of that many points (the decoder
-        subsets before decoding when it can, else the output is subset here)."""
+        subsets before decoding when it can, else the output is subset here). Other assets (grids)
+        come back whole."""
         k = self.lo.output_points
         x = self.decoder(z_g, keep=k, generator=self.gen)
-        if 0 < k < x.shape[1]:
+        if x.ndim == 3 and 0 < k < x.shape[1]:
             x = x[:, torch.randperm(x.shape[1], generator=self.gen)[:k].to(x.device)]
         return x
 
@@ -70,6 +76,6 @@ class Objective:
             if self.decoder is not None:
                 with torch.no_grad():
                     target = self._decode(z_g)
-                out["output"] = chamfer_sq(self._decode(pred), target).mean()
+                out["output"] = self.distance(self._decode(pred), target).mean()
             out["loss"] = out["loss"] + lo.lambda_set * out["set"] + lo.lambda_output * out["output"]
         return out

@@ -38,6 +38,11 @@ class SearchSpace:
     d_code_grid: bool = False
     """``d_code: {grid: [...]}`` tries every value (``num_samples`` times each, λ_gram sampled each
     time) — the d_C ablation; ``{choice: [...]}`` samples them."""
+    mapping: dict[str, tuple[str, list[Any]]] = field(default_factory=dict)
+    """Axes over the mapping's code size where d_code does not set it (unet3d):
+    ``space.mapping.<field>: {choice: [...]} | {grid: [...]}``, e.g. ``code_channels`` and
+    ``unet_channels`` (its length sets the bottleneck resolution: z grid / 2^levels). With these,
+    ``space.d_code`` may be left out; the table's d_code is then the number of code values."""
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SearchSpace:
@@ -45,18 +50,30 @@ class SearchSpace:
         if not p.is_file():
             raise ConfigError(f"search space {p} does not exist")
         doc = yaml.safe_load(p.read_text()) or {}
+        from squeeze3d.config import LossConfig, MappingConfig
+
+        mknown = {f.name for f in fields(MappingConfig)} - {"arch", "d_code"}
+        mapping: dict[str, tuple[str, list[Any]]] = {}
+        space = doc.get("space") if isinstance(doc.get("space"), dict) else {}
+        for key, spec in (space.get("mapping") or {}).items():
+            kind = next(iter(spec), None) if isinstance(spec, dict) and len(spec) == 1 else None
+            if key not in mknown or kind not in ("choice", "grid") or not isinstance(spec[kind], list) or not spec[kind]:
+                raise ConfigError(f"{p}: space.mapping.{key} must be a MappingConfig field ({', '.join(sorted(mknown))}) "
+                                  "with {choice: [...]} or {grid: [...]}")
+            mapping[key] = (kind, list(spec[kind]))
         try:
-            space = doc["space"]
             lo, hi = (float(x) for x in space["lambda_gram"]["loguniform"])
-            grid = "grid" in space["d_code"]
-            d_code = [int(x) for x in space["d_code"]["grid" if grid else "choice"]]
+            if "d_code" in space or not mapping:
+                grid = "grid" in space["d_code"]
+                d_code = [int(x) for x in space["d_code"]["grid" if grid else "choice"]]
+            else:
+                grid, d_code = False, []
         except (KeyError, TypeError, ValueError) as e:
-            raise ConfigError(f"{p}: expected space.d_code.choice or space.d_code.grid (list of ints) and "
-                              f"space.lambda_gram.loguniform ([low, high]); problem: {e!r}") from e
-        if not (0 < lo < hi) or not d_code or min(d_code) < 1:
+            raise ConfigError(f"{p}: expected space.d_code.choice or space.d_code.grid (list of ints; optional with "
+                              f"space.mapping axes) and space.lambda_gram.loguniform ([low, high]); problem: {e!r}") from e
+        if not (0 < lo < hi) or (not mapping and not d_code) or (d_code and min(d_code) < 1):
             raise ConfigError(f"{p}: need 0 < lambda_gram low < high and positive d_code choices")
         loss: dict[str, tuple[str, list[float]]] = {}
-        from squeeze3d.config import LossConfig
 
         known = {f.name for f in fields(LossConfig)}
         for key, spec in (space.get("loss") or {}).items():
@@ -68,14 +85,40 @@ class SearchSpace:
         tune_doc = doc.get("tune", {})
         return cls(d_code, (lo, hi), int(tune_doc.get("num_samples", 4)), int(tune_doc.get("max_concurrent", 1)),
                    int(tune_doc.get("grace_period", 2)), int(tune_doc.get("reduction_factor", 2)),
-                   doc.get("base", {}), loss, grid)
+                   doc.get("base", {}), loss, grid, mapping)
+
+    def param_space(self) -> dict[str, Any]:
+        """Ray Tune's ``param_space`` of these axes."""
+        import ray.tune
+
+        out: dict[str, Any] = {"lambda_gram": ray.tune.loguniform(*self.lambda_gram)}
+        if self.d_code:
+            out["d_code"] = (ray.tune.grid_search if self.d_code_grid else ray.tune.choice)(self.d_code)
+        out.update({f"loss.{k}": (ray.tune.choice(v) if kind == "choice" else ray.tune.loguniform(*v))
+                    for k, (kind, v) in self.loss.items()})
+        out.update({f"mapping.{k}": (ray.tune.choice(v) if kind == "choice" else ray.tune.grid_search(v))
+                    for k, (kind, v) in self.mapping.items()})
+        return out
 
 
 def trial_overrides(config: dict[str, Any]) -> dict[str, Any]:
-    """A trial's sampled values as training-config overrides (d_C, λ_gram and any ``loss.*`` axes)."""
+    """A trial's sampled values as training-config overrides (d_C, λ_gram, ``loss.*`` and
+    ``mapping.*`` axes)."""
     loss = {"lambda_gram": float(config["lambda_gram"])}
     loss.update({k.split(".", 1)[1]: float(v) for k, v in config.items() if k.startswith("loss.")})
-    return {"mapping": {"d_code": int(config["d_code"])}, "loss": loss}
+    mapping = {k.split(".", 1)[1]: v for k, v in config.items() if k.startswith("mapping.")}
+    if config.get("d_code") is not None:
+        mapping["d_code"] = int(config["d_code"])
+    return {"mapping": mapping, "loss": loss}
+
+
+def code_values(cfg: TrainConfig) -> int:
+    """d_C as the registry tags it: the number of values in one code, whatever the architecture."""
+    from squeeze3d.mapping import code_shape
+    from squeeze3d.mapping.common import numel
+    from squeeze3d.pairs import get_pair
+
+    return int(numel(code_shape(cfg.mapping, get_pair(cfg.pair).z_e_shape)))
 
 
 def _trial(config: dict[str, Any], datasets=None, data_info=None, base_cfg=None, settings=None) -> None:
@@ -140,6 +183,7 @@ def run_sweep(base_cfg: TrainConfig, space: SearchSpace, datasets: dict[str, Any
     with mlflow.start_run(experiment_id=exp, run_name=f"sweep-{pair.name}-{int(time.time())}",
                           tags={"pair": pair.name, "kind": "sweep"}) as parent:
         mlflow.log_params({"space.d_code": str(space.d_code), "space.lambda_gram": str(space.lambda_gram),
+                           "space.mapping": str(space.mapping),
                            "num_samples": space.num_samples, "epochs": base_cfg.optim.epochs})
         settings = {"parent_run_id": parent.info.run_id, "tracking_uri": uri, "workers": workers, "use_gpu": use_gpu,
                     "storage_path": storage, "heldout_rows": heldout_rows, "endtask_rows": endtask_rows}
@@ -154,10 +198,7 @@ def run_sweep(base_cfg: TrainConfig, space: SearchSpace, datasets: dict[str, Any
         trainable = ray.tune.with_resources(trainable, {"cpu": 0.01})
         tuner = ray.tune.Tuner(
             trainable,
-            param_space={"d_code": (ray.tune.grid_search if space.d_code_grid else ray.tune.choice)(space.d_code),
-                         "lambda_gram": ray.tune.loguniform(*space.lambda_gram),
-                         **{f"loss.{k}": (ray.tune.choice(v) if kind == "choice" else ray.tune.loguniform(*v))
-                            for k, (kind, v) in space.loss.items()}},
+            param_space=space.param_space(),
             tune_config=ray.tune.TuneConfig(
                 metric=asha_metric, mode=pair.objective_mode, num_samples=space.num_samples,
                 max_concurrent_trials=space.max_concurrent,
@@ -172,9 +213,10 @@ def run_sweep(base_cfg: TrainConfig, space: SearchSpace, datasets: dict[str, Any
         table = []
         for r in grid:
             m = r.metrics or {}
-            table.append({"trial": m.get("trial_id", "?"), "d_code": r.config.get("d_code"),
+            table.append({"trial": m.get("trial_id", "?"),
+                          "d_code": code_values(resolve([to_dict(base_cfg), trial_overrides(r.config)])),
                           "lambda_gram": r.config.get("lambda_gram"), "epochs": int(m.get("epoch", -1)) + 1,
-                          **{k: v for k, v in r.config.items() if k.startswith("loss.")},
+                          **{k: v for k, v in r.config.items() if k.startswith(("loss.", "mapping."))},
                           **{k: m.get(k) for k in (asha_metric, pair.objective_metric, "val_mse", "d_eff", "kappa")},
                           "status": "error" if r.error else ("stopped" if int(m.get("epoch", -1)) + 1 <
                                                              base_cfg.optim.epochs else "done"),
@@ -223,7 +265,7 @@ def _trial_run_id(parent_run_id: str, trial_id: str) -> str:
 
 
 def format_table(rows: list[dict[str, Any]], metrics: list[str]) -> str:
-    axes = sorted({k for r in rows for k in r if k.startswith("loss.")})
+    axes = sorted({k for r in rows for k in r if k.startswith(("loss.", "mapping."))})
     cols = ["trial", "d_code", "lambda_gram", *axes, "epochs", *dict.fromkeys(metrics), "val_mse", "d_eff", "status"]
 
     def cell(v):

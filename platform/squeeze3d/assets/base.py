@@ -34,6 +34,7 @@ from squeeze3d.errors import UserError
 _HANDLERS: dict[str, str] = {
     "point_cloud": "squeeze3d.assets.point_cloud",
     "radiance_field": "squeeze3d.assets.radiance_field",
+    "mesh": "squeeze3d.assets.mesh",
 }
 ASSET_KINDS: tuple[str, ...] = tuple(_HANDLERS)
 

@@ -59,3 +59,12 @@ def chamfer_fscore(reference: np.ndarray, test: np.ndarray, tau: float = FSCORE_
     recall, precision = float(np.mean(d_rt <= tau)), float(np.mean(d_tr <= tau))
     f = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
     return chamfer, f
+
+
+def surface_sample_metrics(reference: torch.Tensor, reconstruction: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-asset metrics of the platform's mesh tensors (``[B, N, 9]`` surface samples, as shards
+    and training hold them): Chamfer and D1-PSNR of the xyz columns (``metrics.pointcloud``)."""
+    from squeeze3d.metrics.pointcloud import chamfer, d1_psnr
+
+    a, b = reference[..., :3].float(), reconstruction[..., :3].float()
+    return {"chamfer": chamfer(a, b), "d1_psnr": d1_psnr(a, b)}

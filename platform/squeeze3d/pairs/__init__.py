@@ -10,6 +10,7 @@ from squeeze3d.pairs.base import PairSpec
 # Adding a pair: write squeeze3d/pairs/<name>.py defining PAIR, then add one line here.
 _REGISTRY: dict[str, str] = {
     "debug": "squeeze3d.pairs.debug",
+    "debug_mesh": "squeeze3d.pairs.debug_mesh",
     "debug_text": "squeeze3d.pairs.debug_text",
     "nerfmae": "squeeze3d.pairs.nerfmae",
     "pointnet_lion": "squeeze3d.pairs.pointnet_lion",

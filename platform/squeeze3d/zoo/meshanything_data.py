@@ -8,11 +8,11 @@ Per corpus object (``mesh_corpus.make_textured``):
   centres of the near-surface occupancy queries (so the decoder is not asked about the very points
   the encoder saw);
 - ``occ_pts [Q, 3]`` / ``occ [Q]``: occupancy queries (half near the surface, half uniform in
-  [-1, 1]^3, as Michelangelo's "near/far" volume samples) with winding-number labels.
+  [-1, 1]^3, as Michelangelo's "near/far" volume samples) with inside/outside labels.
 
 Chunks of ``CHUNK`` objects are the unit of caching: an interrupted build keeps what it finished,
-and a larger ``count`` reuses the chunks a smaller one wrote. Generating an object costs ~0.5 s on
-this CPU (corpus boolean union + winding numbers), so retraining must not redo it.
+and a larger ``count`` reuses the chunks a smaller one wrote. Generating an object costs ~0.1 s on
+this CPU (corpus boolean union + inside tests): a few minutes per thousand that retraining skips.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from squeeze3d.meshdata import sample_surface, winding_number
+from squeeze3d.meshdata import sample_surface, signed_distance
 from squeeze3d.zoo import corpus, mesh_corpus
 
 CHUNK = 100
@@ -36,7 +36,7 @@ NEAR_SIGMAS = (0.01, 0.05)
 """Gaussian offsets of near-surface queries (half each): the thin band decides the surface's position,
 the wider one its rough extent."""
 _STREAM_OCC = 11  # rng stream for occupancy queries (corpus streams 0/1/7 are taken)
-_VERSION = "v1"
+_VERSION = "v2"
 
 
 def object_arrays(seed: int, index: int) -> dict[str, np.ndarray]:
@@ -50,7 +50,9 @@ def object_arrays(seed: int, index: int) -> dict[str, np.ndarray]:
     near = centres + rng.normal(size=(NUM_NEAR, 3)).astype(np.float32) * sig[:, None]
     uniform = rng.uniform(-1, 1, size=(NUM_UNIFORM, 3)).astype(np.float32)
     occ_pts = np.concatenate([near, uniform]).astype(np.float32)
-    occ = winding_number(shape.mesh, occ_pts) > 0.5
+    # the sign of meshdata's signed distance: normal votes of the nearest surface samples, the
+    # winding number only where they disagree (same labels as winding numbers alone, ~10x faster)
+    occ = signed_distance(shape.mesh, occ_pts)[0] < 0
     return {"surface": surface, "targets": targets, "occ_pts": occ_pts, "occ": occ,
             "labels": np.int64(shape.label), "splits": np.int64(corpus.SPLITS.index(shape.split))}
 
@@ -98,5 +100,5 @@ if __name__ == "__main__":  # pre-build the cache in the background: python -m s
 
     torch.set_num_threads(1)
     t0 = time.time()
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1200
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1600
     build_mesh_cache(n, progress=lambda i, c: print(f"cache {i}/{c} ({time.time() - t0:.0f}s)", flush=True))

@@ -28,17 +28,17 @@ from squeeze3d.zoo.meshanything import (WEIGHTS_DIR, MeshAnythingConfig, MeshAny
 
 @dataclass
 class MeshAnythingTrainConfig:
-    count: int = 1200
+    count: int = 1600
     """Corpus objects ``0..count-1`` (80/10/10 train/val/test by index); cached by ``meshanything_data``."""
-    steps: int = 3000
+    steps: int = 1500
     batch_size: int = 8
-    lr: float = 1e-3
+    lr: float = 1.5e-3
     lr_end: float = 1e-5
     warmup: int = 100
     weight_decay: float = 0.01
-    occ_queries: int = 2048
+    occ_queries: int = 1024
     """Occupancy queries per object and step (half near-surface, half uniform)."""
-    color_queries: int = 512
+    color_queries: int = 256
     kl_weight: float = 1e-3
     """Michelangelo's weight on the KL term (keeps the bottleneck tokens near a unit Gaussian)."""
     color_weight: float = 4.0

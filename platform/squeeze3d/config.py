@@ -65,13 +65,17 @@ class LossConfig:
     target latent points (pairs that declare ``latent_points``)."""
     lambda_output: float = 0.0
     """Weight of the output term: Chamfer between G's differentiable decode of ẑ_G and of z_G, i.e.
-    between the clouds the user gets (pairs that declare ``loss_decoder``)."""
+    between the clouds the user gets (pairs that declare ``loss_decoder``; the pair's
+    ``output_distance`` instead of Chamfer when it declares one)."""
     code_noise_bits: int = 0
     """Quantisation-aware training: add uniform noise of one k-bit step to the (bounded) codes during
     training, so a k-bit fixed-range payload loses almost nothing. 0: off."""
     output_points: int = 0
     """Points of each decoded cloud used by the output term (a seeded random subset per step: cdist
     is quadratic in it); 0: all."""
+    output_batch: int = 0
+    """Rows of each training batch the output term decodes (a seeded random subset per step: the
+    decoder costs more than the mapping, e.g. 3D grids); 0: all. Validation decodes every row."""
 
 
 @dataclass
@@ -231,6 +235,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         (lo.code_noise_bits == 0 or m.code_bound == "tanh",
          "loss.code_noise_bits needs bounded codes: set mapping.code_bound=tanh"),
         (lo.output_points >= 0, "loss.output_points must be >= 0 (0: all points)"),
+        (lo.output_batch >= 0, "loss.output_batch must be >= 0 (0: every row)"),
         (o.lr_start > 0 and o.lr_end > 0, "optim learning rates must be > 0"),
         (o.epochs >= 1, "optim.epochs must be >= 1"),
         (o.batch_size >= 2, "optim.batch_size must be >= 2 (the gram loss needs a batch)"),

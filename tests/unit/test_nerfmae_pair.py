@@ -36,7 +36,7 @@ def test_shipped_weights_identity():
     assert state_dict_hash(model) == info["state_dict_hash"]
     enc = get_pair("nerfmae").build_encoder("cpu")
     assert enc.weights_hash() == info["state_dict_hash"]
-    size = sum(p.stat().st_size for p in nm.WEIGHTS_DIR.iterdir())
+    size = sum(p.stat().st_size for p in nm.WEIGHTS_DIR.rglob("*") if p.is_file())  # zoo + shipped mapping
     assert size < 8 * 2**20  # shipped in the wheel: keep it small
 
 
@@ -72,3 +72,29 @@ def test_registry_d_code_tag_counts_the_unet_code_numbers():
 
     tags = registry_tags(train_config_for_pair("nerfmae"), {}, {}, None)
     assert tags["d_code"] == "192" and tags["code_shape"] == "24x2x2x2"
+
+
+def test_output_loss_decodes_grids_and_compares_them_with_the_pairs_distance(pair):
+    """``loss.lambda_output`` on nerfmae: G's differentiable decode of ẑ_G against that of z_G with
+    the pair's occupancy-weighted grid MSE (not Chamfer); ``output_batch`` decodes a subset of rows
+    while training and every row without autograd (validation)."""
+    from squeeze3d.train.objective import Objective
+
+    cfg = train_config_for_pair("nerfmae", sets=["loss.lambda_output=100", "loss.output_batch=2", "mapping.dropout=0"])
+    obj = Objective(cfg, "cpu", seed=0)
+    assert obj.distance is pair.output_distance
+    f_e, f_d = build_mapping(cfg.mapping, pair.z_e_shape, pair.z_g_shape)
+    z_g = pair.build_encoder("cpu").encode(pair.heldout_assets(3))
+    code = f_e(z_g)
+    exact = obj(code, f_d.norm(z_g), z_g, f_d)
+    assert float(exact["output"]) == pytest.approx(0.0, abs=1e-10)
+    out = obj(code, f_d.forward_std(code), z_g, f_d)
+    assert out["output"] > 0
+    out["loss"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in f_d.parameters())
+    with torch.no_grad():  # every row: equals the pair's distance on the full decodes
+        pred = f_d.forward_std(code)
+        full = obj(code, pred, z_g, f_d)["output"]
+        dec = pair.loss_decoder("cpu")
+        want = pair.output_distance(dec(f_d.norm.inverse(pred)), dec(z_g)).mean()
+    torch.testing.assert_close(full, want)

@@ -74,8 +74,13 @@ class Objective:
             if self.layout is not None:
                 out["set"] = chamfer_sq(latent_point_xyz(pred, self.layout), latent_point_xyz(z_g, self.layout)).mean()
             if self.decoder is not None:
+                pz, tz = pred, z_g
+                k = lo.output_batch
+                if torch.is_grad_enabled() and 0 < k < pred.shape[0]:  # training: a random subset of rows
+                    rows = torch.randperm(pred.shape[0], generator=self.gen)[:k].to(pred.device)
+                    pz, tz = pred[rows], z_g[rows]
                 with torch.no_grad():
-                    target = self._decode(z_g)
-                out["output"] = self.distance(self._decode(pred), target).mean()
+                    target = self._decode(tz)
+                out["output"] = self.distance(self._decode(pz), target).mean()
             out["loss"] = out["loss"] + lo.lambda_set * out["set"] + lo.lambda_output * out["output"]
         return out

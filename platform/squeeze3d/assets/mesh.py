@@ -216,11 +216,16 @@ class MeshHandler(AssetHandler):
 
     def eval_metrics(self, context: _Context, test: Mesh) -> dict[str, float]:
         """Render PSNR, MS-SSIM, Chamfer and F-score, ``test`` moved into the reference's unit-sphere frame."""
-        from squeeze3d.meshdata import Mesh as M
-        from squeeze3d.metrics.mesh import chamfer_fscore, render_ms_ssim, render_psnr, render_ring, surface_samples
+        from squeeze3d.metrics.mesh import (
+            chamfer_fscore,
+            render_ms_ssim,
+            render_psnr,
+            render_ring,
+            surface_samples,
+        )
 
         v = (test.vertices.astype(np.float64) - context.centre) / context.scale
-        t = M(v.astype(np.float32), test.faces, test.colors)
+        t = Mesh(v.astype(np.float32), test.faces, test.colors)
         imgs = render_ring(t)
         cd, f = chamfer_fscore(context.samples, surface_samples(t))
         return {"psnr": render_psnr(context.renders, imgs), "ms_ssim": render_ms_ssim(context.renders, imgs),

@@ -65,11 +65,11 @@ def _obj_sidecars(p: Path) -> list[Path]:
             if not mtl.is_file():
                 raise MeshFileError(f"{p}: material library {name!r} (mtllib) does not exist next to it")
             out.append(mtl)
-            out += _mtl_textures(mtl)
+            out += _mtl_textures(mtl, p)
     return out
 
 
-def _mtl_textures(mtl: Path) -> list[Path]:
+def _mtl_textures(mtl: Path, obj: Path) -> list[Path]:
     out = []
     for line in mtl.read_text(errors="replace").splitlines():
         s = line.strip()
@@ -84,7 +84,7 @@ def _mtl_textures(mtl: Path) -> list[Path]:
         name = parts[-1]  # options (-s 1 1 1, -bm 0.5, ...) come before the file name
         tex = mtl.parent / name
         if not tex.is_file():
-            raise MeshFileError(f"{mtl}: texture file {name!r} ({parts[0]}) does not exist")
+            raise MeshFileError(f"{obj}: texture file {name!r} ({parts[0]} in {mtl.name}) does not exist")
         out.append(tex)
     return list(dict.fromkeys(out))
 

@@ -11,10 +11,19 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from squeeze3d.zoo.meshanything import (WEIGHTS_DIR, MeshAnythingConfig, MeshAnythingEncoder, MeshAnythingMini,
-                                        load_weights, save_weights)
-from squeeze3d.zoo.meshanything_checkpoint import (MeshAnythingCheckpointError, export_meshanything_layout,
-                                                   load_meshanything_checkpoint)
+from squeeze3d.zoo.meshanything import (
+    WEIGHTS_DIR,
+    MeshAnythingConfig,
+    MeshAnythingEncoder,
+    MeshAnythingMini,
+    load_weights,
+    save_weights,
+)
+from squeeze3d.zoo.meshanything_checkpoint import (
+    MeshAnythingCheckpointError,
+    export_meshanything_layout,
+    load_meshanything_checkpoint,
+)
 
 TINY = dict(num_latents=8, width=16, heads=2, num_encoder_layers=1, num_decoder_layers=1, embed_dim=4,
             num_freqs=4, cond_dim=12)

@@ -22,8 +22,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from squeeze3d.zoo.meshanything import (WEIGHTS_DIR, MeshAnythingConfig, MeshAnythingEncoder, MeshAnythingMini,
-                                        save_weights)
+from squeeze3d.zoo.meshanything import (
+    WEIGHTS_DIR,
+    MeshAnythingConfig,
+    MeshAnythingEncoder,
+    MeshAnythingMini,
+    save_weights,
+)
 
 
 @dataclass

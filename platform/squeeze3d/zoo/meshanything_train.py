@@ -35,7 +35,7 @@ from squeeze3d.zoo.meshanything import (
 class MeshAnythingTrainConfig:
     count: int = 1600
     """Corpus objects ``0..count-1`` (80/10/10 train/val/test by index); cached by ``meshanything_data``."""
-    steps: int = 1500
+    steps: int = 3500
     batch_size: int = 8
     lr: float = 1.5e-3
     lr_end: float = 1e-5

@@ -52,6 +52,7 @@ def main() -> int:
     ap.add_argument("--ceiling-count", type=int, default=2400, help="(b): corpus objects (80%% train)")
     ap.add_argument("--model", default=None, help="(c) and the eval: a checkpoint dir (default: champion / shipped)")
     ap.add_argument("--no-eval", action="store_true", help="skip the codec evaluation")
+    ap.add_argument("--ceilings-only", action="store_true", help="(a) and (b) only (no champion needed)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=".state/bench/nerfmae.json")
     a = ap.parse_args()
@@ -81,13 +82,15 @@ def main() -> int:
                                  "f32": score(x, mapped(res.f_e, res.f_d, gen, z, 0)),
                                  "8bit": score(x, mapped(res.f_e, res.f_d, gen, z, 8))}
         print(f"(b) real-object mapping at the code size: {out['b_code_ceiling']}", flush=True)
-    from squeeze3d.codec.models import resolve_default
-    from squeeze3d.mapping.checkpoint import load_checkpoint
+    if not a.ceilings_only:
+        from squeeze3d.codec.models import resolve_default
+        from squeeze3d.mapping.checkpoint import load_checkpoint
 
-    ck = load_checkpoint(a.model or resolve_default(pair).path)
-    out["c_champion"] = {f"{b}bit" if b else "f32": score(x, mapped(ck.f_e, ck.f_d, gen, z, b)) for b in (0, 8, 6, 4, 2)}
-    print(f"(c) champion: {out['c_champion']}", flush=True)
-    if not a.no_eval:
+        ck = load_checkpoint(a.model or resolve_default(pair).path)
+        out["c_champion"] = {f"{b}bit" if b else "f32": score(x, mapped(ck.f_e, ck.f_d, gen, z, b))
+                             for b in (0, 8, 6, 4, 2)}
+        print(f"(c) champion: {out['c_champion']}", flush=True)
+    if not (a.no_eval or a.ceilings_only):
         from squeeze3d.codec.evaluate import evaluate
 
         rep = evaluate(pair="nerfmae", model=a.model, limit=a.test, out_dir=".state/bench/nerfmae_eval",

@@ -66,3 +66,29 @@ def test_search_space_grid_for_the_d_code_ablation(tmp_path):
     assert space.d_code_grid and space.d_code == [8, 16, 32] and space.num_samples == 1
     p.write_text("space:\n  d_code: {choice: [8]}\n  lambda_gram: {loguniform: [1.0e-4, 1.0e-2]}\n")
     assert not SearchSpace.from_yaml(p).d_code_grid
+
+
+def test_nerfmae_sweep_varies_the_unet_code_size(ray_session, tmp_path, monkeypatch):
+    """`space.mapping` axes (code_channels × bottleneck levels) reach the trials: each trial's code
+    has the sampled size, and the table's and the registry's d_code count the code values."""
+    monkeypatch.setenv("SQUEEZE3D_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    ze, zg, _ = synthesise("nerfmae", list(range(24)))
+    rows = [{"z_e": ze[i].numpy(), "z_g": zg[i].numpy()} for i in range(24)]
+    datasets = {"train": ray.data.from_items(rows[:16]), "val": ray.data.from_items(rows[16:])}
+    p = tmp_path / "s.yaml"
+    p.write_text("space:\n  mapping:\n    code_channels: {grid: [4, 8]}\n    unet_channels: {grid: [[16]]}\n"
+                 "  lambda_gram: {loguniform: [1.0e-4, 1.0e-2]}\n"
+                 "tune: {num_samples: 1, grace_period: 1}\n"
+                 "base:\n  mapping: {code_bound: tanh, dropout: 0.0}\n  loss: {gram_variant: official}\n"
+                 "  optim: {optimizer: adamw, epochs: 1, batch_size: 8}\n")
+    space = SearchSpace.from_yaml(p)
+    cfg = train_config_for_pair("nerfmae", extra=space.base)
+    out = run_sweep(cfg, space, datasets, {"uri": "memory://", "manifest_hash": "m"}, out_dir=tmp_path,
+                    heldout_rows=2, endtask_rows=2, log=lambda s: None)
+    assert sorted(t["d_code"] for t in out.table) == [4 * 64, 8 * 64]  # 8³ z grid, one level: 4³ code grid
+    assert sorted(t["mapping.code_channels"] for t in out.table) == [4, 8]
+    champ = registry.champion("nerfmae")
+    assert champ is not None and champ.tags["d_code"] == str(out.best["d_code"])
+    ck = registry.load_mapping(None, "nerfmae")
+    assert ck.code_shape == (out.best["mapping.code_channels"], 4, 4, 4)

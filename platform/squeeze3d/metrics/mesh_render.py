@@ -20,12 +20,14 @@ fixed in the camera frame (from the upper left, behind the viewer), plus ambient
 (AMBIENT + (1 − AMBIENT) · max(0, n·l))``, on a white background. No anti-aliasing by default
 (``supersample`` > 1 renders larger and area-averages).
 
-Why this renderer (measured here, 2 shared cores, a 388-face corpus object, 8 views × 128 px; see
-the README): this z-buffer takes ~25 ms per ring. trimesh's ray casting needs rtree (for its
-triangle BVH) or embree, and neither is installed in the project (they are extra native wheels; one
-ray per pixel would be 131k rays per ring through trimesh's pure-Python-dispatch intersector even
-with them). pyrender + OSMesa needs Debian packages that ``make test`` cannot install. PyTorch3D has
-no CPU wheel and nvdiffrast needs CUDA.
+Why this renderer (measured here: CPU time, one torch thread, the first four corpus objects, 388 to
+1160 faces, machine load 9 on 2 cores): 57 ms per 8 × 128 px ring (median), 215 ms with 2×
+supersampling, 6.6 s for the paper's 36 × 512 px. The gate renders the input once and each candidate
+once (~12 candidates per compress), so the eight-view ring keeps the gate under a second. The other
+options could not run in the project as installed: trimesh's ray casting needs rtree (its triangle
+BVH) or embree, neither of which is a dependency (``import rtree`` / ``embreex`` fail here), pyrender +
+OSMesa needs Debian packages that ``make test`` cannot install, PyTorch3D has no CPU wheel and
+nvdiffrast needs CUDA; so they were not timed.
 """
 
 from __future__ import annotations

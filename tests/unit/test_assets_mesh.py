@@ -95,6 +95,20 @@ def test_foreign_ply_and_glb_with_vertex_and_face_colours(tmp_path):
     assert np.allclose(m.colors[m.faces[1:]].reshape(-1, 3), [0, 0, 1])
 
 
+def test_gltf_with_external_buffers_counts_them_and_refuses_a_missing_one(tmp_path):
+    box = trimesh.creation.box()
+    box.visual.vertex_colors = np.tile([[10, 200, 40, 255]], (8, 1))
+    files = box.export(file_type="gltf")
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    m, nbytes = read_mesh(tmp_path / "model.gltf")
+    assert m.num_faces == 12 and np.allclose(m.colors * 255, [10, 200, 40])
+    assert nbytes == sum(len(d) for d in files.values())
+    (tmp_path / next(n for n in files if n.endswith(".bin"))).unlink()
+    with pytest.raises(MeshFileError, match="model.gltf: referenced buffer file"):
+        read_mesh(tmp_path / "model.gltf")
+
+
 # ------------------------------------------------------------------------------------ refusals
 
 

@@ -1,0 +1,293 @@
+"""Mini Shap-E: a text-conditioned latent generator of coloured meshes, built on diffusers' own classes.
+
+Parts (each a diffusers class at a CPU-sized config, saved with its own ``save_pretrained``):
+- ``ShapERenderer``: ``params_proj`` maps a latent ``[R, d_latent]`` to the first four weight
+  matrices of the implicit MLP ``MLPNeRSTFModel`` (SDF head: tanh, > 0 inside; colour head
+  "stf": sigmoid, sRGB); ``decode_to_mesh`` evaluates the SDF on a grid and runs its marching cubes
+  (``MeshDecoder``, whose lookup tables we derive: ``zoo.marching_cubes``).
+- ``PriorTransformer``: the latent prior, a transformer over the R latent rows that predicts the clean
+  latent (Shap-E's ``prediction_type="sample"``) from a noisy one, conditioned through
+  ``proj_embedding`` on a sentence embedding. Real Shap-E uses CLIP text features; CLIP weights are
+  not installable here, so the mini model uses the offline all-MiniLM-L6-v2 package (384-d, the
+  prompt stage's dedup embedder), scaled as Shap-E scales its CLIP embeddings (norm √d).
+- ``HeunDiscreteScheduler`` with Shap-E's settings (exp betas, 1024 steps, Karras sigmas, x0
+  prediction, clipped samples) samples the prior, with classifier-free guidance against the zero
+  embedding (as ``ShapEPipeline`` does).
+
+z_G is the renderer's latent ``[R, d_latent]`` (mini: [128, 64]; real Shap-E: [1024, 1024]).
+
+Decoding frame. ``decode_to_mesh`` queries the SDF at ``grid`` points spanning [-1, 1] but then pads
+the grid by one voxel on each side and hands ``MeshDecoder`` the bbox as if the *padded* grid spanned
+[-1, 1]: vertices come out shrunk by (grid-1)/(grid+1) (6 % at grid 32) and their colours are looked
+up at the shrunk positions. ``decode_mesh`` keeps diffusers' decoder and maps the vertices back to
+the frame the SDF was queried in (an exact affine map: marching cubes interpolates linearly along
+grid edges), then looks the colours up there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from squeeze3d.meshdata import Mesh, sample_surface
+from squeeze3d.zoo.base import Generator, seeded_normal
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights" / "meshanything_shape" / "shap_e"
+_PARAM_NAMES = ("nerstf.mlp.0.weight", "nerstf.mlp.1.weight", "nerstf.mlp.2.weight", "nerstf.mlp.3.weight")
+
+
+@dataclass
+class ShapEConfig:
+    d_hidden: int = 32
+    """Width of the implicit MLP; also the rows of each projected weight (z_G has 4·d_hidden rows)."""
+    d_latent: int = 64
+    """Columns of z_G (real Shap-E: 1024)."""
+    n_hidden_layers: int = 6
+    prior_layers: int = 4
+    prior_heads: int = 2
+    prior_head_dim: int = 32
+    text_dim: int = 384
+    """Sentence-embedding width (all-MiniLM-L6-v2: 384; CLIP ViT-L/14 text: 768)."""
+    grid_size: int = 32
+    """Marching-cubes grid of decode (real Shap-E: 128; 32 is CPU-sized: ~30k SDF queries)."""
+    inference_steps: int = 16
+    guidance_scale: float = 3.0
+    latent_scale: float = 1.0
+    """z_G = latent_scale · x, x the prior's variable (clipped to [-1, 1] like Shap-E's): set from the
+    fitted latents' spread when the prior is trained."""
+    text_encoder: str = "all-MiniLM-L6-v2"
+
+    @property
+    def latent_rows(self) -> int:
+        return 4 * self.d_hidden
+
+    @property
+    def z_shape(self) -> tuple[int, int]:
+        return (self.latent_rows, self.d_latent)
+
+
+def build_renderer(cfg: ShapEConfig):
+    from diffusers.pipelines.shap_e.renderer import ShapERenderer
+
+    from squeeze3d.zoo.marching_cubes import fill_mesh_decoder
+
+    h = cfg.d_hidden
+    r = ShapERenderer(param_names=_PARAM_NAMES, param_shapes=((h, 93), (h, h), (h, h), (h, h)),
+                      d_latent=cfg.d_latent, d_hidden=h, n_output=12, n_hidden_layers=cfg.n_hidden_layers,
+                      act_fn="swish", insert_direction_at=4)
+    fill_mesh_decoder(r.mesh_decoder)
+    # ChannelsProj layer-normalises each projected weight row (unit variance per entry) before its
+    # learnable gain: with gain 1 the four projected layers multiply activations by ~√fan_in each and
+    # the SDF's tanh starts saturated (measured: fitting stalls). Start the gains at 1/√fan_in, the
+    # usual init scale of a linear layer; training moves them freely.
+    with torch.no_grad():
+        for proj in r.params_proj.projections.values():
+            proj.norm.weight.fill_(proj.channels ** -0.5)
+    return r
+
+
+def build_prior(cfg: ShapEConfig):
+    from diffusers import PriorTransformer
+
+    return PriorTransformer(num_attention_heads=cfg.prior_heads, attention_head_dim=cfg.prior_head_dim,
+                            num_layers=cfg.prior_layers, embedding_dim=cfg.d_latent, num_embeddings=cfg.latent_rows,
+                            additional_embeddings=0, time_embed_act_fn="gelu", norm_in_type="layer",
+                            encoder_hid_proj_type=None, added_emb_type=None, embedding_proj_dim=cfg.text_dim,
+                            clip_embed_dim=2 * cfg.d_latent)
+
+
+def build_scheduler():
+    """Shap-E's scheduler settings (diffusers' ``shap-e`` scheduler config)."""
+    from diffusers import HeunDiscreteScheduler
+
+    return HeunDiscreteScheduler(num_train_timesteps=1024, beta_schedule="exp", prediction_type="sample",
+                                 use_karras_sigmas=True, clip_sample=True, clip_sample_range=1.0)
+
+
+def field_values(renderer, latents: torch.Tensor, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Differentiable SDF *pre-activation* ``[B, P]`` (``tanh`` of it is the renderer's signed
+    distance, > 0 inside) and colour ``[B, P, 3]`` of latents ``[B, R, D]`` at ``points [B, P, 3]``.
+
+    The layer loop of diffusers' ``MLPNeRSTFModel.forward`` (its own layers, activation and position /
+    direction encodings), with each sample's projected weights in place of the first four layers'
+    (``torch.func.vmap`` over the batch), stopping before the SDF's tanh: fitting the pre-activation
+    to the truncated distance keeps it out of tanh's flat tails, where the fit stalled (measured),
+    and zero level, sign and near-surface slope are unchanged. The test checks ``tanh`` of it against
+    the renderer's own forward."""
+    from diffusers.pipelines.shap_e.renderer import encode_direction, encode_position
+    from torch.func import vmap
+
+    mlp = renderer.mlp
+    projected = renderer.params_proj(latents)
+    weights = [projected[name] for name in renderer.params_proj.config.param_names]
+    at = mlp.config.insert_direction_at
+
+    def one(ws, x):
+        h = encode_position(x)
+        for i, layer in enumerate(mlp.mlp):
+            if i == at:
+                h = torch.cat([h, encode_direction(x, direction=None)], dim=-1)
+            h = torch.nn.functional.linear(h, ws[i], layer.bias) if i < len(ws) else layer(h)
+            if i < len(mlp.mlp) - 1:
+                h = mlp.activation(h)
+        return h[..., 0], torch.sigmoid(h[..., 3:6])  # sdf (pre-tanh), "stf" channels
+
+    return vmap(one)(weights, points)
+
+
+@torch.no_grad()
+def decode_mesh(renderer, latent: torch.Tensor, grid_size: int) -> Mesh:
+    """One latent ``[1, R, D]`` → a coloured ``Mesh`` via ``decode_to_mesh`` (see the module docstring
+    for the frame correction). A latent whose SDF never crosses zero decodes to an empty mesh."""
+    device = latent.device
+    empty = Mesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64), np.zeros((0, 3), np.float32))
+    try:
+        raw = renderer.decode_to_mesh(latent, device, grid_size=grid_size)
+    except ValueError:  # decode_to_mesh concatenates colours of zero vertices: no surface at all
+        return empty
+    verts = raw.verts.float()
+    g = float(grid_size)
+    # decoder frame p (padded grid over [-1, 1]) -> query frame q (the unpadded grid over [-1, 1])
+    verts = (verts + 1) * (g + 1) / (g - 1) - 2 / (g - 1) - 1
+    if len(verts) == 0 or len(raw.faces) == 0:
+        return empty
+    # decode_to_mesh left this latent's projected weights in renderer.mlp: query colours there
+    colours = []
+    for s in range(0, len(verts), 8192):
+        out = renderer.mlp(position=verts[None, s:s + 8192], direction=None, ts=None, nerf_level="fine",
+                           rendering_mode="stf")
+        colours.append(out.channels[0])
+    return Mesh(verts.cpu().numpy(), raw.faces.cpu().numpy(), torch.cat(colours).float().cpu().numpy())
+
+
+class ShapEModule(nn.Module):
+    def __init__(self, cfg: ShapEConfig, renderer=None, prior=None):
+        super().__init__()
+        self.cfg = cfg
+        self.renderer = renderer if renderer is not None else build_renderer(cfg)
+        self.prior = prior if prior is not None else build_prior(cfg)
+
+
+def save(module: ShapEModule, path: str | Path) -> Path:
+    """A diffusers-style folder: ``model_index.json``, ``shap_e_renderer/``, ``prior/``, ``scheduler/``
+    (each ``save_pretrained``: config JSON + safetensors) and ``squeeze3d.json`` (our config)."""
+    p = Path(path)
+    p.mkdir(parents=True, exist_ok=True)
+    module.renderer.save_pretrained(p / "shap_e_renderer", safe_serialization=True)
+    module.prior.save_pretrained(p / "prior", safe_serialization=True)
+    build_scheduler().save_pretrained(p / "scheduler")
+    (p / "model_index.json").write_text(json.dumps({
+        "_class_name": "Squeeze3DMiniShapE", "prior": ["diffusers", "PriorTransformer"],
+        "shap_e_renderer": ["diffusers", "ShapERenderer"], "scheduler": ["diffusers", "HeunDiscreteScheduler"],
+        "text_encoder": ["squeeze3d", module.cfg.text_encoder]}, indent=2))
+    (p / "squeeze3d.json").write_text(json.dumps(asdict(module.cfg), indent=2))
+    return p
+
+
+def load(path: str | Path) -> ShapEModule:
+    from diffusers import PriorTransformer
+    from diffusers.pipelines.shap_e.renderer import ShapERenderer
+
+    from squeeze3d.errors import UserError
+
+    p = Path(path)
+    if not (p / "squeeze3d.json").is_file():
+        raise UserError(f"{p}: not a mini Shap-E folder (no squeeze3d.json); train one with "
+                        f"`python jobs/train_zoo.py --pair meshanything_shape`")
+    cfg = ShapEConfig(**json.loads((p / "squeeze3d.json").read_text()))
+    renderer = ShapERenderer.from_pretrained(p / "shap_e_renderer")
+    prior = PriorTransformer.from_pretrained(p / "prior")
+    return ShapEModule(cfg, renderer, prior)
+
+
+def text_embeddings(embedder, prompts: Sequence[str]) -> torch.Tensor:
+    """Sentence embeddings scaled as Shap-E scales CLIP's: unit rows × √d. One prompt at a time, so
+    an embedding does not depend on what it was batched with."""
+    rows = [torch.from_numpy(np.asarray(embedder.encode([p]), np.float32))[0] for p in prompts]
+    e = torch.stack(rows)
+    return e / e.norm(dim=-1, keepdim=True).clamp_min(1e-8) * (e.shape[-1] ** 0.5)
+
+
+@torch.no_grad()
+def sample_prior(prior, cfg: ShapEConfig, cond: torch.Tensor, noise: torch.Tensor, steps: int | None = None,
+                 guidance: float | None = None) -> torch.Tensor:
+    """x ``[B, R, D]`` from the prior, Shap-E's sampling loop (Heun, classifier-free guidance against the
+    zero embedding); ``noise`` is the initial standard normal ``[B, R, D]``."""
+    sched = build_scheduler()
+    sched.set_timesteps(int(steps or cfg.inference_steps), device=noise.device)
+    guidance = cfg.guidance_scale if guidance is None else float(guidance)
+    x = noise * sched.init_noise_sigma
+    cond2 = torch.cat([torch.zeros_like(cond), cond]) if guidance > 1 else cond
+    for t in sched.timesteps:
+        inp = torch.cat([x, x]) if guidance > 1 else x
+        inp = sched.scale_model_input(inp, t)
+        pred = prior(inp, timestep=t, proj_embedding=cond2).predicted_image_embedding
+        pred, _ = pred.split(cfg.d_latent, dim=2)  # the mean; the variance half is unused
+        if guidance > 1:
+            uncond, c = pred.chunk(2)
+            pred = uncond + guidance * (c - uncond)
+        x = sched.step(pred, timestep=t, sample=x).prev_sample
+    return x
+
+
+class ShapEGenerator(Generator):
+    """G for the mesh pair: ``sample((prompt, seed) conditions) -> (z_G [B, R, D], surface samples)``,
+    ``decode(z_G) -> [B, N, 9]`` surface samples (the platform's fixed-size mesh tensor),
+    ``decode_meshes(z_G) -> list[Mesh]`` (what the codec writes). Each sample is determined by its own
+    prompt and seed (per-sample calls; see ``zoo.base.per_sample``)."""
+
+    name = "mini-shap-e"
+
+    def __init__(self, device: str | torch.device = "cpu", path: str | Path | None = None, num_points: int = 2048,
+                 module: ShapEModule | None = None, embedder=None):
+        module = module if module is not None else load(path or WEIGHTS_DIR)
+        super().__init__(module, device)
+        # decode_to_mesh writes each latent's projected weights into renderer.mlp: hash the weights
+        # now, before any decode, so the identity is the checkpoint's and never changes
+        self.weights_hash()
+        self.cfg = module.cfg
+        self.num_points = int(num_points)
+        self._embedder = embedder
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            from squeeze3d.prompts.embed import MiniLMEmbedder
+
+            self._embedder = MiniLMEmbedder(num_threads=None)
+        return self._embedder
+
+    def _sample_latents(self, conditions: Sequence, rng: torch.Generator | None) -> torch.Tensor:
+        pairs = []
+        for c in conditions:
+            if isinstance(c, str):
+                pairs.append((c, 0))
+            elif isinstance(c, (tuple, list)) and len(c) == 2 and isinstance(c[0], str):
+                pairs.append((c[0], int(c[1])))
+            else:
+                raise TypeError(f"{self.name} is text-conditioned: a condition is (prompt, seed) or a prompt, got {c!r}")
+        out = []
+        for prompt, seed in pairs:  # one at a time: a sample never depends on its batch
+            cond = text_embeddings(self.embedder, [prompt]).to(self.device)
+            noise = seeded_normal([seed], self.cfg.z_shape, self.device)
+            out.append(sample_prior(self.module.prior, self.cfg, cond, noise) * self.cfg.latent_scale)
+        return torch.cat(out)
+
+    def decode_meshes(self, z_g: torch.Tensor) -> list[Mesh]:
+        z = z_g.to(self.device, torch.float32).reshape(-1, *self.cfg.z_shape)
+        return [decode_mesh(self.module.renderer, z[i:i + 1], self.cfg.grid_size) for i in range(len(z))]
+
+    def _decode(self, z_g: torch.Tensor) -> torch.Tensor:
+        out = []
+        for m in self.decode_meshes(z_g):
+            if m.num_faces == 0:  # nothing to sample: a degenerate latent decodes to the origin, black
+                out.append(np.zeros((self.num_points, 9), np.float32))
+            else:
+                out.append(sample_surface(m, self.num_points, seed=0))
+        return torch.from_numpy(np.stack(out)).to(self.device)

@@ -245,9 +245,19 @@ class ShapEGenerator(Generator):
     name = "mini-shap-e"
 
     def __init__(self, device: str | torch.device = "cpu", path: str | Path | None = None, num_points: int = 2048,
-                 module: ShapEModule | None = None, embedder=None):
+                 module: ShapEModule | None = None, embedder=None, posterior: np.ndarray | None = None,
+                 posterior_mix: float = 0.0):
+        """``posterior [n, R, D]`` + ``posterior_mix`` p: a share p of the samples (chosen by their seed)
+        are G's fitted latents of train-split corpus objects (``shap_e_train``; the seed picks the
+        object, the prompt is then not used) instead of prior samples, so synthetic pairs also cover
+        the real objects' latents, not only what the prior reaches (the ``pointnet_lion`` lesson:
+        see ``LionGenerator.posterior_mix``)."""
         module = module if module is not None else load(path or WEIGHTS_DIR)
         super().__init__(module, device)
+        if posterior_mix > 0 and posterior is None:
+            raise ValueError("posterior_mix > 0 needs the fitted posterior latents")
+        self.posterior = None if posterior is None else torch.from_numpy(np.asarray(posterior, np.float32))
+        self.posterior_mix = float(posterior_mix)
         # decode_to_mesh writes each latent's projected weights into renderer.mlp: hash the weights
         # now, before any decode, so the identity is the checkpoint's and never changes
         self.weights_hash()
@@ -274,6 +284,10 @@ class ShapEGenerator(Generator):
                 raise TypeError(f"{self.name} is text-conditioned: a condition is (prompt, seed) or a prompt, got {c!r}")
         out = []
         for prompt, seed in pairs:  # one at a time: a sample never depends on its batch
+            pick = np.random.default_rng([seed, 0x5E])
+            if self.posterior is not None and pick.random() < self.posterior_mix:
+                out.append(self.posterior[int(pick.integers(len(self.posterior)))][None].to(self.device))
+                continue
             cond = text_embeddings(self.embedder, [prompt]).to(self.device)
             noise = seeded_normal([seed], self.cfg.z_shape, self.device)
             out.append(sample_prior(self.module.prior, self.cfg, cond, noise) * self.cfg.latent_scale)

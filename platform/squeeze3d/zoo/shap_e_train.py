@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -188,8 +189,7 @@ def train_shap_e(out_dir: str | Path, cfg: ShapETrainConfig, log: Callable[[str]
     prior_curve = train_prior(module.prior, mcfg, (train_lat / scale).clamp(-1, 1), cond, cfg, log)
 
     out = shap_e.save(module, out_dir)
-    lat_path = shap_e_data.cache_path(cfg.seed, cfg.count, cfg.queries).with_name(
-        f"shap_e_latents_{shap_e_data.cache_path(cfg.seed, cfg.count, cfg.queries).stem}.npz")
+    lat_path = latents_cache(cfg)
     np.savez(lat_path, train_idx=train_idx, train=train_lat.numpy(), heldout_idx=held_idx, heldout=held_lat.numpy())
     summary = {"config": asdict(cfg), "model": asdict(mcfg), "autodecoder": ad_curve, "prior": prior_curve,
                "latents_cache": str(lat_path), "seconds": round(time.time() - t0, 1),
@@ -197,3 +197,30 @@ def train_shap_e(out_dir: str | Path, cfg: ShapETrainConfig, log: Callable[[str]
     (Path(out) / "train_summary.json").write_text(json.dumps(summary, indent=2))
     log(f"[shap_e] saved {out} ({time.time() - t0:.0f}s)")
     return summary
+
+
+def latents_cache(cfg: ShapETrainConfig | None = None) -> Path:
+    """Where ``train_shap_e`` keeps the fitted latents (cache dir; not shipped: ~37 MB)."""
+    cfg = cfg or ShapETrainConfig()
+    base = shap_e_data.cache_path(cfg.seed, cfg.count, cfg.queries)
+    return base.with_name(f"shap_e_latents_{base.stem}.npz")
+
+
+def posterior_latents(generator_path: str | Path | None = None, cfg: ShapETrainConfig | None = None,
+                      log: Callable[[str], None] = print) -> np.ndarray:
+    """The fitted train-split latents ``[n, R, D]`` (``ShapEGenerator(posterior=...)``): read from the
+    recipe's cache; on a fresh clone (shipped weights, no cache) refitted once with the renderer
+    frozen (``fit_latents``, minutes) and cached beside the recipe's file."""
+    cfg = cfg or ShapETrainConfig()
+    path = latents_cache(cfg)
+    if path.exists():
+        with np.load(path) as z:
+            return z["train"]
+    module = shap_e.load(generator_path or shap_e.WEIGHTS_DIR)
+    data = shap_e_data.build(cfg.count, cfg.queries)
+    train_idx = np.flatnonzero(data["splits"] == 0)
+    lat = fit_latents(module.renderer, data, train_idx, replace(cfg, heldout_points=cfg.heldout_points), log).numpy()
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, train_idx=train_idx, train=lat, heldout_idx=np.zeros(0, np.int64), heldout=np.zeros((0, *lat.shape[1:]), np.float32))
+    os.replace(tmp, path)
+    return lat

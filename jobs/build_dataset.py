@@ -69,6 +69,9 @@ def main(argv=None) -> int:
     print(f"dataset:  {s.output}\nmanifest: {s.manifest}\nrows: {s.rows}  shards: {s.shards} "
           f"({s.shards_written} written, {s.shards_reused} reused)  bytes: {s.bytes}  "
           f"seconds: {s.seconds:.1f}  rows/s: {s.rows_per_s:.0f}")
+    if s.rejected_conditions:
+        print(f"prompts left out (the generator cannot take them): {s.rejected_conditions['count']} "
+              f"{s.rejected_conditions['reasons']}; listed in the manifest's condition.rejected_prompts")
     print(f"check it: squeeze3d dataset validate {s.output}")
     return 0
 

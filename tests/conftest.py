@@ -76,3 +76,52 @@ def s3_bucket(moto_endpoint, monkeypatch, tmp_path):
     bucket = f"s3d-test-{uuid.uuid4().hex[:10]}"
     boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
     yield bucket
+
+
+# --- meshanything_shape: tiny random-weight E and G for the tests --------------------------------
+# The pair's real zoo (mini MeshAnything + mini Shap-E) is large for tests and is trained separately;
+# tests of this pair (any test whose id names it, e.g. the pair contract's [meshanything_shape] cases)
+# run on random weights at the pair's latent shapes, written once per session and selected through the
+# pair's documented variables. Set here, before the session's Ray instance starts, so Ray workers
+# inherit them. A value already in the environment wins.
+MESH_PAIR = "meshanything_shape"
+
+
+def write_tiny_mesh_zoo(root) -> tuple[str, str]:
+    """Random-weight mini Shap-E (z_G [128, 64], 2 prior steps, grid 16) and mini MeshAnything
+    (z_E [65, 64], width 16) folders under ``root``: ``(shap_e_dir, meshanything_dir)``."""
+    from pathlib import Path
+
+    import torch
+
+    from squeeze3d.zoo import meshanything, shap_e
+
+    root = Path(root)
+    g_dir, e_dir = root / "shap_e", root / "meshanything"
+    torch.manual_seed(0)
+    cfg = shap_e.ShapEConfig(d_hidden=32, d_latent=64, prior_layers=1, prior_heads=2, prior_head_dim=8,
+                             grid_size=16, inference_steps=2)
+    shap_e.save(shap_e.ShapEModule(cfg), g_dir)
+    ecfg = meshanything.MeshAnythingConfig(width=16, heads=2, num_encoder_layers=1, num_decoder_layers=1,
+                                           embed_dim=4, num_freqs=4, num_latents=64, cond_dim=64)
+    meshanything.save_weights(meshanything.MeshAnythingMini(ecfg), e_dir, fp16=False)
+    return str(g_dir), str(e_dir)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tiny_mesh_zoo(request, tmp_path_factory):
+    from squeeze3d.pairs import meshanything_shape as mp
+
+    wanted = any(MESH_PAIR in item.nodeid for item in request.session.items)
+    if not wanted or (os.environ.get(mp.SHAP_E_PATH_ENV) and os.environ.get(mp.MESHANYTHING_PATH_ENV)):
+        yield None
+        return
+    g_dir, e_dir = write_tiny_mesh_zoo(tmp_path_factory.mktemp("tiny_mesh_zoo"))
+    old = {k: os.environ.get(k) for k in (mp.SHAP_E_PATH_ENV, mp.MESHANYTHING_PATH_ENV)}
+    os.environ[mp.SHAP_E_PATH_ENV], os.environ[mp.MESHANYTHING_PATH_ENV] = g_dir, e_dir
+    yield g_dir, e_dir
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

@@ -12,6 +12,7 @@ _REGISTRY: dict[str, str] = {
     "debug": "squeeze3d.pairs.debug",
     "debug_mesh": "squeeze3d.pairs.debug_mesh",
     "debug_text": "squeeze3d.pairs.debug_text",
+    "meshanything_shape": "squeeze3d.pairs.meshanything_shape",
     "nerfmae": "squeeze3d.pairs.nerfmae",
     "pointnet_lion": "squeeze3d.pairs.pointnet_lion",
 }

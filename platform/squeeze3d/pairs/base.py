@@ -76,6 +76,10 @@ class PairSpec:
     heldout_assets: Callable[[int], torch.Tensor] | None = None
     """``n -> assets``: the first n *real* held-out assets (e.g. the corpus test split), normalised as
     the encoder expects; None when the pair has no such set (then models rank on validation)."""
+    condition_problem: Callable[[Any], str | None] | None = None
+    """``condition -> reason G cannot take it, or None``: e.g. an empty or over-long prompt. The build
+    leaves such conditions out of the plan (prompt tables: the prompt's rows), counts them by reason in
+    the manifest and the summary, and never hands them to G. None: every condition is taken."""
 
     def __post_init__(self):
         if self.asset_kind not in ASSET_KINDS:

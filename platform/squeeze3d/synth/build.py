@@ -179,11 +179,24 @@ class BuildSummary:
     rows_per_s: float
     """Rows computed in this run / wall time of the run."""
     nodes: dict = field(default_factory=dict)
+    rejected_conditions: dict = field(default_factory=dict)
+    """Prompts left out because G cannot take them: ``{"count", "reasons", "prompt_ids"}`` ({} if none)."""
 
     def describe(self) -> str:
+        left_out = (f", {self.rejected_conditions['count']} prompts left out ({_reasons(self.rejected_conditions)})"
+                    if self.rejected_conditions.get("count") else "")
         return (f"{self.rows} rows in {self.shards} shards ({self.shards_written} written, "
                 f"{self.shards_reused} reused), {self.bytes / 1e6:.2f} MB, {self.seconds:.1f} s, "
-                f"{self.rows_per_s:.3g} rows/s -> {self.output} (manifest: {self.manifest})")
+                f"{self.rows_per_s:.3g} rows/s{left_out} -> {self.output} (manifest: {self.manifest})")
+
+
+def _reasons(rejected: dict) -> str:
+    return ", ".join(f"{n} {why}" for why, n in sorted(rejected.get("reasons", {}).items()))
+
+
+def _rejected(source: ConditionSource) -> dict:
+    rej = getattr(source, "rejected", None) or {}
+    return dict(rej) if rej.get("count") else {}
 
 
 @dataclass
@@ -240,7 +253,8 @@ def build_dataset(pair: str, *, num_samples: int | None = None, output: str | No
         summary = BuildSummary(output=plan.root.uri, manifest=manifest_location(plan.root).uri,
                                rows=man.counts["total"], shards=len(man.shards), shards_written=0,
                                shards_reused=len(man.shards), bytes=sum(e.bytes for e in man.shards),
-                               seconds=time.perf_counter() - t0, rows_computed=0, rows_per_s=0.0)
+                               seconds=time.perf_counter() - t0, rows_computed=0, rows_per_s=0.0,
+                               rejected_conditions=_rejected(plan.source))
         log("already complete: " + summary.describe())
         return summary
     started_ray = _ensure_ray(ray_address)
@@ -293,7 +307,8 @@ def build_dataset(pair: str, *, num_samples: int | None = None, output: str | No
     summary = BuildSummary(output=plan.root.uri, manifest=mloc.uri, rows=counts["total"], shards=len(shards),
                            shards_written=len(written), shards_reused=len(plan.reuse),
                            bytes=sum(s.bytes for s in shards), seconds=seconds, rows_computed=rows_computed,
-                           rows_per_s=rows_computed / seconds if seconds > 0 else 0.0, nodes=nodes)
+                           rows_per_s=rows_computed / seconds if seconds > 0 else 0.0, nodes=nodes,
+                           rejected_conditions=_rejected(plan.source))
     log("done: " + summary.describe())
     return summary
 
@@ -314,10 +329,14 @@ def _plan(cfg: BuildConfig, overwrite: bool, log) -> _Plan:
         raise BuildConfigError(str(e)) from e
     try:
         source = source_for(spec.condition_kind, prompts=cfg.prompts or None,
-                            samples_per_prompt=cfg.samples_per_prompt)
+                            samples_per_prompt=cfg.samples_per_prompt, problem=spec.condition_problem)
     except (UnsupportedConditionError, PromptSourceError, UserError) as e:
         raise BuildConfigError(f"pair {cfg.pair!r}: {e}") from e
     if isinstance(source, PromptConditions):
+        if source.rejected["count"]:
+            log(f"{source.rejected['count']} of {source.rejected['count'] + len(source.prompts)} prompts left out: "
+                f"the generator cannot take them ({_reasons(source.rejected)}); see the manifest's "
+                "condition.rejected_prompts")
         cfg.samples_per_prompt = source.samples_per_prompt
         if cfg.num_samples is None:
             cfg.num_samples = source.num_conditions

@@ -77,12 +77,17 @@ class PromptConditions(ConditionSource):
     noise seeds are (``schema.noise_seeds``), so it is recomputable from the stored ``sample_id``;
     the generator receives ``(prompt, seed)`` pairs. ``describe()`` carries the table's content hash,
     so shards built from different tables (or another k) never mix.
+
+    ``problem`` (the pair's ``PairSpec.condition_problem``): prompts it names a reason for (empty,
+    too long for G) are left out before the index mapping, so G never sees them; ``rejected`` counts
+    them by reason (recorded by ``describe()``, hence in the manifest). The table hash stays the whole
+    table's.
     """
 
     kind = "prompt"
     arrow_type = pa.string()
 
-    def __init__(self, uri: str, samples_per_prompt: int | None = None):
+    def __init__(self, uri: str, samples_per_prompt: int | None = None, problem=None):
         import json
 
         from squeeze3d.prompts.table import METADATA_KEY, read_prompt_table_arrow, table_content_hash
@@ -100,6 +105,23 @@ class PromptConditions(ConditionSource):
         self.prompts: list[str] = table.column("prompt").to_pylist()
         self.prompt_ids: list[str] = table.column("prompt_id").to_pylist()
         self.table_sha256 = table_content_hash(self.prompt_ids, self.prompts)
+        self.rejected: dict = {"count": 0, "reasons": {}, "prompt_ids": []}
+        if problem is not None:
+            keep = []
+            for i, p in enumerate(self.prompts):
+                why = problem(p)
+                if why is None:
+                    keep.append(i)
+                    continue
+                self.rejected["count"] += 1
+                self.rejected["reasons"][why] = self.rejected["reasons"].get(why, 0) + 1
+                if len(self.rejected["prompt_ids"]) < 20:  # a sample to look up in the table
+                    self.rejected["prompt_ids"].append(self.prompt_ids[i])
+            if not keep:
+                raise PromptSourceError(f"{uri}: none of the {len(self.prompts)} prompts can condition this "
+                                        f"pair's generator ({self.rejected['reasons']})")
+            self.prompts = [self.prompts[i] for i in keep]
+            self.prompt_ids = [self.prompt_ids[i] for i in keep]
         self.backends = sorted(set(table.column("backend").to_pylist()))
         self.models = sorted(set(table.column("model").to_pylist()))
 
@@ -110,10 +132,14 @@ class PromptConditions(ConditionSource):
 
     def describe(self) -> dict:
         # No URI here: the same table copied to S3 is the same build.
-        return {"kind": self.kind, "table_sha256": self.table_sha256, "num_prompts": len(self.prompts),
-                "samples_per_prompt": self.samples_per_prompt, "backend": self.backends, "model": self.models,
-                "mapping": "index i -> prompt i // k, repeat i % k",
-                "seed_derivation": "splitmix64(sample_id ^ salt) >> 1"}
+        out = {"kind": self.kind, "table_sha256": self.table_sha256, "num_prompts": len(self.prompts),
+               "samples_per_prompt": self.samples_per_prompt, "backend": self.backends, "model": self.models,
+               "mapping": "index i -> prompt i // k, repeat i % k",
+               "seed_derivation": "splitmix64(sample_id ^ salt) >> 1"}
+        if self.rejected["count"]:  # only then: fingerprints of tables without rejects are unchanged
+            out["rejected_prompts"] = self.rejected
+            out["mapping"] = "index i -> usable prompt i // k, repeat i % k (rejected prompts left out)"
+        return out
 
     def locate(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Sample indices -> (row in the prompt table, repeat number)."""
@@ -163,11 +189,12 @@ def arrow_type_for(condition_kind: str) -> pa.DataType:
 
 
 def source_for(condition_kind: str, prompts: str | None = None,
-               samples_per_prompt: int | None = None) -> ConditionSource:
+               samples_per_prompt: int | None = None, problem=None) -> ConditionSource:
     """The condition source for a pair's ``condition_kind``: noise seeds, or the prompt table at
     ``prompts`` (local or s3://) expanded ``samples_per_prompt`` times (default: the k the table was
     built for, else 4 as in the paper).
-    A prompt table given to a noise pair, or none for a prompt pair, is a ``PromptSourceError``."""
+    A prompt table given to a noise pair, or none for a prompt pair, is a ``PromptSourceError``.
+    ``problem``: the pair's ``condition_problem`` (prompt tables: unusable prompts are left out)."""
     if condition_kind not in _SOURCES:
         raise UnsupportedConditionError(
             f"no condition source for condition kind {condition_kind!r} yet (available: "
@@ -176,7 +203,7 @@ def source_for(condition_kind: str, prompts: str | None = None,
         if not prompts:
             raise PromptSourceError("this pair is text-conditioned: pass --prompts URI (a prompt table from "
                                     "jobs/build_prompts.py or `squeeze3d prompts build`)")
-        return PromptConditions(prompts, samples_per_prompt)
+        return PromptConditions(prompts, samples_per_prompt, problem=problem)
     if prompts or samples_per_prompt is not None:
         raise PromptSourceError(f"--prompts/--samples-per-prompt apply to text-conditioned pairs only; this "
                                 f"pair's condition kind is {condition_kind!r}")

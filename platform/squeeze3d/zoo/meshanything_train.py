@@ -168,7 +168,8 @@ def _encode_ms(model: MeshAnythingMini, surface: np.ndarray, repeats: int = 10) 
 
 
 def train_meshanything(cfg: MeshAnythingTrainConfig, out_dir: str | Path | None, seed: int = 0,
-                       log: Callable[[str], None] = print, data: dict | None = None) -> dict:
+                       log: Callable[[str], None] = print, data: dict | None = None,
+                       device: torch.device | str = "cpu") -> dict:
     """Train, evaluate on the held-out test split, write ``meshanything_shape.{safetensors,json}``
     (into ``out_dir``; None: the shipped folder). ``data``: arrays as ``meshanything_data`` builds them
     (default: the cached corpus)."""
@@ -188,14 +189,14 @@ def train_meshanything(cfg: MeshAnythingTrainConfig, out_dir: str | Path | None,
     log(f"[meshanything] {model.cfg}; {sum(p.numel() for p in model.parameters())} parameters; "
         f"{len(train_idx)} train objects")
     t1 = time.time()
-    losses = fit(model, data, train_idx, cfg, seed, log=log)
+    losses = fit(model, data, train_idx, cfg, seed, device=device, log=log)
     train_s = time.time() - t1
     # evaluate the weights as shipped (fp16-rounded)
     with torch.no_grad():
         for p in model.state_dict().values():
             p.copy_(p.half().float())
-    metrics = evaluate(model, data, test_idx) if len(test_idx) else {}
-    metrics["encode_ms_per_mesh"] = _encode_ms(model, data["surface"][0])
+    metrics = evaluate(model, data, test_idx, device) if len(test_idx) else {}
+    metrics["encode_ms_per_mesh"] = _encode_ms(model.cpu(), data["surface"][0])  # the CPU latency
     log(f"[meshanything] test: {metrics}")
     summary = {"metrics_test": metrics, "final_loss": float(np.mean(losses[-50:])), "train_s": round(train_s, 1),
                "data_s": round(data_s, 1), "wall_s": round(time.time() - t0, 1)}

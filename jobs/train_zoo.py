@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg.classifier.steps = 2
         cfg.vae = {"steps": 2}
         cfg.priors = {"global_steps": 2, "point_steps": 2}
-        cfg.meshanything.update(count=min(cfg.meshanything.get("count", 100), 100), steps=2, eval_objects=4)
+        cfg.meshanything.update(count=min(cfg.meshanything.get("count", 120), 120), steps=2, eval_objects=4)
     train_zoo(args.pair, args.out, args.stages, cfg)
 
 

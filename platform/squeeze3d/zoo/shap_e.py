@@ -247,7 +247,7 @@ class ShapEGenerator(Generator):
     def __init__(self, device: str | torch.device = "cpu", path: str | Path | None = None, num_points: int = 2048,
                  module: ShapEModule | None = None, embedder=None, posterior: np.ndarray | None = None,
                  posterior_mix: float = 0.0):
-        """``posterior [n, R, D]`` + ``posterior_mix`` p: a share p of the samples (chosen by their seed)
+        """``posterior [n, R, D]`` (or a function returning it) + ``posterior_mix`` p: a share p of the samples (chosen by their seed)
         are G's fitted latents of train-split corpus objects (``shap_e_train``; the seed picks the
         object, the prompt is then not used) instead of prior samples, so synthetic pairs also cover
         the real objects' latents, not only what the prior reaches (the ``pointnet_lion`` lesson:
@@ -256,8 +256,17 @@ class ShapEGenerator(Generator):
         super().__init__(module, device)
         if posterior_mix > 0 and posterior is None:
             raise ValueError("posterior_mix > 0 needs the fitted posterior latents")
-        self.posterior = None if posterior is None else torch.from_numpy(np.asarray(posterior, np.float32))
+        self._posterior = posterior  # an array, or a loader called on the first sample that needs it
         self.posterior_mix = float(posterior_mix)
+
+    @property
+    def posterior(self) -> torch.Tensor | None:
+        """The fitted latents ``[n, R, D]``; loaded lazily (decode-only users, the codec, never pay)."""
+        if callable(self._posterior):
+            self._posterior = self._posterior()
+        if self._posterior is not None and not isinstance(self._posterior, torch.Tensor):
+            self._posterior = torch.from_numpy(np.asarray(self._posterior, np.float32))
+        return self._posterior
         # decode_to_mesh writes each latent's projected weights into renderer.mlp: hash the weights
         # now, before any decode, so the identity is the checkpoint's and never changes
         self.weights_hash()
@@ -285,7 +294,7 @@ class ShapEGenerator(Generator):
         out = []
         for prompt, seed in pairs:  # one at a time: a sample never depends on its batch
             pick = np.random.default_rng([seed, 0x5E])
-            if self.posterior is not None and pick.random() < self.posterior_mix:
+            if self.posterior_mix > 0 and pick.random() < self.posterior_mix:
                 out.append(self.posterior[int(pick.integers(len(self.posterior)))][None].to(self.device))
                 continue
             cond = text_embeddings(self.embedder, [prompt]).to(self.device)

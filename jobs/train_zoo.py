@@ -3,7 +3,8 @@
     python jobs/train_zoo.py --pair pointnet_lion                 # all stages, shipped weights folder
     python jobs/train_zoo.py --pair pointnet_lion --stages vae priors --out /tmp/zoo
     python jobs/train_zoo.py --pair nerfmae --threads 2           # one stage: the NeRF-MAE autoencoder
-    python jobs/train_zoo.py --pair meshanything                  # the mesh encoder (mini MeshAnything)
+    python jobs/train_zoo.py --pair meshanything_shape --stages meshanything   # the mesh encoder E
+    python jobs/train_zoo.py --pair meshanything_shape --stages shap_e         # the mesh generator G
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg.data.count = args.count
         cfg.nerfmae["count"] = args.count
         cfg.meshanything["count"] = args.count
+        cfg.shap_e["count"] = args.count
     if args.smoke:
         cfg.data.count = min(cfg.data.count, 120)
         cfg.nerfmae.update(count=min(cfg.nerfmae.get("count", 240), 240), steps=2, eval_objects=4, curve_objects=4)
@@ -37,6 +39,8 @@ def main(argv: list[str] | None = None) -> None:
         cfg.vae = {"steps": 2}
         cfg.priors = {"global_steps": 2, "point_steps": 2}
         cfg.meshanything.update(count=min(cfg.meshanything.get("count", 120), 120), steps=2, eval_objects=4)
+        cfg.shap_e.update(count=min(cfg.shap_e.get("count", 120), 120), steps=2, heldout_steps=2, heldout_val=4,
+                          prior_steps=2)
     train_zoo(args.pair, args.out, args.stages, cfg)
 
 

@@ -353,7 +353,7 @@ def load_weights(directory: str | Path = WEIGHTS_DIR, name: str = WEIGHTS_NAME) 
     wpath, cpath = directory / f"{name}.safetensors", directory / f"{name}.json"
     if not wpath.exists() or not cpath.exists():
         raise FileNotFoundError(f"mini MeshAnything weights not found at {wpath} (+ {cpath.name}); train them "
-                                "with `python jobs/train_zoo.py --pair meshanything`")
+                                "with `python jobs/train_zoo.py --pair meshanything_shape --stages meshanything`")
     meta = json.loads(cpath.read_text())
     model = MeshAnythingMini(MeshAnythingConfig.from_dict(meta["config"]))
     state = load_file(str(wpath))

@@ -6,7 +6,7 @@ Per step: a batch of training objects; the encoder sees one of the object's two 
 samplings (the platform's asset, or the independent one: a cheap augmentation that keeps the
 encoder from memorising one sampling), the decoder answers ``occ_queries`` occupancy queries (half
 near the surface, half uniform) and ``color_queries`` colour queries at the other sampling's points.
-Deterministic for a given seed, device and torch build. ``jobs/train_zoo.py --pair meshanything``.
+Deterministic for a given seed, device and torch build. ``jobs/train_zoo.py --pair meshanything_shape --stages meshanything``.
 """
 
 from __future__ import annotations

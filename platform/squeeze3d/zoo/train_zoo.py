@@ -11,8 +11,9 @@ PointNet++ training costs about a second per object): the classifier sees 480 ob
 an epoch of the training split), the VAE 2400 objects, the priors the VAE latents of the training
 split (see ``lion.VAETrainConfig`` / ``lion.PriorTrainConfig``).
 ``nerfmae`` (``train_nerfmae_zoo``): one stage, ``nerfmae.train_nerfmae``.
-``meshanything`` (``train_meshanything_zoo``): one stage, the mesh encoder E (mini MeshAnything),
-``meshanything_train.train_meshanything``.
+``meshanything_shape`` (``train_meshanything_shape_zoo``): stage ``meshanything``, the mesh encoder E
+(mini MeshAnything, ``meshanything_train.train_meshanything``), and stage ``shap_e``, the generator G
+(mini Shap-E, ``shap_e_train.train_shap_e``).
 Results are deterministic for a given seed, device and torch build.
 """
 
@@ -78,7 +79,9 @@ class ZooConfig:
     nerfmae: dict = field(default_factory=dict)
     """``nerfmae`` pair: overrides of ``nerfmae.NerfMAETrainConfig`` (its ``model`` key: ``NerfMAEConfig``)."""
     meshanything: dict = field(default_factory=dict)
-    """``meshanything`` (mesh encoder E): overrides of ``meshanything_train.MeshAnythingTrainConfig``."""
+    """``meshanything_shape``'s E stage: overrides of ``meshanything_train.MeshAnythingTrainConfig``."""
+    shap_e: dict = field(default_factory=dict)
+    """``meshanything_shape``'s G stage: overrides of ``shap_e_train.ShapETrainConfig``."""
 
 
 def load_data(cfg: DataConfig, log: Callable[[str], None] = print) -> dict[str, np.ndarray]:
@@ -260,6 +263,27 @@ def train_meshanything_zoo(out_dir: str | Path | None, stages: tuple[str, ...], 
     return summary
 
 
+MESH_STAGES = ("meshanything", "shap_e")
+"""The ``meshanything_shape`` recipe's stages: E (mini MeshAnything), then G (mini Shap-E); independent."""
+
+
+def train_meshanything_shape_zoo(out_dir: str | Path | None, stages: tuple[str, ...], cfg: ZooConfig,
+                                 log: Callable[[str], None] = print) -> dict:
+    """The mesh pair's zoo: E into the weights folder, G (``shap_e_train.train_shap_e``: auto-decoder,
+    held-out latents, text prior) into its ``shap_e/`` subfolder."""
+    from squeeze3d.zoo import shap_e, shap_e_train
+
+    out: dict = {}
+    if "meshanything" in stages:
+        out["meshanything"] = train_meshanything_zoo(out_dir, (), cfg, log)
+    if "shap_e" in stages:
+        tcfg = shap_e_train.ShapETrainConfig(**{"threads": cfg.threads, "seed": cfg.seed, **cfg.shap_e})
+        log(f"[zoo] shap_e: {tcfg}")
+        g_dir = Path(out_dir) / "shap_e" if out_dir is not None else shap_e.WEIGHTS_DIR
+        out["shap_e"] = shap_e_train.train_shap_e(g_dir, tcfg, log)
+    return out
+
+
 @dataclass(frozen=True)
 class ZooRecipe:
     """How one pair's mini zoo is trained from scratch (``jobs/train_zoo.py --pair NAME``)."""
@@ -274,7 +298,7 @@ class ZooRecipe:
 RECIPES: dict[str, ZooRecipe] = {
     "pointnet_lion": ZooRecipe(train_pointnet_lion_zoo, STAGES),
     "nerfmae": ZooRecipe(train_nerfmae_zoo),
-    "meshanything": ZooRecipe(train_meshanything_zoo),
+    "meshanything_shape": ZooRecipe(train_meshanything_shape_zoo, MESH_STAGES),
 }
 ZOO_PAIRS = tuple(RECIPES)
 

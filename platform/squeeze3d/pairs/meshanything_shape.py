@@ -74,10 +74,26 @@ def _encoder(device: str):
     return MeshAnythingEncoder(device, weights=os.environ.get(MESHANYTHING_PATH_ENV) or None)
 
 
+# Share of a build's samples that are G's fitted latents of train-split corpus objects (picked by the
+# sample's seed) rather than prior samples: the prior alone under-covers the real objects' latents
+# (``ShapEGenerator.posterior_mix``). 0 with other weights (SQUEEZE3D_SHAP_E_PATH): their latents
+# would not match the shipped recipe's cache.
+POSTERIOR_MIX = 0.5
+
+
+def _posterior():
+    from squeeze3d.zoo.shap_e_train import posterior_latents
+
+    return posterior_latents()
+
+
 def _generator(device: str):
     from squeeze3d.zoo.shap_e import ShapEGenerator
 
-    return ShapEGenerator(device, path=_shap_e_path(), num_points=NUM_POINTS)
+    path = _shap_e_path()
+    mix = POSTERIOR_MIX if path is None else 0.0
+    return ShapEGenerator(device, path=path, num_points=NUM_POINTS, posterior=_posterior if mix else None,
+                          posterior_mix=mix)
 
 
 def query_points():

@@ -190,7 +190,11 @@ def train_shap_e(out_dir: str | Path, cfg: ShapETrainConfig, log: Callable[[str]
 
     out = shap_e.save(module, out_dir)
     lat_path = latents_cache(cfg)
-    np.savez(lat_path, train_idx=train_idx, train=train_lat.numpy(), heldout_idx=held_idx, heldout=held_lat.numpy())
+    from squeeze3d.zoo.base import state_dict_hash
+
+    # keyed by G's weights: a cache from another training run is never mistaken for this one's
+    np.savez(lat_path, train_idx=train_idx, train=train_lat.numpy(), heldout_idx=held_idx, heldout=held_lat.numpy(),
+             weights_hash=np.array(state_dict_hash(shap_e.load(out))))
     summary = {"config": asdict(cfg), "model": asdict(mcfg), "autodecoder": ad_curve, "prior": prior_curve,
                "latents_cache": str(lat_path), "seconds": round(time.time() - t0, 1),
                "objects": {"train": int(len(train_idx)), "val": int(len(val_idx)), "test": int(len(test_idx))}}
@@ -211,16 +215,22 @@ def posterior_latents(generator_path: str | Path | None = None, cfg: ShapETrainC
     """The fitted train-split latents ``[n, R, D]`` (``ShapEGenerator(posterior=...)``): read from the
     recipe's cache; on a fresh clone (shipped weights, no cache) refitted once with the renderer
     frozen (``fit_latents``, minutes) and cached beside the recipe's file."""
+    from squeeze3d.zoo.base import state_dict_hash
+
     cfg = cfg or ShapETrainConfig()
     path = latents_cache(cfg)
+    module = shap_e.load(generator_path or shap_e.WEIGHTS_DIR)
+    want = state_dict_hash(module)
     if path.exists():
         with np.load(path) as z:
-            return z["train"]
-    module = shap_e.load(generator_path or shap_e.WEIGHTS_DIR)
+            if "weights_hash" in z.files and str(z["weights_hash"]) == want:
+                return z["train"]
+        log(f"[shap_e] {path}: fitted for other G weights; refitting")
     data = shap_e_data.build(cfg.count, cfg.queries)
     train_idx = np.flatnonzero(data["splits"] == 0)
     lat = fit_latents(module.renderer, data, train_idx, replace(cfg, heldout_points=cfg.heldout_points), log).numpy()
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, train_idx=train_idx, train=lat, heldout_idx=np.zeros(0, np.int64), heldout=np.zeros((0, *lat.shape[1:]), np.float32))
+    np.savez(tmp, train_idx=train_idx, train=lat, heldout_idx=np.zeros(0, np.int64),
+             heldout=np.zeros((0, *lat.shape[1:]), np.float32), weights_hash=np.array(want))
     os.replace(tmp, path)
     return lat

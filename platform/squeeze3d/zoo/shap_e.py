@@ -49,7 +49,7 @@ class ShapEConfig:
     d_latent: int = 64
     """Columns of z_G (real Shap-E: 1024)."""
     n_hidden_layers: int = 6
-    prior_layers: int = 4
+    prior_layers: int = 2
     prior_heads: int = 2
     prior_head_dim: int = 32
     text_dim: int = 384
@@ -258,6 +258,12 @@ class ShapEGenerator(Generator):
             raise ValueError("posterior_mix > 0 needs the fitted posterior latents")
         self._posterior = posterior  # an array, or a loader called on the first sample that needs it
         self.posterior_mix = float(posterior_mix)
+        # decode_to_mesh writes each latent's projected weights into renderer.mlp: hash the weights
+        # now, before any decode, so the identity is the checkpoint's and never changes
+        self.weights_hash()
+        self.cfg = module.cfg
+        self.num_points = int(num_points)
+        self._embedder = embedder
 
     @property
     def posterior(self) -> torch.Tensor | None:
@@ -267,12 +273,6 @@ class ShapEGenerator(Generator):
         if self._posterior is not None and not isinstance(self._posterior, torch.Tensor):
             self._posterior = torch.from_numpy(np.asarray(self._posterior, np.float32))
         return self._posterior
-        # decode_to_mesh writes each latent's projected weights into renderer.mlp: hash the weights
-        # now, before any decode, so the identity is the checkpoint's and never changes
-        self.weights_hash()
-        self.cfg = module.cfg
-        self.num_points = int(num_points)
-        self._embedder = embedder
 
     @property
     def embedder(self):

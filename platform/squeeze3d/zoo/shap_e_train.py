@@ -51,12 +51,14 @@ class ShapETrainConfig:
     heldout_points: int = 256
     heldout_val: int = 48
     """Held-out latents are fitted for the first ``heldout_val`` val objects and every test object."""
-    prior_steps: int = 3000
-    prior_batch: int = 64
+    prior_steps: int = 2000
+    prior_batch: int = 16
     prior_lr: float = 3e-4
     cond_dropout: float = 0.1
     seed: int = 0
     threads: int = 1
+    stages: tuple[str, ...] = ("autodecoder", "prior")
+    """``autodecoder`` (renderer + train latents + held-out latents), ``prior``; see ``train_shap_e``."""
     model: dict = field(default_factory=dict)
     """Overrides of ``shap_e.ShapEConfig``."""
 
@@ -157,48 +159,71 @@ def train_prior(prior, cfg_model: shap_e.ShapEConfig, x: torch.Tensor, cond: tor
         loss.backward()
         opt.step()
         if step % 200 == 0 or step == cfg.prior_steps - 1:
-            curve.append({"step": step, "mse": float(loss), "s": round(time.time() - t0, 1)})
-            log(f"[shap_e] prior step {step}: x0 mse {float(loss):.4f} ({time.time() - t0:.0f}s)")
+            curve.append({"step": step, "mse": loss.item(), "s": round(time.time() - t0, 1)})
+            log(f"[shap_e] prior step {step}: x0 mse {loss.item():.4f} ({time.time() - t0:.0f}s)")
     prior.eval()
     return curve
 
 
+def _save_latents(path: Path, train_idx, train_lat, held_idx, held_lat, renderer) -> None:
+    from squeeze3d.zoo.base import state_dict_hash
+
+    # keyed by the renderer's weights: a cache from another training run is never mistaken for this one's
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, train_idx=train_idx, train=np.asarray(train_lat), heldout_idx=held_idx, heldout=np.asarray(held_lat),
+             weights_hash=np.array(state_dict_hash(renderer)))
+    os.replace(tmp, path)
+
+
 def train_shap_e(out_dir: str | Path, cfg: ShapETrainConfig, log: Callable[[str], None] = print) -> dict:
     """The whole recipe; writes the model folder (``shap_e.save``), the fitted latents (cache, not
-    shipped) and ``train_summary.json``. Returns the summary."""
+    shipped) and ``train_summary.json``. Returns the summary. ``cfg.stages`` without ``autodecoder``
+    resumes from ``out_dir`` and the latents cache (both are written as soon as stage 1-2 ends, so a
+    run stopped during the prior keeps its renderer and latents)."""
     torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(cfg.seed)
     t0 = time.time()
     data = shap_e_data.build(cfg.count, cfg.queries, progress=None)
     splits = data["splits"]
     train_idx, val_idx, test_idx = (np.flatnonzero(splits == k) for k in range(3))
-    mcfg = shap_e.ShapEConfig(**cfg.model)
-    module = shap_e.ShapEModule(mcfg)
-    log(f"[shap_e] {len(train_idx)} train / {len(val_idx)} val / {len(test_idx)} test objects; z_G {mcfg.z_shape}")
-    train_lat, ad_curve = fit_autodecoder(module.renderer, data, train_idx, cfg, log)
-    held_idx = np.concatenate([val_idx[:cfg.heldout_val], test_idx])
-    held_lat = fit_latents(module.renderer, data, held_idx, cfg, log)
-
-    scale = float(torch.quantile(train_lat.abs().flatten()[:1_000_000], 0.999))
-    mcfg.latent_scale = scale
-    from squeeze3d.prompts.embed import MiniLMEmbedder
-
-    emb = MiniLMEmbedder(num_threads=int(cfg.threads))
-    captions = [str(c) for c in data["captions"]]
-    cond = shap_e.text_embeddings(emb, [captions[i] for i in train_idx])
-    prior_curve = train_prior(module.prior, mcfg, (train_lat / scale).clamp(-1, 1), cond, cfg, log)
-
-    out = shap_e.save(module, out_dir)
     lat_path = latents_cache(cfg)
-    from squeeze3d.zoo.base import state_dict_hash
+    summary_path = Path(out_dir) / "train_summary.json"
+    if "autodecoder" in cfg.stages:
+        mcfg = shap_e.ShapEConfig(**cfg.model)
+        module = shap_e.ShapEModule(mcfg)
+        log(f"[shap_e] {len(train_idx)} train / {len(val_idx)} val / {len(test_idx)} test objects; z_G {mcfg.z_shape}")
+        train_lat, ad_curve = fit_autodecoder(module.renderer, data, train_idx, cfg, log)
+        held_idx = np.concatenate([val_idx[:cfg.heldout_val], test_idx])
+        held_lat = fit_latents(module.renderer, data, held_idx, cfg, log)
+        mcfg.latent_scale = float(torch.quantile(train_lat.abs().flatten()[:1_000_000], 0.999))
+        shap_e.save(module, out_dir)
+        _save_latents(lat_path, train_idx, train_lat.numpy(), held_idx, held_lat.numpy(), module.renderer)
+        summary = {"autodecoder": ad_curve}
+    else:
+        module = shap_e.load(out_dir)
+        mcfg = module.cfg
+        with np.load(lat_path) as z:
+            train_lat = torch.from_numpy(z["train"])
+        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        log(f"[shap_e] resumed {out_dir} and {lat_path}")
+    if "prior" in cfg.stages:
+        # a fresh prior at the recipe's size (a resumed folder may hold a stopped run's prior)
+        size = shap_e.ShapEConfig(**cfg.model)
+        mcfg = replace(mcfg, prior_layers=size.prior_layers, prior_heads=size.prior_heads,
+                       prior_head_dim=size.prior_head_dim)
+        module.cfg = mcfg
+        module.prior = shap_e.build_prior(mcfg)
+        from squeeze3d.prompts.embed import MiniLMEmbedder
 
-    # keyed by G's weights: a cache from another training run is never mistaken for this one's
-    np.savez(lat_path, train_idx=train_idx, train=train_lat.numpy(), heldout_idx=held_idx, heldout=held_lat.numpy(),
-             weights_hash=np.array(state_dict_hash(shap_e.load(out))))
-    summary = {"config": asdict(cfg), "model": asdict(mcfg), "autodecoder": ad_curve, "prior": prior_curve,
-               "latents_cache": str(lat_path), "seconds": round(time.time() - t0, 1),
-               "objects": {"train": int(len(train_idx)), "val": int(len(val_idx)), "test": int(len(test_idx))}}
-    (Path(out) / "train_summary.json").write_text(json.dumps(summary, indent=2))
+        emb = MiniLMEmbedder(num_threads=int(cfg.threads))
+        captions = [str(c) for c in data["captions"]]
+        cond = shap_e.text_embeddings(emb, [captions[i] for i in train_idx])
+        summary["prior"] = train_prior(module.prior, mcfg, (train_lat / mcfg.latent_scale).clamp(-1, 1), cond, cfg, log)
+    out = shap_e.save(module, out_dir)
+    summary.update({"config": asdict(cfg), "model": asdict(mcfg), "latents_cache": str(lat_path),
+                    "objects": {"train": int(len(train_idx)), "val": int(len(val_idx)), "test": int(len(test_idx))}})
+    summary["seconds_" + "+".join(cfg.stages)] = round(time.time() - t0, 1)
+    summary_path.write_text(json.dumps(summary, indent=2))
     log(f"[shap_e] saved {out} ({time.time() - t0:.0f}s)")
     return summary
 
@@ -220,7 +245,7 @@ def posterior_latents(generator_path: str | Path | None = None, cfg: ShapETrainC
     cfg = cfg or ShapETrainConfig()
     path = latents_cache(cfg)
     module = shap_e.load(generator_path or shap_e.WEIGHTS_DIR)
-    want = state_dict_hash(module)
+    want = state_dict_hash(module.renderer)  # the latents depend on the renderer only, not the prior
     if path.exists():
         with np.load(path) as z:
             if "weights_hash" in z.files and str(z["weights_hash"]) == want:

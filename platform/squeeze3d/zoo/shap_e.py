@@ -59,8 +59,12 @@ class ShapEConfig:
     inference_steps: int = 16
     guidance_scale: float = 3.0
     latent_scale: float = 1.0
-    """z_G = latent_scale · x, x the prior's variable (clipped to [-1, 1] like Shap-E's): set from the
-    fitted latents' spread when the prior is trained."""
+    """z_G = latent_scale · x, x the prior's variable: the fitted latents' standard deviation (set when
+    the prior is trained), so x has unit variance. Shap-E's own latents live in [-1, 1]; ours scaled
+    to [-1, 1] had a std of 0.29, below the schedule's smallest noise (σ 0.11) at nearly every
+    timestep, and the prior learned only the mean (measured: x0 MSE stuck at the data variance)."""
+    clip_range: float = 5.0
+    """The sampler clips predicted x0 to ±clip_range (Shap-E: ±1 on its [-1, 1] latents; here ±5 std)."""
     text_encoder: str = "all-MiniLM-L6-v2"
 
     @property
@@ -102,12 +106,12 @@ def build_prior(cfg: ShapEConfig):
                             clip_embed_dim=2 * cfg.d_latent)
 
 
-def build_scheduler():
-    """Shap-E's scheduler settings (diffusers' ``shap-e`` scheduler config)."""
+def build_scheduler(clip_range: float = 1.0):
+    """Shap-E's scheduler settings (diffusers' ``shap-e`` scheduler config), with the x0 clip range."""
     from diffusers import HeunDiscreteScheduler
 
     return HeunDiscreteScheduler(num_train_timesteps=1024, beta_schedule="exp", prediction_type="sample",
-                                 use_karras_sigmas=True, clip_sample=True, clip_sample_range=1.0)
+                                 use_karras_sigmas=True, clip_sample=True, clip_sample_range=float(clip_range))
 
 
 def field_values(renderer, latents: torch.Tensor, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,7 +185,7 @@ def save(module: ShapEModule, path: str | Path) -> Path:
     p.mkdir(parents=True, exist_ok=True)
     module.renderer.save_pretrained(p / "shap_e_renderer", safe_serialization=True)
     module.prior.save_pretrained(p / "prior", safe_serialization=True)
-    build_scheduler().save_pretrained(p / "scheduler")
+    build_scheduler(module.cfg.clip_range).save_pretrained(p / "scheduler")
     (p / "model_index.json").write_text(json.dumps({
         "_class_name": "Squeeze3DMiniShapE", "prior": ["diffusers", "PriorTransformer"],
         "shap_e_renderer": ["diffusers", "ShapERenderer"], "scheduler": ["diffusers", "HeunDiscreteScheduler"],
@@ -201,8 +205,9 @@ def load(path: str | Path) -> ShapEModule:
         raise UserError(f"{p}: not a mini Shap-E folder (no squeeze3d.json); train one with "
                         f"`python jobs/train_zoo.py --pair meshanything_shape`")
     cfg = ShapEConfig(**json.loads((p / "squeeze3d.json").read_text()))
-    renderer = ShapERenderer.from_pretrained(p / "shap_e_renderer")
-    prior = PriorTransformer.from_pretrained(p / "prior")
+    # low_cpu_mem_usage=False: the default wants `accelerate` (not a dependency) and warns without it
+    renderer = ShapERenderer.from_pretrained(p / "shap_e_renderer", low_cpu_mem_usage=False)
+    prior = PriorTransformer.from_pretrained(p / "prior", low_cpu_mem_usage=False)
     return ShapEModule(cfg, renderer, prior)
 
 
@@ -219,7 +224,7 @@ def sample_prior(prior, cfg: ShapEConfig, cond: torch.Tensor, noise: torch.Tenso
                  guidance: float | None = None) -> torch.Tensor:
     """x ``[B, R, D]`` from the prior, Shap-E's sampling loop (Heun, classifier-free guidance against the
     zero embedding); ``noise`` is the initial standard normal ``[B, R, D]``."""
-    sched = build_scheduler()
+    sched = build_scheduler(cfg.clip_range)
     sched.set_timesteps(int(steps or cfg.inference_steps), device=noise.device)
     guidance = cfg.guidance_scale if guidance is None else float(guidance)
     x = noise * sched.init_noise_sigma

@@ -138,17 +138,21 @@ def fit_latents(renderer, data, idx: np.ndarray, cfg: ShapETrainConfig, log: Cal
 def train_prior(prior, cfg_model: shap_e.ShapEConfig, x: torch.Tensor, cond: torch.Tensor, cfg: ShapETrainConfig,
                 log: Callable[[str], None]) -> list[dict]:
     """x0-prediction on the Shap-E schedule; ``x [n, R, D]`` in [-1, 1], ``cond [n, text_dim]``."""
-    sched = shap_e.build_scheduler()
+    sched = shap_e.build_scheduler(cfg_model.clip_range)
     abar = sched.alphas_cumprod.float()
     sigmas = ((1 - abar) / abar).sqrt()
     opt = torch.optim.AdamW(prior.parameters(), lr=cfg.prior_lr, weight_decay=0.0)
     g = torch.Generator().manual_seed(cfg.seed + 2)
     curve, t0 = [], time.time()
     prior.train()
+    # timesteps drawn uniformly in log σ (not in t): the exp schedule puts 95 % of its timesteps at
+    # σ > 0.9, where a unit-variance latent is buried and only the mean can be learned
+    log_lo, log_hi = float(sigmas[0].log()), float(sigmas[-1].log())
     for step in range(cfg.prior_steps):
         opt.param_groups[0]["lr"] = cfg.prior_lr * _cosine(step, cfg.prior_steps)
         i = torch.randint(len(x), (cfg.prior_batch,), generator=g)
-        t = torch.randint(len(sigmas), (cfg.prior_batch,), generator=g)
+        u = torch.rand(cfg.prior_batch, generator=g)
+        t = torch.searchsorted(sigmas, (log_lo + u * (log_hi - log_lo)).exp()).clamp(max=len(sigmas) - 1)
         s = sigmas[t][:, None, None]
         x0 = x[i]
         xt = x0 + s * torch.randn(x0.shape, generator=g)
@@ -195,7 +199,6 @@ def train_shap_e(out_dir: str | Path, cfg: ShapETrainConfig, log: Callable[[str]
         train_lat, ad_curve = fit_autodecoder(module.renderer, data, train_idx, cfg, log)
         held_idx = np.concatenate([val_idx[:cfg.heldout_val], test_idx])
         held_lat = fit_latents(module.renderer, data, held_idx, cfg, log)
-        mcfg.latent_scale = float(torch.quantile(train_lat.abs().flatten()[:1_000_000], 0.999))
         shap_e.save(module, out_dir)
         _save_latents(lat_path, train_idx, train_lat.numpy(), held_idx, held_lat.numpy(), module.renderer)
         summary = {"autodecoder": ad_curve}
@@ -218,7 +221,10 @@ def train_shap_e(out_dir: str | Path, cfg: ShapETrainConfig, log: Callable[[str]
         emb = MiniLMEmbedder(num_threads=int(cfg.threads))
         captions = [str(c) for c in data["captions"]]
         cond = shap_e.text_embeddings(emb, [captions[i] for i in train_idx])
-        summary["prior"] = train_prior(module.prior, mcfg, (train_lat / mcfg.latent_scale).clamp(-1, 1), cond, cfg, log)
+        mcfg = replace(mcfg, latent_scale=float(train_lat.std()))
+        module.cfg = mcfg
+        x = (train_lat / mcfg.latent_scale).clamp(-mcfg.clip_range, mcfg.clip_range)
+        summary["prior"] = train_prior(module.prior, mcfg, x, cond, cfg, log)
     out = shap_e.save(module, out_dir)
     summary.update({"config": asdict(cfg), "model": asdict(mcfg), "latents_cache": str(lat_path),
                     "objects": {"train": int(len(train_idx)), "val": int(len(val_idx)), "test": int(len(test_idx))}})

@@ -50,6 +50,8 @@ def main() -> int:
     ap.add_argument("--test", type=int, default=32, help="held-out test grids (>= 32 for the RD table)")
     ap.add_argument("--ceiling-epochs", type=int, default=8, help="(b): epochs over the real train objects; 0 skips")
     ap.add_argument("--ceiling-count", type=int, default=2400, help="(b): corpus objects (80%% train)")
+    ap.add_argument("--codes", nargs="*", default=["24:2:8"],
+                    help="(b) code sizes CHANNELS:LEVELS:BITS (code grid 8³ / 2^LEVELS, QAT and payload at BITS)")
     ap.add_argument("--model", default=None, help="(c) and the eval: a checkpoint dir (default: champion / shipped)")
     ap.add_argument("--no-eval", action="store_true", help="skip the codec evaluation")
     ap.add_argument("--ceilings-only", action="store_true", help="(a) and (b) only (no champion needed)")
@@ -75,13 +77,23 @@ def main() -> int:
         tr = np.flatnonzero(data["splits"] == 0)
         z_tr = torch.cat([enc.encode(torch.from_numpy(data["grids"][tr[s:s + 32]].astype(np.float32)))
                           for s in range(0, len(tr), 32)])
-        cfg = train_config_for_pair("nerfmae", path, sets=[f"optim.epochs={a.ceiling_epochs}"])
-        t0 = time.perf_counter()
-        res = fit(cfg, tuple(z_tr.shape[1:]), tuple(z_tr.shape[1:]), TensorPairs(z_tr, z_tr, cfg.optim.batch_size))
-        out["b_code_ceiling"] = {"objects": len(tr), "epochs": a.ceiling_epochs, "wall_s": round(time.perf_counter() - t0),
-                                 "f32": score(x, mapped(res.f_e, res.f_d, gen, z, 0)),
-                                 "8bit": score(x, mapped(res.f_e, res.f_d, gen, z, 8))}
-        print(f"(b) real-object mapping at the code size: {out['b_code_ceiling']}", flush=True)
+        out["b_code_ceiling"] = {}
+        for spec in a.codes:
+            ch, levels, bits = (int(v) for v in spec.split(":"))
+            unet = [32, 64, 96][:levels]
+            cfg = train_config_for_pair("nerfmae", path, sets=[f"optim.epochs={a.ceiling_epochs}",
+                                                                f"mapping.code_channels={ch}",
+                                                                f"mapping.unet_channels=[{','.join(map(str, unet))}]",
+                                                                f"loss.code_noise_bits={bits}"])
+            t0 = time.perf_counter()
+            res = fit(cfg, tuple(z_tr.shape[1:]), tuple(z_tr.shape[1:]), TensorPairs(z_tr, z_tr, cfg.optim.batch_size))
+            n = ch * (8 // 2 ** levels) ** 3
+            row = {"code_values": n, "bits": bits, "payload_bytes": -(-n * bits // 8), "objects": len(tr),
+                   "epochs": a.ceiling_epochs, "wall_s": round(time.perf_counter() - t0),
+                   "f32": score(x, mapped(res.f_e, res.f_d, gen, z, 0)),
+                   f"{bits}bit": score(x, mapped(res.f_e, res.f_d, gen, z, bits))}
+            out["b_code_ceiling"][spec] = row
+            print(f"(b) real-object mapping, code {spec}: {row}", flush=True)
     if not a.ceilings_only:
         from squeeze3d.codec.models import resolve_default
         from squeeze3d.mapping.checkpoint import load_checkpoint

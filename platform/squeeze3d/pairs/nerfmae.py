@@ -8,7 +8,9 @@ Both models are the mini zoo trained in-project on the procedural radiance corpu
 - conditions: integer seeds, each one a procedural train-split object with re-drawn colours and
   materials, encoded and decoded by the autoencoder (NeRF-MAE has no generative prior).
 Mapping (paper App. A.1): the 3D conv U-Net with bottleneck ResNet-V2 blocks and a 24-channel code;
-two levels (8³ → 4³ → 2³) give a code of 24 × 2³ = 192 numbers.
+two levels (8³ → 4³ → 2³, the default here) give a code of 24 × 2³ = 192 numbers. The shipped
+champion (``jobs/recipes/nerfmae_champion.yaml``) uses one level: 24 × 4³ = 1536 values, 1 bit each
+(quantisation-aware), because the code's spatial resolution mattered more than its bits (README).
 End-task metrics: render PSNR and MS-SSIM (``squeeze3d.metrics.volume``, a fixed camera ring).
 Output loss (``loss.lambda_output``): an occupancy-weighted MSE between G's decodes of ẑ_G and z_G.
 """

@@ -37,9 +37,11 @@ from squeeze3d.errors import ContainerError
 
 ZSTD_LEVEL = 19
 MIN_BITS, MAX_BITS = 1, 16
-VQRF_RATES = ((256, 0.01), (16, 0.05))
+VQRF_RATES = ((256, 0.01), (16, 0.05), (4, 0.1))
 """(codebook size K, opacity pruning threshold) per VQRF rate, highest rate first."""
-QZ_LADDER = (8, 6, 4)
+QZ_LADDER = (8, 6, 4, 3, 2, 1)
+"""Bits of the qz baselines in `squeeze3d eval`, down to 1 so the table has baselines at a neural
+file's few hundred bytes (equal-bytes comparison)."""
 _QZ_HEAD = struct.Struct("<2sBBHf")
 
 

@@ -8,7 +8,8 @@ textured corpus objects (``zoo.mesh_corpus`` test split: never seen by G's rende
   objects (its own test accuracy is reported), judges the category of samples drawn for captions
   "a {style} {category} made of {material}"; the share whose category matches the prompt's;
 - **diversity per prompt**: mean pairwise Chamfer between samples of one prompt (different seeds),
-  beside the mean between samples of different prompts;
+  beside the mean between samples of different prompts drawn with the *same* seed (how much the
+  prompt, rather than the noise, moves a sample: ~0 means G ignores the prompt);
 - time per mesh: prior sampling, decode, encode (this CPU, one thread).
 """
 
@@ -103,5 +104,5 @@ def adherence_and_diversity(gen, encoder, probe, per_category: int = 2, seeds: i
         log(f"[bench-mesh] {p!r}: predicted {[mesh_corpus.CATEGORIES[int(i)] for i in pred]}")
     across = [chamfer_fscore(a, b)[0] for a, b in itertools.combinations(clouds, 2)]
     return {"prompts": len(prompts), "samples": len(hits), "adherence": float(np.mean(hits)),
-            "chamfer_within_prompt": float(np.mean(within)), "chamfer_across_prompts": float(np.mean(across)),
+            "chamfer_within_prompt": float(np.mean(within)), "chamfer_same_seed_across_prompts": float(np.mean(across)),
             "sample_and_decode_s": float(np.mean(sample_s)), "encode_s": float(np.mean(encode_s))}

@@ -48,6 +48,11 @@ def render_ms_ssim(reference: torch.Tensor, test: torch.Tensor) -> float:
 
 
 def surface_samples(mesh: Mesh, n: int = SURFACE_SAMPLES) -> np.ndarray:
+    """``[n, 3]`` samples; an empty mesh (a code whose decoded SDF never crosses zero) counts as all
+    its samples at the origin, as G's fixed-size output does (``ShapEGenerator._decode``), so the
+    metrics stay finite and penalise it instead of failing."""
+    if mesh.num_faces == 0 or float(mesh.face_areas().sum()) <= 0:
+        return np.zeros((n, 3), np.float32)
     return sample_surface(mesh, n, seed=0)[:, :3]
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -344,10 +345,28 @@ def save_weights(model: MeshAnythingMini, directory: str | Path, extra: dict | N
     return directory / f"{name}.safetensors"
 
 
+class MeshAnythingCheckpointError(ValueError):
+    """A checkpoint whose keys or shapes do not match the mini MeshAnything encoder."""
+
+
+def check_state_dict(state: Mapping[str, torch.Tensor], model: MeshAnythingMini, source: str = "checkpoint") -> None:
+    """Raise one line naming every missing, mis-shaped and unexpected key (mini-model names)."""
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(want) - set(state))
+    unexpected = sorted(set(state) - set(want))
+    misshaped = sorted(f"{k} {tuple(state[k].shape)} (expected {want[k]})"
+                       for k in set(want) & set(state) if tuple(state[k].shape) != want[k])
+    if missing or unexpected or misshaped:
+        parts = [f"missing {len(missing)}: {', '.join(missing)}" if missing else "",
+                 f"mis-shaped {len(misshaped)}: {'; '.join(misshaped)}" if misshaped else "",
+                 f"unexpected {len(unexpected)}: {', '.join(unexpected)}" if unexpected else ""]
+        raise MeshAnythingCheckpointError(f"{source} does not match the mini MeshAnything encoder "
+                                          f"(width {model.cfg.width}, {model.cfg.num_latents} latents): "
+                                          + " | ".join(p for p in parts if p))
+
+
 def load_weights(directory: str | Path = WEIGHTS_DIR, name: str = WEIGHTS_NAME) -> tuple[MeshAnythingMini, dict]:
     from safetensors.torch import load_file
-
-    from squeeze3d.zoo.meshanything_checkpoint import check_state_dict
 
     directory = Path(directory)
     wpath, cpath = directory / f"{name}.safetensors", directory / f"{name}.json"

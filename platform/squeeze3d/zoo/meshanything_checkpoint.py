@@ -24,32 +24,18 @@ from pathlib import Path
 
 import torch
 
-from squeeze3d.zoo.meshanything import MeshAnythingConfig, MeshAnythingMini
+# the strict key check lives beside the model (its own weights loader uses it too): one import direction
+from squeeze3d.zoo.meshanything import (  # noqa: F401
+    MeshAnythingCheckpointError,
+    MeshAnythingConfig,
+    MeshAnythingMini,
+    check_state_dict,
+)
 
 PREFIXES = {"point_encoder.model.shape_model.": "shape_model.",
             "point_encoder.model.shape_projection": "shape_projection",
             "cond_head_proj.": "cond_head_proj.", "cond_proj.": "cond_proj."}
 """MeshAnything key prefix -> mini key prefix."""
-
-
-class MeshAnythingCheckpointError(ValueError):
-    """A checkpoint whose keys or shapes do not match the mini MeshAnything encoder."""
-
-
-def check_state_dict(state: Mapping[str, torch.Tensor], model: MeshAnythingMini, source: str = "checkpoint") -> None:
-    """Raise one line naming every missing, mis-shaped and unexpected key (mini-model names)."""
-    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = sorted(set(want) - set(state))
-    unexpected = sorted(set(state) - set(want))
-    misshaped = sorted(f"{k} {tuple(state[k].shape)} (expected {want[k]})"
-                       for k in set(want) & set(state) if tuple(state[k].shape) != want[k])
-    if missing or unexpected or misshaped:
-        parts = [f"missing {len(missing)}: {', '.join(missing)}" if missing else "",
-                 f"mis-shaped {len(misshaped)}: {'; '.join(misshaped)}" if misshaped else "",
-                 f"unexpected {len(unexpected)}: {', '.join(unexpected)}" if unexpected else ""]
-        raise MeshAnythingCheckpointError(f"{source} does not match the mini MeshAnything encoder "
-                                          f"(width {model.cfg.width}, {model.cfg.num_latents} latents): "
-                                          + " | ".join(p for p in parts if p))
 
 
 def to_mini_keys(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:

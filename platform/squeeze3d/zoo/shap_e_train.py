@@ -42,6 +42,10 @@ class ShapETrainConfig:
     lr: float = 1e-3
     latent_lr: float = 3e-3
     latent_init: float = 0.1
+    shared_init: float = 0.0
+    """> 0: every object's latent starts from one shared random tensor plus ``shared_init``-scaled
+    per-object noise (instead of independent draws of ``latent_init``): all objects then start from
+    nearly the same network, so their latents share one basin (see the README's diagnosis)."""
     latent_reg: float = 1e-4
     tau: float = 0.1
     colour_band: float = 0.03
@@ -88,7 +92,12 @@ def fit_autodecoder(renderer, data, train_idx: np.ndarray, cfg: ShapETrainConfig
     g = torch.Generator().manual_seed(cfg.seed)
     zshape = (len(renderer.params_proj.config.param_shapes) * renderer.params_proj.config.param_shapes[0][0],
               renderer.params_proj.config.d_latent)
-    latents = torch.nn.Parameter(torch.randn(len(train_idx), *zshape, generator=g) * cfg.latent_init)
+    if cfg.shared_init > 0:
+        common = torch.randn(1, *zshape, generator=g) * cfg.latent_init
+        init = common + torch.randn(len(train_idx), *zshape, generator=g) * cfg.shared_init
+    else:
+        init = torch.randn(len(train_idx), *zshape, generator=g) * cfg.latent_init
+    latents = torch.nn.Parameter(init)
     opt = torch.optim.Adam([{"params": renderer.parameters(), "lr": cfg.lr},
                             {"params": [latents], "lr": cfg.latent_lr}])
     base = [cfg.lr, cfg.latent_lr]

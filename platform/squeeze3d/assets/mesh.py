@@ -129,7 +129,8 @@ class MeshHandler(AssetHandler):
         return mesh
 
     def resample_desc(self, size: int) -> str:
-        return "the generator's mesh"
+        # a neural code decodes to G's mesh, a fallback to the Draco-quantised input: say both
+        return "G's mesh (neural) or the Draco-quantised input (fallback), vertex-coloured"
 
     # ------------------------------------------------------------------ gate and fallback
     _last_ref: tuple | None = None

@@ -106,3 +106,17 @@ def seeded_normal(seeds: Sequence[int], shape: Sequence[int], device: torch.devi
         g = torch.Generator().manual_seed(int(s))
         out.append(torch.randn(*shape, generator=g))
     return torch.stack(out).to(device)
+
+
+def prompt_conditions(conditions: Sequence[Any], name: str) -> list[tuple[str, int]]:
+    """Text-conditioned generators' conditions as ``(prompt, seed)`` pairs; a bare prompt means seed 0
+    (the same z_G every time). Anything else is a ``TypeError`` naming the generator."""
+    pairs = []
+    for c in conditions:
+        if isinstance(c, str):
+            pairs.append((c, 0))
+        elif isinstance(c, (tuple, list)) and len(c) == 2 and isinstance(c[0], str):
+            pairs.append((c[0], int(c[1])))
+        else:
+            raise TypeError(f"{name} is text-conditioned: a condition is (prompt, seed) or a prompt, got {c!r}")
+    return pairs

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from squeeze3d.zoo.base import Encoder, Generator, seeded_normal
+from squeeze3d.zoo.base import Encoder, Generator, prompt_conditions, seeded_normal
 
 WEIGHT_SEED = 1234
 
@@ -135,16 +135,7 @@ class DebugTextGenerator(Generator):
         return torch.cat([row[None] @ self.module.text_proj for row in words])
 
     def _sample_latents(self, conditions: Sequence, rng: torch.Generator | None) -> torch.Tensor:
-        # A condition is (prompt, seed); a bare prompt means seed 0 (the same z_G every time).
-        pairs = []
-        for c in conditions:
-            if isinstance(c, str):
-                pairs.append((c, 0))
-            elif isinstance(c, (tuple, list)) and len(c) == 2 and isinstance(c[0], str):
-                pairs.append((c[0], int(c[1])))
-            else:
-                raise TypeError(f"{self.name} is text-conditioned: a condition is (prompt, seed) or a prompt, "
-                                f"got {c!r}")
+        pairs = prompt_conditions(conditions, self.name)
         mean = self.text_means([p for p, _ in pairs])
         noise = seeded_normal([s for _, s in pairs], (self.latent_dim,), self.device)
         return mean + self.noise_scale * noise

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from squeeze3d.meshdata import Mesh, sample_surface
-from squeeze3d.zoo.base import Generator, seeded_normal
+from squeeze3d.zoo.base import Generator, prompt_conditions, seeded_normal
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights" / "meshanything_shape" / "shap_e"
 _PARAM_NAMES = ("nerstf.mlp.0.weight", "nerstf.mlp.1.weight", "nerstf.mlp.2.weight", "nerstf.mlp.3.weight")
@@ -170,6 +170,14 @@ def decode_mesh(renderer, latent: torch.Tensor, grid_size: int) -> Mesh:
     return Mesh(verts.cpu().numpy(), raw.faces.cpu().numpy(), torch.cat(colours).float().cpu().numpy())
 
 
+def surface_tensor(meshes: Sequence[Mesh], num_points: int, device) -> torch.Tensor:
+    """The platform's fixed-size mesh tensor ``[B, N, 9]`` (``sample_surface``, seed 0) of decoded meshes;
+    an empty mesh (nothing to sample: a degenerate latent) is N points at the origin, black."""
+    out = [sample_surface(m, num_points, seed=0) if m.num_faces else np.zeros((num_points, 9), np.float32)
+           for m in meshes]
+    return torch.from_numpy(np.stack(out)).to(device)
+
+
 class ShapEModule(nn.Module):
     def __init__(self, cfg: ShapEConfig, renderer=None, prior=None):
         super().__init__()
@@ -288,16 +296,8 @@ class ShapEGenerator(Generator):
         return self._embedder
 
     def _sample_latents(self, conditions: Sequence, rng: torch.Generator | None) -> torch.Tensor:
-        pairs = []
-        for c in conditions:
-            if isinstance(c, str):
-                pairs.append((c, 0))
-            elif isinstance(c, (tuple, list)) and len(c) == 2 and isinstance(c[0], str):
-                pairs.append((c[0], int(c[1])))
-            else:
-                raise TypeError(f"{self.name} is text-conditioned: a condition is (prompt, seed) or a prompt, got {c!r}")
         out = []
-        for prompt, seed in pairs:  # one at a time: a sample never depends on its batch
+        for prompt, seed in prompt_conditions(conditions, self.name):  # one at a time: a sample never depends on its batch
             pick = np.random.default_rng([seed, 0x5E])
             if self.posterior_mix > 0 and pick.random() < self.posterior_mix:
                 out.append(self.posterior[int(pick.integers(len(self.posterior)))][None].to(self.device))
@@ -312,10 +312,4 @@ class ShapEGenerator(Generator):
         return [decode_mesh(self.module.renderer, z[i:i + 1], self.cfg.grid_size) for i in range(len(z))]
 
     def _decode(self, z_g: torch.Tensor) -> torch.Tensor:
-        out = []
-        for m in self.decode_meshes(z_g):
-            if m.num_faces == 0:  # nothing to sample: a degenerate latent decodes to the origin, black
-                out.append(np.zeros((self.num_points, 9), np.float32))
-            else:
-                out.append(sample_surface(m, self.num_points, seed=0))
-        return torch.from_numpy(np.stack(out)).to(self.device)
+        return surface_tensor(self.decode_meshes(z_g), self.num_points, self.device)

@@ -14,14 +14,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from squeeze3d.errors import UserError
-from squeeze3d.meshdata import Mesh, sample_surface
-from squeeze3d.zoo.base import Generator
-from squeeze3d.zoo.shap_e import decode_mesh
+from squeeze3d.meshdata import Mesh
+from squeeze3d.zoo.base import Generator, prompt_conditions
+from squeeze3d.zoo.shap_e import decode_mesh, surface_tensor
 
 _PARTS = ("prior", "shap_e_renderer", "text_encoder", "tokenizer", "scheduler")
 
@@ -68,8 +67,7 @@ class ShapEPipelineGenerator(Generator):
 
     def _sample_latents(self, conditions: Sequence, rng: torch.Generator | None) -> torch.Tensor:
         out = []
-        for c in conditions:
-            prompt, seed = (c, 0) if isinstance(c, str) else (str(c[0]), int(c[1]))
+        for prompt, seed in prompt_conditions(conditions, self.name):
             g = torch.Generator().manual_seed(seed)
             lat = self.pipe(prompt, generator=g, num_inference_steps=self.steps, guidance_scale=self.guidance,
                             output_type="latent").images
@@ -81,6 +79,4 @@ class ShapEPipelineGenerator(Generator):
         return [decode_mesh(self.pipe.shap_e_renderer, z[i:i + 1], self.grid_size) for i in range(len(z))]
 
     def _decode(self, z_g: torch.Tensor) -> torch.Tensor:
-        out = [sample_surface(m, self.num_points, seed=0) if m.num_faces else np.zeros((self.num_points, 9), np.float32)
-               for m in self.decode_meshes(z_g)]
-        return torch.from_numpy(np.stack(out)).to(self.device)
+        return surface_tensor(self.decode_meshes(z_g), self.num_points, self.device)

@@ -220,7 +220,6 @@ PAIR = PairSpec(
     loss_decoder=_loss_decoder,
     output_distance=field_output_distance,
     condition_problem=prompt_problem,
-    # trained by jobs/recipes/meshanything_shape_champion.yaml (python jobs/ship_champion.py --recipe ...);
-    # until it is exported the codec needs the registry or --model
+    # trained by jobs/recipes/meshanything_shape_champion.yaml (python jobs/ship_champion.py --recipe ...)
     shipped_model="zoo/weights/meshanything_shape/mapping",
 )

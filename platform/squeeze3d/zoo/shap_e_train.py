@@ -83,6 +83,12 @@ def _batch(data, objs: np.ndarray, n: int, rng: np.random.Generator):
     return take(data["points"]), take(data["sdf"]), take(data["rgb"])
 
 
+def _latent_shape(renderer) -> tuple[int, int]:
+    """z_G's shape from the renderer's params projection: the rows of all projected weights × d_latent."""
+    cfg = renderer.params_proj.config
+    return (sum(rows for rows, _ in cfg.param_shapes), cfg.d_latent)
+
+
 def _cosine(step: int, total: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step, total) / max(1, total)))
 
@@ -90,8 +96,7 @@ def _cosine(step: int, total: int) -> float:
 def fit_autodecoder(renderer, data, train_idx: np.ndarray, cfg: ShapETrainConfig,
                     log: Callable[[str], None]) -> tuple[torch.Tensor, list[dict]]:
     g = torch.Generator().manual_seed(cfg.seed)
-    zshape = (len(renderer.params_proj.config.param_shapes) * renderer.params_proj.config.param_shapes[0][0],
-              renderer.params_proj.config.d_latent)
+    zshape = _latent_shape(renderer)
     if cfg.shared_init > 0:
         common = torch.randn(1, *zshape, generator=g) * cfg.latent_init
         init = common + torch.randn(len(train_idx), *zshape, generator=g) * cfg.shared_init
@@ -125,7 +130,7 @@ def fit_latents(renderer, data, idx: np.ndarray, cfg: ShapETrainConfig, log: Cal
     """Latents for objects ``idx`` with the renderer frozen (held-out reconstruction)."""
     for p in renderer.parameters():
         p.requires_grad_(False)
-    zshape = (4 * renderer.params_proj.config.param_shapes[0][0], renderer.params_proj.config.d_latent)
+    zshape = _latent_shape(renderer)
     g = torch.Generator().manual_seed(cfg.seed + 1)
     lat = torch.nn.Parameter(init.clone() if init is not None else torch.randn(len(idx), *zshape, generator=g) * cfg.latent_init)
     opt = torch.optim.Adam([lat], lr=cfg.heldout_lr)

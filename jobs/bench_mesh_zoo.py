@@ -22,7 +22,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--generator", default=str(shap_e.WEIGHTS_DIR), help="mini Shap-E folder")
     ap.add_argument("--latents", required=True, help="fitted latents .npz written by the G recipe (train_summary.json: latents_cache)")
-    ap.add_argument("--objects", type=int, default=48, help="held-out test objects for the reconstruction")
+    ap.add_argument("--objects", type=int, default=48, help="held-out test objects for the reconstruction (0: skip it)")
     ap.add_argument("--per-category", type=int, default=2, help="prompts per category (adherence)")
     ap.add_argument("--seeds", type=int, default=3, help="samples per prompt (diversity)")
     ap.add_argument("--threads", type=int, default=1)
@@ -34,9 +34,10 @@ def main(argv=None) -> None:
         held, held_idx, train, train_idx = z["heldout"], z["heldout_idx"], z["train"], z["train_idx"]
     test = np.array([corpus.split_of(int(i)) == "test" for i in held_idx])
     out = {"load_average": os.getloadavg()}
-    out["reconstruction_test"] = bench_mesh.reconstruction(gen, held[test][:a.objects], held_idx[test][:a.objects])
-    out["reconstruction_train"] = bench_mesh.reconstruction(gen, train[:12], train_idx[:12])
-    print(json.dumps(out, indent=2), flush=True)
+    if a.objects > 0:
+        out["reconstruction_test"] = bench_mesh.reconstruction(gen, held[test][:a.objects], held_idx[test][:a.objects])
+        out["reconstruction_train"] = bench_mesh.reconstruction(gen, train[:12], train_idx[:12])
+        print(json.dumps(out, indent=2), flush=True)
     enc = MeshAnythingEncoder("cpu")
     probe, acc = bench_mesh.train_category_probe(enc, corpus.split_indices("train", 1440)[:480],
                                                  corpus.split_indices("test", 1440)[:96])

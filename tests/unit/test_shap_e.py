@@ -119,6 +119,42 @@ def test_load_names_a_bad_folder(tmp_path):
         shap_e.load(tmp_path)
 
 
+def _planted_text_means(cfg, classes=6, per_class=40, spread=0.3, seed=0):
+    """Latents ``x = mean_k + noise`` with one random sentence embedding per class ``k``."""
+    g = torch.Generator().manual_seed(seed)
+    emb = torch.randn(classes, cfg.text_dim, generator=g)
+    means = torch.randn(classes, *cfg.z_shape, generator=g)
+    lab = torch.arange(classes).repeat(per_class)
+    x = means[lab] + spread * torch.randn(len(lab), *cfg.z_shape, generator=g)
+    return emb, means, emb[lab], x
+
+
+def test_conditional_mean_recovers_planted_text_means_and_round_trips(tmp_path):
+    cfg = shap_e.ShapEConfig(**TINY, prior_mean_rank=6)
+    emb, means, cond, x = _planted_text_means(cfg)
+    m = shap_e.ShapEModule(cfg)
+    fit = m.prior_mean.fit(cond, x)
+    assert fit["explained"] > 0.85  # the class means carry 1 / (1 + 0.3²) ≈ 92 % of the variance
+    with torch.no_grad():
+        err = (m.prior_mean(emb) - means).pow(2).mean() / means.pow(2).mean()
+    assert err < 0.05
+    shap_e.save(m, tmp_path / "g")
+    assert (tmp_path / "g" / "prior_mean" / "model.safetensors").is_file()
+    back = shap_e.load(tmp_path / "g")
+    assert back.cfg.prior_mean_rank == 6
+    for k, v in m.prior_mean.state_dict().items():
+        assert torch.equal(v, back.prior_mean.state_dict()[k]), k
+
+
+def test_load_names_a_missing_conditional_mean(tmp_path):
+    from squeeze3d.errors import UserError
+
+    shap_e.save(shap_e.ShapEModule(shap_e.ShapEConfig(**TINY, prior_mean_rank=3)), tmp_path / "g")
+    (tmp_path / "g" / "prior_mean" / "model.safetensors").unlink()
+    with pytest.raises(UserError, match="prior_mean_rank 3 but .*model.safetensors is missing"):
+        shap_e.load(tmp_path / "g")
+
+
 class _HashEmbedder:
     """Deterministic stand-in for the 384-d sentence embedder (the real one is tested in test_prompts_dedup)."""
 
@@ -145,6 +181,23 @@ def test_generator_samples_are_per_prompt_and_seed(tmp_path):
     assert gen.weights_hash() == h  # decode_to_mesh rewrote the MLP in place; the identity is the checkpoint's
     with pytest.raises(TypeError, match="text-conditioned"):
         gen.sample([3])
+
+
+def test_generator_adds_the_text_mean_to_the_prior_sample():
+    cfg = shap_e.ShapEConfig(**TINY, prior_mean_rank=2, latent_scale=0.5)
+    with_mean = shap_e.ShapEModule(cfg)
+    torch.nn.init.normal_(with_mean.prior_mean.up.weight)
+    torch.nn.init.normal_(with_mean.prior_mean.down.weight)
+    plain = shap_e.ShapEModule(shap_e.ShapEConfig(**TINY, latent_scale=0.5), renderer=with_mean.renderer,
+                               prior=with_mean.prior)
+    emb = _HashEmbedder()
+    conds = [("a red chair", 1), ("a gold vase", 1)]
+    z_mean, _ = shap_e.ShapEGenerator(module=with_mean, embedder=emb, num_points=64).sample(conds)
+    z_plain, _ = shap_e.ShapEGenerator(module=plain, embedder=emb, num_points=64).sample(conds)
+    with torch.no_grad():
+        shift = with_mean.prior_mean(shap_e.text_embeddings(emb, [p for p, _ in conds])) * 0.5
+    assert shift.abs().mean() > 0.1
+    torch.testing.assert_close(z_mean - z_plain, shift, rtol=1e-4, atol=1e-5)
 
 
 def _tiny_pipeline_folder(path):

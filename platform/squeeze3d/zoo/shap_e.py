@@ -13,6 +13,13 @@ Parts (each a diffusers class at a CPU-sized config, saved with its own ``save_p
 - ``HeunDiscreteScheduler`` with Shap-E's settings (exp betas, 1024 steps, Karras sigmas, x0
   prediction, clipped samples) samples the prior, with classifier-free guidance against the zero
   embedding (as ``ShapEPipeline`` does).
+- ``ConditionalMean`` (ours; off for a real Shap-E folder): a low-rank linear map from the sentence
+  embedding to the clean latent, fitted in closed form (reduced-rank ridge regression). The prior then
+  models only the residual ``x - mean(text)``. Why: in this CPU-sized zoo the text explains ~8 % of the
+  latents' variance, and a prior trained on the whole latent never learned that 8 % (its x0 estimate
+  at high noise stayed at the unconditional one, error 0.998 against the class means' 0.905; a
+  per-token conditioning variant and a direct linear map trained by SGD did not get there either in
+  CPU-sized runs). The closed form gets it exactly, and prompt adherence follows (README).
 
 z_G is the renderer's latent ``[R, d_latent]`` (mini: [128, 64]; real Shap-E: [1024, 1024]).
 
@@ -66,6 +73,8 @@ class ShapEConfig:
     clip_range: float = 5.0
     """The sampler clips predicted x0 to ±clip_range (Shap-E: ±1 on its [-1, 1] latents; here ±5 std)."""
     text_encoder: str = "all-MiniLM-L6-v2"
+    prior_mean_rank: int = 0
+    """Rank of the ``ConditionalMean`` the prior's samples are added to (0: none, a plain Shap-E prior)."""
 
     @property
     def latent_rows(self) -> int:
@@ -178,12 +187,59 @@ def surface_tensor(meshes: Sequence[Mesh], num_points: int, device) -> torch.Ten
     return torch.from_numpy(np.stack(out)).to(device)
 
 
+class ConditionalMean(nn.Module):
+    """``mean(text) [B, R, D]`` in the prior's variable: the affine map ``up(down(embedding))`` of rank
+    ``cfg.prior_mean_rank``, added to the prior's sample (of both guidance branches' result)."""
+
+    def __init__(self, cfg: ShapEConfig):
+        super().__init__()
+        self.shape = cfg.z_shape
+        self.down = nn.Linear(cfg.text_dim, cfg.prior_mean_rank, bias=False)
+        self.up = nn.Linear(cfg.prior_mean_rank, cfg.latent_rows * cfg.d_latent)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, cond: torch.Tensor) -> torch.Tensor:
+        return self.up(self.down(cond)).view(-1, *self.shape)
+
+    @torch.no_grad()
+    def fit(self, cond: torch.Tensor, x: torch.Tensor, ridges: Sequence[float] = (1e-2, 1e-1, 1, 10, 100),
+            holdout: float = 0.1) -> dict:
+        """Reduced-rank ridge regression of ``x [n, R, D]`` on ``cond [n, text_dim]``, in closed form: the
+        ridge strength is chosen on the last ``holdout`` share of the rows, then refitted on all of them;
+        the rank cut keeps the top directions of the fitted values. Returns the fit's numbers."""
+        c, y = cond.double(), x.reshape(len(x), -1).double()
+
+        def solve(c, y, lam):
+            cm, ym = c.mean(0), y.mean(0)
+            cc = c - cm
+            a = torch.linalg.solve(cc.T @ cc + lam * len(c) * torch.eye(c.shape[1], dtype=c.dtype), cc.T @ (y - ym))
+            v = torch.linalg.svd(cc @ a, full_matrices=False).Vh[:self.down.out_features].T  # [RD, k]
+            down, up = a @ v, v  # x ≈ ym + (c - cm) a v vᵀ
+            return down, up, ym - (cm @ down) @ up.T
+
+        n_fit = int(round(len(c) * (1 - holdout)))
+        scores = {}
+        for lam in ridges:
+            down, up, bias = solve(c[:n_fit], y[:n_fit], lam)
+            scores[lam] = float(((c[n_fit:] @ down) @ up.T + bias - y[n_fit:]).pow(2).mean())
+        best = min(scores, key=scores.get)
+        down, up, bias = solve(c, y, best)
+        self.down.weight.copy_(down.T.float())
+        self.up.weight.copy_(up.float())
+        self.up.bias.copy_(bias.float())
+        total = float((y[n_fit:] - y[:n_fit].mean(0)).pow(2).mean())
+        return {"ridge": best, "heldout_mse": scores[best], "heldout_var": total,
+                "explained": 1 - scores[best] / total}
+
+
 class ShapEModule(nn.Module):
-    def __init__(self, cfg: ShapEConfig, renderer=None, prior=None):
+    def __init__(self, cfg: ShapEConfig, renderer=None, prior=None, prior_mean=None):
         super().__init__()
         self.cfg = cfg
         self.renderer = renderer if renderer is not None else build_renderer(cfg)
         self.prior = prior if prior is not None else build_prior(cfg)
+        self.prior_mean = prior_mean if prior_mean is not None or not cfg.prior_mean_rank else ConditionalMean(cfg)
 
 
 def save(module: ShapEModule, path: str | Path) -> Path:
@@ -194,6 +250,12 @@ def save(module: ShapEModule, path: str | Path) -> Path:
     module.renderer.save_pretrained(p / "shap_e_renderer", safe_serialization=True)
     module.prior.save_pretrained(p / "prior", safe_serialization=True)
     build_scheduler(module.cfg.clip_range).save_pretrained(p / "scheduler")
+    if module.prior_mean is not None:
+        from safetensors.torch import save_file
+
+        (p / "prior_mean").mkdir(exist_ok=True)
+        save_file({k: v.contiguous() for k, v in module.prior_mean.state_dict().items()},
+                  str(p / "prior_mean" / "model.safetensors"))
     (p / "model_index.json").write_text(json.dumps({
         "_class_name": "Squeeze3DMiniShapE", "prior": ["diffusers", "PriorTransformer"],
         "shap_e_renderer": ["diffusers", "ShapERenderer"], "scheduler": ["diffusers", "HeunDiscreteScheduler"],
@@ -216,7 +278,19 @@ def load(path: str | Path) -> ShapEModule:
     # low_cpu_mem_usage=False: the default wants `accelerate` (not a dependency) and warns without it
     renderer = ShapERenderer.from_pretrained(p / "shap_e_renderer", low_cpu_mem_usage=False)
     prior = PriorTransformer.from_pretrained(p / "prior", low_cpu_mem_usage=False)
-    return ShapEModule(cfg, renderer, prior)
+    prior_mean = None
+    if cfg.prior_mean_rank:
+        from safetensors.torch import load_file
+
+        f = p / "prior_mean" / "model.safetensors"
+        if not f.is_file():
+            raise UserError(f"{p}: squeeze3d.json has prior_mean_rank {cfg.prior_mean_rank} but {f} is missing")
+        prior_mean = ConditionalMean(cfg)
+        try:
+            prior_mean.load_state_dict(load_file(str(f)))
+        except RuntimeError as e:
+            raise UserError(f"{f}: does not match prior_mean_rank {cfg.prior_mean_rank}: {e}") from None
+    return ShapEModule(cfg, renderer, prior, prior_mean)
 
 
 def text_embeddings(embedder, prompts: Sequence[str]) -> torch.Tensor:
@@ -229,9 +303,10 @@ def text_embeddings(embedder, prompts: Sequence[str]) -> torch.Tensor:
 
 @torch.no_grad()
 def sample_prior(prior, cfg: ShapEConfig, cond: torch.Tensor, noise: torch.Tensor, steps: int | None = None,
-                 guidance: float | None = None) -> torch.Tensor:
+                 guidance: float | None = None, prior_mean: ConditionalMean | None = None) -> torch.Tensor:
     """x ``[B, R, D]`` from the prior, Shap-E's sampling loop (Heun, classifier-free guidance against the
-    zero embedding); ``noise`` is the initial standard normal ``[B, R, D]``."""
+    zero embedding); ``noise`` is the initial standard normal ``[B, R, D]``. With ``prior_mean`` the
+    prior samples the residual and ``prior_mean(cond)`` is added."""
     sched = build_scheduler(cfg.clip_range)
     sched.set_timesteps(int(steps or cfg.inference_steps), device=noise.device)
     guidance = cfg.guidance_scale if guidance is None else float(guidance)
@@ -246,7 +321,7 @@ def sample_prior(prior, cfg: ShapEConfig, cond: torch.Tensor, noise: torch.Tenso
             uncond, c = pred.chunk(2)
             pred = uncond + guidance * (c - uncond)
         x = sched.step(pred, timestep=t, sample=x).prev_sample
-    return x
+    return x if prior_mean is None else x + prior_mean(cond)
 
 
 class ShapEGenerator(Generator):
@@ -304,7 +379,8 @@ class ShapEGenerator(Generator):
                 continue
             cond = text_embeddings(self.embedder, [prompt]).to(self.device)
             noise = seeded_normal([seed], self.cfg.z_shape, self.device)
-            out.append(sample_prior(self.module.prior, self.cfg, cond, noise) * self.cfg.latent_scale)
+            x = sample_prior(self.module.prior, self.cfg, cond, noise, prior_mean=self.module.prior_mean)
+            out.append(x * self.cfg.latent_scale)
         return torch.cat(out)
 
     def decode_meshes(self, z_g: torch.Tensor) -> list[Mesh]:

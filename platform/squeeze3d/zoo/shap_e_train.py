@@ -59,6 +59,9 @@ class ShapETrainConfig:
     prior_batch: int = 16
     prior_lr: float = 3e-4
     cond_dropout: float = 0.1
+    prior_mean_rank: int = 32
+    """Rank of the closed-form text → latent mean the prior's residual is added to (``shap_e.ConditionalMean``;
+    0: the prior models the whole latent, as Shap-E's does)."""
     seed: int = 0
     threads: int = 1
     stages: tuple[str, ...] = ("autodecoder", "prior")
@@ -227,7 +230,7 @@ def train_shap_e(out_dir: str | Path, cfg: ShapETrainConfig, log: Callable[[str]
         # a fresh prior at the recipe's size (a resumed folder may hold a stopped run's prior)
         size = shap_e.ShapEConfig(**cfg.model)
         mcfg = replace(mcfg, prior_layers=size.prior_layers, prior_heads=size.prior_heads,
-                       prior_head_dim=size.prior_head_dim)
+                       prior_head_dim=size.prior_head_dim, prior_mean_rank=int(cfg.prior_mean_rank))
         module.cfg = mcfg
         module.prior = shap_e.build_prior(mcfg)
         from squeeze3d.prompts.embed import MiniLMEmbedder
@@ -238,6 +241,13 @@ def train_shap_e(out_dir: str | Path, cfg: ShapETrainConfig, log: Callable[[str]
         mcfg = replace(mcfg, latent_scale=float(train_lat.std()))
         module.cfg = mcfg
         x = (train_lat / mcfg.latent_scale).clamp(-mcfg.clip_range, mcfg.clip_range)
+        module.prior_mean = None
+        if mcfg.prior_mean_rank:
+            module.prior_mean = shap_e.ConditionalMean(mcfg)
+            summary["prior_mean"] = module.prior_mean.fit(cond, x)
+            log(f"[shap_e] text → latent mean (rank {mcfg.prior_mean_rank}): {summary['prior_mean']}")
+            with torch.no_grad():
+                x = x - module.prior_mean(cond)  # the prior learns the residual
         summary["prior"] = train_prior(module.prior, mcfg, x, cond, cfg, log)
     out = shap_e.save(module, out_dir)
     summary.update({"config": asdict(cfg), "model": asdict(mcfg), "latents_cache": str(lat_path),

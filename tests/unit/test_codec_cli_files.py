@@ -213,3 +213,20 @@ def test_fast_ply_reader_matches_trimesh(tmp_path):
                         f"read_asset({str(binary)!r}, 256); print('trimesh' in sys.modules)"],
                        capture_output=True, text=True, timeout=120)
     assert r.stdout.strip() == "False", r.stderr
+
+
+def test_shipped_model_file_decompresses_without_a_model_flag(tmp_path, capsys, monkeypatch):
+    """A file the shipped model wrote (no registry) finds that model by its hash at decompress."""
+    from squeeze3d.io import write_points
+
+    monkeypatch.setenv("SQUEEZE3D_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    pts = np.random.default_rng(0).normal(size=(2048, 3)).astype(np.float32)
+    src = write_points(tmp_path / "c.ply", pts / np.linalg.norm(pts, axis=1, keepdims=True))
+    rc, out, err = _run(capsys, "compress", src, "-o", tmp_path / "c.sq3d", "--pair", "pointnet_lion",
+                        "--min-quality", "off")
+    assert rc == 0 and "neural" in out, err
+    rc, out, err = _run(capsys, "decompress", tmp_path / "c.sq3d", "-o", tmp_path / "d.ply")
+    assert rc == 0, err
+    assert "neural" in out and (tmp_path / "d.ply").is_file()
+    assert not (tmp_path / "state").exists()

@@ -167,6 +167,11 @@ def _check_model_of(path, c, model: str | None, device: str) -> None:
     from squeeze3d.registry import model_name
 
     name = model_name(c.pair)
+    if model is None and c.model_version is None and c.version >= 2:
+        from squeeze3d.codec.compressor import _model_for
+
+        _model_for(c, None, f"{path}: ")  # by its hash: the shipped model, the champion, or a registered version
+        return
     if model is None and c.model_version is None:
         raise UserError(f"{path}: written by a mapping checkpoint given by path (weights hash {c.model_hash}), "
                         f"not a registry version; pass that checkpoint directory with --model PATH (its "

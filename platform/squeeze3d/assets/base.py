@@ -124,6 +124,10 @@ class AssetHandler:
         return f"a {size}-point resample" if self.kind == "point_cloud" else f"a {size}³ grid resample"
 
     # ------------------------------------------------------------------ gate and fallback
+    def tune_for_batch(self) -> None:
+        """Called once before a directory of files is compressed: trade a one-off start-up cost for
+        a faster gate per file (default: nothing to trade)."""
+
     def quality(self, reference: np.ndarray, test: np.ndarray) -> float:
         """The gate's metric (dB, higher is better) between two normalised assets."""
         raise NotImplementedError
@@ -135,6 +139,11 @@ class AssetHandler:
 
     fallback_bits: tuple[int, ...] = ()
     """The classical codec's rates the rate-distortion gate may pick from (``fallback_at``)."""
+
+    def fallback_blob(self, norm: np.ndarray, bits: int) -> bytes:
+        """Classical coding of a normalised asset at rate ``bits`` (no quality measured: the gate
+        compares sizes first)."""
+        raise NotImplementedError
 
     def fallback_at(self, norm: np.ndarray, bits: int) -> tuple[bytes, float]:
         """Classical coding of a normalised asset at rate ``bits``: ``(payload, achieved quality)``."""

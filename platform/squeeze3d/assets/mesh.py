@@ -19,6 +19,7 @@ render-PSNR gate; Draco mesh fallback; Draco ladder + raw GLB as evaluation base
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -133,26 +134,32 @@ class MeshHandler(AssetHandler):
         return "G's mesh (neural) or the Draco-quantised input (fallback), vertex-coloured"
 
     # ------------------------------------------------------------------ gate and fallback
-    _last_ref: tuple | None = None
+    _refs = threading.local()  # per thread: the codec's batch mode may gate files in parallel threads
 
     def _reference_render(self, mesh: Mesh) -> torch.Tensor:
         """Renders of the last reference (the gate measures many candidates against one input)."""
         from squeeze3d.metrics.mesh import render_ring
 
         key = _key(mesh)
-        if self._last_ref is None or self._last_ref[0] != key:
-            self._last_ref = (key, render_ring(mesh))
-        return self._last_ref[1]
+        last = getattr(self._refs, "last", None)
+        if last is None or last[0] != key:
+            last = self._refs.last = (key, render_ring(mesh))
+        return last[1]
 
     def quality(self, reference: Mesh, test: Mesh) -> float:
         from squeeze3d.metrics.mesh import render_psnr, render_ring
 
         return render_psnr(self._reference_render(reference), render_ring(test))
 
+    def fallback_blob(self, norm: Mesh, bits: int) -> bytes:
+        from squeeze3d.baselines import draco_mesh
+
+        return draco_mesh.encode_mesh(norm, int(bits))
+
     def fallback_at(self, norm: Mesh, bits: int) -> tuple[bytes, float]:
         from squeeze3d.baselines import draco_mesh
 
-        blob = draco_mesh.encode_mesh(norm, int(bits))
+        blob = self.fallback_blob(norm, bits)
         return blob, self.quality(norm, draco_mesh.decode_mesh(blob))
 
     def fallback_encode(self, norm: Mesh, floor_db: float) -> tuple[bytes, int, float]:

@@ -82,6 +82,11 @@ class PointCloudHandler(AssetHandler):
     def denormalise(self, norm, centre, scale) -> np.ndarray:
         return (np.asarray(norm, np.float64) * scale + np.asarray(centre)).astype(np.float32)
 
+    def tune_for_batch(self) -> None:
+        from squeeze3d.metrics.pointcloud import use_kdtree
+
+        use_kdtree(True)  # D1 by kd-trees: 4 ms instead of 14 ms a pair, after a 0.25 s import
+
     def quality(self, reference, test) -> float:
         from squeeze3d.baselines import draco
 
@@ -94,11 +99,16 @@ class PointCloudHandler(AssetHandler):
 
     fallback_bits = tuple(range(1, 15))
 
+    def fallback_blob(self, norm, bits) -> bytes:
+        from squeeze3d.baselines import draco
+
+        return draco.encode_points(np.asarray(norm), int(bits))
+
     def fallback_at(self, norm, bits):
         from squeeze3d.baselines import draco
 
-        blob = draco.encode_points(np.asarray(norm), int(bits))
-        return blob, draco.psnr(norm, draco.decode_points(blob))
+        blob = self.fallback_blob(norm, bits)
+        return blob, self.quality(norm, draco.decode_points(blob))
 
     def fallback_decode(self, payload, param, size) -> np.ndarray:
         from squeeze3d.baselines import draco

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import io as _io
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -293,11 +294,12 @@ class RadianceFieldHandler(AssetHandler):
 
         g = np.ascontiguousarray(grid, np.float32)
         key = (g.shape, hashlib.blake2b(g.tobytes(), digest_size=16).digest())
-        if self._last_ref is None or self._last_ref[0] != key:
-            self._last_ref = (key, render(torch.from_numpy(g)[None]))
-        return self._last_ref[1]
+        last = getattr(self._refs, "last", None)
+        if last is None or last[0] != key:
+            last = self._refs.last = (key, render(torch.from_numpy(g)[None]))
+        return last[1]
 
-    _last_ref: tuple | None = None
+    _refs = threading.local()  # per thread: the codec's batch mode gates files in parallel threads
 
     def quality(self, reference, test) -> float:
         from squeeze3d.metrics.volume import psnr, render
@@ -312,10 +314,15 @@ class RadianceFieldHandler(AssetHandler):
 
     fallback_bits = tuple(range(1, 9))
 
+    def fallback_blob(self, norm, bits) -> bytes:
+        from squeeze3d.baselines import grid
+
+        return grid.encode_qz(np.asarray(norm, np.float32), int(bits))
+
     def fallback_at(self, norm, bits):
         from squeeze3d.baselines import grid
 
-        blob = grid.encode_qz(np.asarray(norm, np.float32), int(bits))
+        blob = self.fallback_blob(norm, bits)
         return blob, float(self.quality(norm, grid.decode_qz(blob, bits=int(bits), resolution=norm.shape[-1])))
 
     def fallback_decode(self, payload, param, size) -> np.ndarray:

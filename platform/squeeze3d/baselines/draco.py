@@ -8,13 +8,12 @@ reconstruction meets a D1-PSNR floor (PSNR rises ~6 dB per bit, so the scan is s
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 # The one import that runs back up (to a leaf: codec/container.py imports only squeeze3d.errors):
 # an undecodable baseline payload is a malformed .sq3d payload, and the compressor, the handlers
 # and the tests catch ContainerError. It goes once ContainerError lives in squeeze3d.errors.
 from squeeze3d.errors import ContainerError
-from squeeze3d.metrics.pointcloud import d1_psnr
+from squeeze3d.metrics.pointcloud import d1_psnr_pair
 
 DEFAULT_LEVEL = 10
 BASELINE_BITS = (14, 11, 8, 7, 6, 5, 4, 3)
@@ -50,8 +49,7 @@ def decode_points(data: bytes, expected_points: int | None = None) -> np.ndarray
 
 
 def psnr(reference: np.ndarray, test: np.ndarray) -> float:
-    return float(d1_psnr(torch.from_numpy(np.asarray(reference, np.float32))[None],
-                         torch.from_numpy(np.asarray(test, np.float32))[None])[0])
+    return d1_psnr_pair(reference, test)
 
 
 def encode_min_bits(points: np.ndarray, floor_db: float, level: int = DEFAULT_LEVEL,

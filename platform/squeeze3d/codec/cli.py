@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def _os_errors(fn):
 def _progress(items, desc: str):
     from tqdm import tqdm
 
-    return tqdm(items, desc=desc, unit="file", file=sys.stderr, disable=len(items) < 2)
+    return tqdm(total=len(items), desc=desc, unit="file", file=sys.stderr, disable=len(items) < 2 or None)
 
 
 def _resample_desc(codec) -> str:
@@ -57,20 +58,87 @@ def _summary_line(src, res, codec) -> str:
     return f"{src} -> {res.output}: {res.nbytes} bytes ({kind}{q}{cr})"
 
 
-def _batch(files: list[Path], label: str, one) -> int:
+def _default_jobs() -> int:
+    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def _batch(files: list[Path], label: str, one, jobs: int = 1) -> int:
     """Run ``one(file) -> summary line`` over a directory's files; a bad file does not stop the others,
-    and any failure makes the command exit 2 after listing each."""
-    failed = []
-    for f in _progress(files, label):
+    and any failure makes the command exit 2 after listing each. ``jobs`` > 1: files run in that many
+    threads, each with one torch thread (measured: two files at once on 2 cores run 1.9x faster than
+    one file on two torch threads, whose small ops barely parallelise); the first file runs alone
+    so models load once; lines print in input order."""
+    def run(f: Path) -> tuple[str | None, str | None]:
         try:
-            print(one(f))
+            return one(f), None
         except UserError as e:
-            failed.append(f"{f}: {e}")
+            return None, f"{f}: {e}"
+
+    failed = []
+    bar = _progress(files, label)
+    jobs = max(1, min(int(jobs), len(files)))
+
+    def report(result) -> None:
+        line, err = result
+        if line is not None:
+            bar.write(line, file=sys.stdout) if not bar.disable else print(line)
+        else:
+            failed.append(err)
+        bar.update(1)
+
+    if jobs == 1:
+        for f in files:
+            report(run(f))
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        import torch
+
+        report(run(files[0]))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(jobs) as ex:
+                for result in ex.map(run, files[1:]):
+                    report(result)
+        finally:
+            torch.set_num_threads(threads)
+    bar.close()
     for msg in failed:
         print(f"squeeze3d: error: {msg}", file=sys.stderr)
     if failed:
         raise UserError(f"{len(failed)} of {len(files)} files failed")
     return 0
+
+
+def _decompress_jobs(files: list[Path], args) -> int:
+    """As ``_jobs_for``, over the pairs whose neural files are in the directory (fallback files need
+    no model and decode in any thread)."""
+    from squeeze3d.codec.compressor import get_codec
+    from squeeze3d.codec.container import ContainerError, read_container
+
+    pairs = set()
+    for f in files:
+        try:
+            c = read_container(f)
+        except (ContainerError, UserError, OSError):
+            continue  # its own error comes when it is decoded
+        if c.codec == "neural":
+            pairs.add(c.pair)
+    jobs = [_jobs_for(get_codec(p, args.model, args.device), args) for p in sorted(pairs)]
+    return min(jobs) if jobs else (args.jobs or _default_jobs())
+
+
+def _jobs_for(codec, args) -> int:
+    """Worker threads for a directory: ``--jobs``, else one per core when the pair's models allow it."""
+    if args.jobs is not None:
+        if args.jobs < 1:
+            raise UserError(f"--jobs must be at least 1, got {args.jobs}")
+        if args.jobs > 1 and not codec.generator.thread_safe:
+            raise UserError(f"--jobs {args.jobs}: pair {codec.pair.name}'s generator cannot decode in parallel "
+                            "threads; use --jobs 1")
+        return args.jobs
+    return _default_jobs() if codec.generator.thread_safe else 1
 
 
 def _skip_existing_output(src: Path, dst: Path, args) -> bool:
@@ -153,9 +221,11 @@ def _cmd_compress(args) -> int:
         print(f"nothing to do: all {len(files)} outputs exist in {dst}")
         return 0
     _ = codec.resolved  # resolve the model once, fail early
+    if len(plan) > 1:
+        codec.handler.tune_for_batch()
     outs = dict(plan)
     return _batch([f for f, _ in plan], "compress",
-                  lambda f: _summary_line(f, compress_file(f, outs[f], **opts), codec))
+                  lambda f: _summary_line(f, compress_file(f, outs[f], **opts), codec), _jobs_for(codec, args))
 
 
 def _check_model_of(path, c, model: str | None, device: str) -> None:
@@ -249,7 +319,7 @@ def _cmd_decompress(args) -> int:
         r = decompress_file(f, outs[f], model=args.model, device=args.device)
         return f"{f} -> {r.output}: {describe(r)} ({r.container.codec})"
 
-    return _batch([f for f, _ in plan], "decompress", one)
+    return _batch([f for f, _ in plan], "decompress", one, _decompress_jobs([f for f, _ in plan], args))
 
 
 @_os_errors
@@ -306,6 +376,11 @@ def add_commands(sub) -> None:
     model_help = ("mapping model: models:/squeeze3d-PAIR@champion (default), a registry version number, a "
                   "models:/ URI or a checkpoint directory")
 
+    def jobs_flag(p) -> None:
+        p.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
+                       help="directory mode: files processed at once, in threads (default: one per core when "
+                            "the pair's models allow it, else 1)")
+
     def overwrite_flags(p, what: str) -> None:
         g = p.add_mutually_exclusive_group()
         g.add_argument("--force", action="store_true", help=f"overwrite existing {what} (default: refuse)")
@@ -344,6 +419,7 @@ def add_commands(sub) -> None:
                    help="instead of a floor: the best quality whose .sq3d file fits in B bytes")
     p.add_argument("--seed", type=int, default=0, help="seed of the mesh surface sampling")
     p.add_argument("--device", default="cpu")
+    jobs_flag(p)
     overwrite_flags(p, "outputs")
     p.set_defaults(func=_cmd_compress)
 
@@ -355,6 +431,7 @@ def add_commands(sub) -> None:
     p.add_argument("--format", default=None, choices=["ply", "npz", "obj", "npy"],
                    help="directory mode output format (default: ply for point clouds, npz for radiance fields)")
     p.add_argument("--device", default="cpu")
+    jobs_flag(p)
     overwrite_flags(p, "outputs")
     p.set_defaults(func=_cmd_decompress)
 

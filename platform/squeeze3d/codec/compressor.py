@@ -290,17 +290,24 @@ class Codec:
             return CompressResult(pack(neural[0]), neural[0], False, None, None, encode_ms, 0.0)
 
         t0 = time.perf_counter()
-        cands: list[tuple[bytes, Container, float]] = []  # (file bytes, container, quality)
-        for c in neural:
-            recon = self.decode_asset(dequantise(c.payload, c.dtype, c.quant, c.code_shape, c.draco_bits))
-            cands.append((pack(c), c, float(h.quality(norm, recon))))
-        neural_q = cands[0][2]
+        memo: dict[bytes, float] = {}
+
+        def measure(c: Container) -> tuple[bytes, Container, float]:
+            # rungs whose codes dequantise to the same values decode to the same asset: measured once
+            code = dequantise(c.payload, c.dtype, c.quant, c.code_shape, c.draco_bits)
+            key = np.ascontiguousarray(code, np.float32).tobytes()
+            if key not in memo:
+                memo[key] = float(h.quality(norm, self.decode_asset(code)))
+            return pack(c), c, memo[key]
 
         def fallback(blob: bytes, b: int) -> Container:
             return Container(codec="fallback", num_points=self.asset_size, code_shape=(), dtype="none",
                              quant="none", draco_bits=b, payload=blob, **common)
 
+        top = measure(neural[0])  # the model's largest variant: its quality is the reported neural one
+        neural_q = top[2]
         if target_bytes is not None:
+            cands = [top] + [measure(c) for c in neural[1:]]
             for b in h.fallback_bits:
                 blob, q = h.fallback_at(norm, b)
                 c = fallback(blob, b)
@@ -312,10 +319,26 @@ class Codec:
                                 f"({_label(smallest[1])})")
             data_, chosen, q = max(fits, key=lambda x: (x[2], -len(x[0])))
         else:
-            blob, b, fq = h.fallback_encode(norm, float(min_quality))  # fewest classical bits meeting the floor
-            fb = fallback(blob, b)
-            cands.append((pack(fb), fb, float(fq)))
-            # the smallest file that meets the floor (neural first on a tie), else the best quality
+            # The smallest file that meets the floor (neural first on a tie), else the best quality.
+            # Measured lazily, smallest candidate first: fewer bits never decode better than more
+            # bits of the same code (the ladder is monotone), so when the largest neural variant
+            # misses the floor the smaller ones are not decoded, and the classical codec is only
+            # searched when its smallest file could beat the neural one.
+            cands = [top]
+            kept = None
+            if neural_q >= min_quality:
+                for c in sorted(neural[1:], key=lambda c: len(pack(c))):
+                    x = measure(c)
+                    cands.append(x)
+                    if x[2] >= min_quality and len(x[0]) < len(top[0]):
+                        kept = x
+                        break
+                kept = kept or top
+            cheapest = h.fallback_bits[0]
+            if kept is None or len(pack(fallback(h.fallback_blob(norm, cheapest), cheapest))) < len(kept[0]):
+                blob, b, fq = h.fallback_encode(norm, float(min_quality))  # fewest classical bits meeting the floor
+                fb = fallback(blob, b)
+                cands.append((pack(fb), fb, float(fq)))
             ok = [x for x in cands if x[2] >= min_quality]
             data_, chosen, q = min(ok, key=lambda x: len(x[0])) if ok else max(cands, key=lambda x: x[2])
         return CompressResult(data_, chosen, chosen.codec == "fallback", neural_q, q, encode_ms,

@@ -70,6 +70,10 @@ class Generator(FrozenModel):
     are reproducible.
     """
 
+    thread_safe: bool = True
+    """Whether two threads may decode at once (the codec's batch mode runs files in parallel threads);
+    False for a G whose decode writes into its own modules."""
+
     def sample(self, conditions: Sequence[Any], rng: torch.Generator | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():

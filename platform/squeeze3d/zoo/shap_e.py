@@ -331,6 +331,7 @@ class ShapEGenerator(Generator):
     prompt and seed (per-sample calls; see ``zoo.base.per_sample``)."""
 
     name = "mini-shap-e"
+    thread_safe = False  # decode_to_mesh writes each latent's projected weights into renderer.mlp
 
     def __init__(self, device: str | torch.device = "cpu", path: str | Path | None = None, num_points: int = 2048,
                  module: ShapEModule | None = None, embedder=None, posterior: np.ndarray | None = None,

@@ -37,7 +37,7 @@ demo: $(STAMP)  ## run the core method end to end on the embedded default; STACK
 ifeq ($(STACK),local)
 	$(PY) jobs/demo_stack.py --dir $(STACK_DIR) $(DEMO_ARGS)
 else ifeq ($(STACK),)
-	$(PY) jobs/demo.py
+	$(PY) jobs/demo.py $(DEMO_ARGS)
 else
 	@echo "STACK=$(STACK): unknown; use STACK=local (or leave it unset for the embedded demo)"; exit 2
 endif

@@ -6,11 +6,14 @@
 
 import argparse
 import sys
+import time
 
 from squeeze3d.codec import DEFAULT_PAIR
+from squeeze3d.console import StageConsole
 from squeeze3d.demo import run_core_demo, run_platform_demo
 from squeeze3d.errors import UserError
 from squeeze3d.pairs import UnknownPairError
+from squeeze3d.tracking import state_dir
 
 
 def main() -> int:
@@ -23,16 +26,27 @@ def main() -> int:
     ap.add_argument("--eval", type=int, default=24, help="held-out shapes to compress")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default=".state/demo")
+    ap.add_argument("--verbose", action="store_true", help="show the libraries' output (Ray, MLflow) instead of "
+                    "sending it to .state/logs/")
     a = ap.parse_args()
-    try:
-        if a.core:
+    if a.core:
+        try:
             run_core_demo(a.pair, epochs=a.epochs, device=a.device, out_dir=a.out)
-        else:
-            run_platform_demo(a.pair, num_samples=a.samples, epochs=a.epochs or 20, d_code=a.d_code,
-                              eval_limit=a.eval, out_dir=a.out)
+        except (UnknownPairError, UserError) as e:
+            print(f"demo: error: {e}", file=sys.stderr)
+            return 2
+        return 0
+    log_path = state_dir() / "logs" / f"demo-{a.pair}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    console = StageConsole(log_path, total_stages=4, verbose=a.verbose)
+    console.print(f"squeeze3d demo: {a.pair} on this machine (the libraries' logs: {log_path})")
+    try:
+        run_platform_demo(a.pair, num_samples=a.samples, epochs=a.epochs or 20, d_code=a.d_code,
+                          eval_limit=a.eval, out_dir=a.out, console=console)
     except (UnknownPairError, UserError) as e:
-        print(f"demo: error: {e}", file=sys.stderr)
+        console.print(f"demo: error: {e}")
         return 2
+    finally:
+        console.close()
     return 0
 
 

@@ -108,27 +108,43 @@ class PlatformDemoReport:
 
 def run_platform_demo(pair_name: str = "pointnet_lion", num_samples: int = 600, epochs: int = 20,
                       d_code: int | None = 128, eval_limit: int = 24, out_dir: str | Path = ".state/demo",
-                      log=print) -> PlatformDemoReport:
+                      log=print, console=None) -> PlatformDemoReport:
     """The main job on one machine: Ray Data builds the pairs, Ray Train fits and MLflow registers the
-    mapping, the champion is looked up, and the codec compresses held-out shapes next to Draco."""
+    mapping, the champion is looked up, and the codec compresses held-out shapes next to Draco.
+
+    ``console`` (``squeeze3d.console.StageConsole``): one line per stage, the libraries' output in its
+    log file; default: every line, details included, to ``log``."""
     from squeeze3d import registry
     from squeeze3d.codec.evaluate import evaluate
+    from squeeze3d.console import PlainConsole
     from squeeze3d.synth.build import build_dataset
     from squeeze3d.train.data import open_training_data
     from squeeze3d.train.ray_train import connect_ray
     from squeeze3d.train.run import run_training
 
+    con = console or PlainConsole(log, total_stages=4)
     out = Path(out_dir)
     secs: dict[str, float] = {}
     if get_pair(pair_name).shipped_model and registry.champion(pair_name) is None:
         from squeeze3d.train.champion import register_shipped
 
-        register_shipped(pair_name, log=lambda m: log(f"[0/4] {m}"))
+        lines: list[str] = []
+        with con.quiet():
+            register_shipped(pair_name, log=lines.append)
+        for m in lines:
+            con.print(f"      {m}")
     t = time.perf_counter()
     data_uri = str(out / "data" / pair_name)
-    log(f"[1/4] building {num_samples} ({pair_name}) latent pairs with Ray Data → {data_uri}")
-    connect_ray()
-    summary = build_dataset(pair_name, num_samples=num_samples, output=data_uri, log=lambda m: log(f"      {m}"))
+    with con.stage(f"Ray Data: building {num_samples} {pair_name} latent pairs", total=num_samples) as st:
+        connect_ray()
+        rows = [0]
+
+        def on_shard(entry) -> None:
+            rows[0] += entry.rows
+            st.update(rows[0], num_samples)
+
+        summary = build_dataset(pair_name, num_samples=num_samples, output=data_uri, log=con.log, on_shard=on_shard)
+        st.note(f"{summary.output}")
     secs["build"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -141,23 +157,47 @@ def run_platform_demo(pair_name: str = "pointnet_lion", num_samples: int = 600, 
     # G) rather than the paper's latent MSE; the demo only shortens it.
     recipe = _recipe_train_yaml(pair_name, out)
     cfg = train_config_for_pair(pair_name, recipe, sets=sets)
-    log(f"[2/4] fitting F_E/F_D with Ray Train ({cfg.mapping.arch}, d_C={cfg.mapping.d_code}, {epochs} epochs) "
-        "→ MLflow")
-    datasets, info = open_training_data(summary.output, pair_name)
-    res = run_training(cfg, datasets, info, workers=1, log=lambda m: log(f"      {m}"))
+    with con.stage(f"Ray Train: fitting F_E/F_D ({cfg.mapping.arch}, d_C={cfg.mapping.d_code}, {epochs} epochs) "
+                   "→ MLflow") as st:
+        datasets, info = open_training_data(summary.output, pair_name)
+        res = run_training(cfg, datasets, info, workers=1, log=con.log)
+        obj = get_pair(pair_name).objective
+        val = res.metrics.get(f"val_{obj}")
+        st.note(f"val {obj} {val:.2f}, registered models:/{registry.model_name(pair_name)}/{res.model_version}"
+                if val is not None else f"registered version {res.model_version}")
     secs["train"] = time.perf_counter() - t
 
-    champ = registry.champion(pair_name)
-    log(f"[3/4] champion: models:/{champ.name}/{champ.version} ({champ.tags.get('objective')} = "
-        f"{champ.tags.get('objective_value')})")
+    with con.stage("MLflow registry: champion lookup") as st:
+        champ = registry.champion(pair_name)
+        value = champ.tags.get("objective_value")
+        try:
+            value = f"{float(value):.2f}"
+        except (TypeError, ValueError):
+            pass
+        st.note(f"champion: models:/{champ.name}/{champ.version} ({champ.tags.get('objective')} = {value})")
     t = time.perf_counter()
-    log(f"[4/4] compressing {eval_limit} held-out shapes with the champion, next to Draco")
-    rep = evaluate(pair=pair_name, model=None, limit=eval_limit, out_dir=str(out / "eval"), log=lambda m: None)
+    with con.stage(f"codec: compressing {eval_limit} held-out shapes with the champion, next to Draco") as st:
+        rep = evaluate(pair=pair_name, model=None, limit=eval_limit, out_dir=str(out / "eval"), log=con.log)
+        st.note(f"report in {out / 'eval'}")
     secs["eval"] = time.perf_counter() - t
-    log(rep.markdown)
+    con.print()
+    con.print(rep.markdown)
     paths = {"table": str(rep.markdown_path), "csv": str(rep.csv_path), "rate_distortion": str(rep.rd_png),
              "previews": str(Path(rep.previews[0]).parent) if rep.previews else ""}
     for k, v in paths.items():
-        log(f"      {k}: {v}")
-    log("      seconds: " + "  ".join(f"{k} {v:.0f}" for k, v in secs.items()))
+        con.print(f"{k:>16}: {v}")
+    con.print("         seconds: " + "  ".join(f"{k} {v:.0f}" for k, v in secs.items()))
+    if con.log_path is not None:
+        con.print(f"  libraries' logs: {con.log_path}")
+    from squeeze3d.assets import handler_for
+
+    example = "my_asset" + handler_for(get_pair(pair_name).asset_kind).input_exts[0]
+    con.print()
+    nxt = [(f".venv/bin/squeeze3d compress {example} -o my.sq3d --pair {pair_name}", "your own file"),
+           ("make mlflow-ui", "the runs and the registry in the MLflow UI"),
+           (f"make sweep PAIR={pair_name}", "Ray Tune over d_C, λ_gram and the loss")]
+    width = max(len(c) for c, _ in nxt)
+    con.print("Next:")
+    for cmd, why in nxt:
+        con.print(f"  {cmd:<{width}}   # {why}")
     return PlatformDemoReport(summary.output, res.model_version, res.metrics, rep.markdown, paths, secs)

@@ -61,3 +61,36 @@ def test_register_shipped_makes_it_the_champion(tmp_path, monkeypatch):
     assert unpack(res.data).matches_weights(want)
     assert registry.resolve_model(None, "pointnet_lion").weights_hash == want
     clear_cache()
+
+
+def test_the_champion_is_remembered_until_the_registry_changes(tmp_path, monkeypatch):
+    """After one lookup the codec finds the champion without the registry (no mlflow import); a
+    registration (the local store changes) makes it ask again."""
+    import json
+    import subprocess
+    import sys
+
+    from squeeze3d.codec import models
+    from squeeze3d.pairs import get_pair
+    from squeeze3d.train.champion import register_shipped
+
+    state = tmp_path / "state"
+    monkeypatch.setenv("SQUEEZE3D_STATE_DIR", str(state))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    clear_cache()
+    register_shipped("pointnet_lion", log=lambda m: None)
+    pair = get_pair("pointnet_lion")
+    first = models.resolve_default(pair)
+    assert first.version == "1" and (state / "cache" / "champion-pointnet_lion.json").is_file()
+    code = ("import sys, json\nfrom squeeze3d.codec.models import resolve_default\nfrom squeeze3d.pairs import get_pair\n"
+            "r = resolve_default(get_pair('pointnet_lion'))\n"
+            "print(json.dumps([r.version, r.weights_hash, 'mlflow' in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code], env={**__import__("os").environ, "SQUEEZE3D_STATE_DIR": str(state)},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["1", first.weights_hash, False]
+    register_shipped("pointnet_lion", log=lambda m: None)  # version 2: the store changed
+    assert models._cached_champion(pair) is None
+    assert models.resolve_default(pair).version in ("1", "2")
+    assert models._cached_champion(pair) is not None
+    clear_cache()

@@ -5,6 +5,11 @@ or the one that wrote a given file.
   is set, or the local store ``.state/mlflow.db`` exists) and has one; otherwise the pair's shipped
   model (``PairSpec.shipped_model``), said once on stderr. Without a registry nothing imports mlflow
   or creates a database, so a fresh clone compresses straight away.
+- The champion a registry named is remembered in ``<state>/cache/champion-<pair>.json`` so the next
+  compress needs no registry round trip (and does not import mlflow: ~1.4 s). The entry is trusted
+  while the tracking URI is the same and, for a sqlite store (the local one), its file has not changed since
+  (any registration rewrites it); for a server, for ``SQUEEZE3D_CHAMPION_TTL_S`` seconds (default
+  60), after which the registry is asked again.
 - Decompressing a version 2 file (which names its model by a weights-hash prefix only): the model
   given with ``--model`` if its hash matches, else the shipped model, the champion, then any
   registered version whose ``weights_hash`` tag has that prefix.
@@ -12,8 +17,10 @@ or the one that wrote a given file.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from squeeze3d.errors import UserError
@@ -51,14 +58,68 @@ def _say_once(key: str, msg: str) -> None:
         print(msg, file=sys.stderr)
 
 
+def _champion_cache(pair) -> Path:
+    from squeeze3d.tracking import state_dir
+
+    return state_dir() / "cache" / f"champion-{pair.name}.json"
+
+
+def _store_stamp() -> dict:
+    """What the cached champion is valid for: the tracking URI, and for a sqlite store its files' mtimes."""
+    from squeeze3d.tracking import state_dir
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{state_dir() / 'mlflow.db'}"
+    mtimes = None
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        mtimes = [f.stat().st_mtime_ns if f.is_file() else None for f in (db, db.with_name(db.name + "-wal"))]
+    return {"uri": uri, "mtimes": mtimes}
+
+
+def _cached_champion(pair):
+    from squeeze3d.registry import ResolvedModel
+
+    f = _champion_cache(pair)
+    try:
+        doc = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return None
+    stamp = _store_stamp()
+    if doc.get("stamp") != stamp:
+        return None
+    if stamp["mtimes"] is None and time.time() - float(doc.get("at", 0)) > float(
+            os.environ.get("SQUEEZE3D_CHAMPION_TTL_S", "60")):
+        return None
+    path = Path(doc["path"])
+    if not (path / "config.json").is_file():
+        return None
+    return ResolvedModel(path, doc["weights_hash"], doc["version"], doc["uri"])
+
+
+def _remember_champion(pair, r) -> None:
+    from squeeze3d.io import atomic_write_bytes
+
+    doc = {"stamp": _store_stamp(), "at": time.time(), "path": str(r.path), "weights_hash": r.weights_hash,
+           "version": r.version, "uri": r.uri}
+    try:
+        atomic_write_bytes(_champion_cache(pair), json.dumps(doc).encode())
+    except OSError:
+        pass  # a read-only state folder only costs the next lookup
+
+
 def resolve_default(pair):
     """The model to compress with when none is given (see the module docstring)."""
     from squeeze3d import registry
 
     if registry_configured():
+        cached = _cached_champion(pair)
+        if cached is not None:
+            return cached
         champ = registry.champion(pair.name)
         if champ is not None:
-            return registry.resolve_version(champ)
+            r = registry.resolve_version(champ)
+            _remember_champion(pair, r)
+            return r
         why = "the registry has no champion"
     else:
         why = "no registry is configured"
@@ -78,6 +139,9 @@ def resolve_for_hash(pair, prefix: str):
     if s is not None and s.weights_hash.startswith(prefix):
         return s
     if registry_configured():
+        cached = _cached_champion(pair)
+        if cached is not None and cached.weights_hash.startswith(prefix):
+            return cached
         champ = registry.champion(pair.name)
         if champ is not None and champ.tags.get("weights_hash", "").startswith(prefix):
             return registry.resolve_version(champ)

@@ -32,9 +32,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, serve: bool = True) -> int:
+    """``serve``: hand a single-file codec command to a running ``squeeze3d serve`` (see
+    ``squeeze3d.codec.server``) when there is one; the server itself calls this with False."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if serve and getattr(args, "forwardable", False) and not args.no_server:
+        from pathlib import Path
+
+        if Path(args.input).is_file():
+            from squeeze3d.codec.server import forward
+
+            rc = forward(list(sys.argv[1:] if argv is None else argv))
+            if rc is not None:
+                return rc
     try:
         rc = args.func(args)
     except UserError as e:

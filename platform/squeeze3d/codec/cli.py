@@ -364,6 +364,14 @@ def _cmd_interpolate(args) -> int:
     return 0
 
 
+def _cmd_serve(args) -> int:
+    from squeeze3d.codec.server import serve
+
+    if args.idle_timeout <= 0:
+        raise UserError(f"--idle-timeout must be positive, got {args.idle_timeout}")
+    return serve(args.pair, args.idle_timeout, log=lambda m: print(m, file=sys.stderr, flush=True))
+
+
 class _SplitAction(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         setattr(namespace, self.dest, values)
@@ -375,6 +383,11 @@ def add_commands(sub) -> None:
 
     model_help = ("mapping model: models:/squeeze3d-PAIR@champion (default), a registry version number, a "
                   "models:/ URI or a checkpoint directory")
+
+    def server_flag(p) -> None:
+        p.add_argument("--no-server", action="store_true",
+                       help="run in this process even when `squeeze3d serve` is running (also: SQUEEZE3D_NO_SERVER=1)")
+        p.set_defaults(forwardable=True)
 
     def jobs_flag(p) -> None:
         p.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
@@ -421,6 +434,7 @@ def add_commands(sub) -> None:
     p.add_argument("--device", default="cpu")
     jobs_flag(p)
     overwrite_flags(p, "outputs")
+    server_flag(p)
     p.set_defaults(func=_cmd_compress)
 
     p = sub.add_parser("decompress", help="decompress .sq3d to a point cloud (.ply/.npz/.obj) or a radiance "
@@ -433,12 +447,22 @@ def add_commands(sub) -> None:
     p.add_argument("--device", default="cpu")
     jobs_flag(p)
     overwrite_flags(p, "outputs")
+    server_flag(p)
     p.set_defaults(func=_cmd_decompress)
 
     p = sub.add_parser("inspect", help="show a .sq3d file's header: sizes, codec, model identity")
     p.add_argument("input")
     p.add_argument("--json", action="store_true")
+    server_flag(p)
     p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("serve", help="keep the codec warm: single-file compress/decompress/inspect commands "
+                       "hand their work to this process instead of starting cold (~2 s of torch import)")
+    p.add_argument("--pair", default=DEFAULT_PAIR, help="load this pair's models before the first request "
+                   "(others load on first use)")
+    p.add_argument("--idle-timeout", type=float, default=900.0, metavar="S",
+                   help="exit after S seconds without a request (default 900)")
+    p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("eval", help="codec evaluation vs the kind's classical baselines (Draco ladder + resampling "
                        "floor; raw-f16+zstd, quantise+zstd, prune+VQ): table, CSV, PNGs")

@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None, serve: bool = True) -> int:
             rc = forward(list(sys.argv[1:] if argv is None else argv))
             if rc is not None:
                 return rc
+    args.cli_main = lambda a: main(a, serve=False)  # what `squeeze3d serve` runs per request
     try:
         rc = args.func(args)
     except UserError as e:

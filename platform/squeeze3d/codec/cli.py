@@ -369,7 +369,7 @@ def _cmd_serve(args) -> int:
 
     if args.idle_timeout <= 0:
         raise UserError(f"--idle-timeout must be positive, got {args.idle_timeout}")
-    return serve(args.pair, args.idle_timeout, log=lambda m: print(m, file=sys.stderr, flush=True))
+    return serve(args.cli_main, args.pair, args.idle_timeout, log=lambda m: print(m, file=sys.stderr, flush=True))
 
 
 class _SplitAction(argparse.Action):

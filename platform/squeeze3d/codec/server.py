@@ -97,13 +97,11 @@ def forward(argv: list[str]) -> int | None:
     return int(resp.get("rc", 1))
 
 
-def _run(argv: list[str]) -> tuple[int, str, str]:
-    from squeeze3d.cli import main
-
+def _run(main, argv: list[str]) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            rc = main(argv, serve=False)
+            rc = main(argv)
         except SystemExit as e:  # argparse
             rc = e.code if isinstance(e.code, int) else 2
         except Exception as e:  # noqa: BLE001 - one bad request must not take the server down
@@ -120,8 +118,10 @@ def _forget_resolved_models() -> None:
         del compressor._CACHE[k]
 
 
-def serve(pair: str | None = None, idle_timeout: float = 900.0, log=print) -> int:
-    """Serve until ``idle_timeout`` seconds pass without a request. ``pair``: load its models first."""
+def serve(main, pair: str | None = None, idle_timeout: float = 900.0, log=print) -> int:
+    """Serve until ``idle_timeout`` seconds pass without a request. ``main(argv) -> exit status`` runs
+    one command here (the console command's entry point, without forwarding: it is handed in
+    because it sits above this module); ``pair``: load its models first."""
     path = socket_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
@@ -180,7 +180,7 @@ def serve(pair: str | None = None, idle_timeout: float = 900.0, log=print) -> in
                         with contextlib.suppress(OSError):
                             _send(conn, {"refused": "working directory not found"})
                         continue
-                    rc, out, err = _run(argv)
+                    rc, out, err = _run(main, argv)
                 finally:
                     os.chdir(cwd)
                     os.umask(umask)

@@ -263,3 +263,12 @@ def test_jobs_refused_for_a_generator_that_cannot_decode_in_threads():
         _jobs_for(codec, SimpleNamespace(jobs=2))
     with pytest.raises(UserError, match="at least 1"):
         _jobs_for(SimpleNamespace(generator=SimpleNamespace(thread_safe=True)), SimpleNamespace(jobs=0))
+
+
+def test_inspect_reads_a_header_without_torch(ckpts, inputs, tmp_path, capsys):
+    rc, _, err = _run(capsys, "compress", inputs / "shape.obj", "-o", tmp_path / "c.sq3d", "--model", ckpts[0], *COMMON)
+    assert rc == 0, err
+    r = subprocess.run([sys.executable, "-c", "import sys; from squeeze3d.cli import main; "
+                        f"rc = main(['inspect', {str(tmp_path / 'c.sq3d')!r}, '--no-server']); "
+                        "print(rc, 'torch' in sys.modules)"], capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip().splitlines()[-1] == "0 False", r.stderr

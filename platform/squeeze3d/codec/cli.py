@@ -80,8 +80,10 @@ def _batch(files: list[Path], label: str, one, jobs: int = 1) -> int:
 
     def report(result) -> None:
         line, err = result
-        if line is not None:
-            bar.write(line, file=sys.stdout) if not bar.disable else print(line)
+        if line is not None and not bar.disable:
+            bar.write(line, file=sys.stdout)  # above the bar, which stays at the bottom
+        elif line is not None:
+            print(line)
         else:
             failed.append(err)
         bar.update(1)

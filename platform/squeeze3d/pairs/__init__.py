@@ -4,8 +4,10 @@ model code stays out of drivers that only need names (Ray's release-harness patt
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-from squeeze3d.pairs.base import PairSpec
+if TYPE_CHECKING:
+    from squeeze3d.pairs.base import PairSpec
 
 # Adding a pair: write squeeze3d/pairs/<name>.py defining PAIR, then add one line here.
 _REGISTRY: dict[str, str] = {
@@ -35,6 +37,16 @@ def get_pair(name: str) -> PairSpec:
     if spec.name != name:
         raise RuntimeError(f"pair module {_REGISTRY[name]} defines {spec.name!r}, registered as {name!r}")
     return spec
+
+
+def __getattr__(name: str):
+    # PairSpec's module imports torch (through the zoo and asset contracts); the names and the
+    # registry do not need it, so reading a .sq3d header (its pair tag) stays torch-free
+    if name == "PairSpec":
+        from squeeze3d.pairs.base import PairSpec
+
+        return PairSpec
+    raise AttributeError(f"module 'squeeze3d.pairs' has no attribute {name!r}")
 
 
 __all__ = ["PairSpec", "UnknownPairError", "get_pair", "names"]

@@ -183,8 +183,8 @@ def test_generator_samples_are_per_prompt_and_seed(tmp_path):
         gen.sample([3])
 
 
-def test_generator_adds_the_text_mean_to_the_prior_sample():
-    cfg = shap_e.ShapEConfig(**TINY, prior_mean_rank=2, latent_scale=0.5)
+def test_generator_adds_the_guided_text_mean_to_the_prior_sample():
+    cfg = shap_e.ShapEConfig(**TINY, prior_mean_rank=2, latent_scale=0.5, mean_guidance=2.0)
     with_mean = shap_e.ShapEModule(cfg)
     torch.nn.init.normal_(with_mean.prior_mean.up.weight)
     torch.nn.init.normal_(with_mean.prior_mean.down.weight)
@@ -195,7 +195,9 @@ def test_generator_adds_the_text_mean_to_the_prior_sample():
     z_mean, _ = shap_e.ShapEGenerator(module=with_mean, embedder=emb, num_points=64).sample(conds)
     z_plain, _ = shap_e.ShapEGenerator(module=plain, embedder=emb, num_points=64).sample(conds)
     with torch.no_grad():
-        shift = with_mean.prior_mean(shap_e.text_embeddings(emb, [p for p, _ in conds])) * 0.5
+        e = shap_e.text_embeddings(emb, [p for p, _ in conds])
+        m0, mc = with_mean.prior_mean(torch.zeros_like(e)), with_mean.prior_mean(e)
+        shift = (m0 + 2.0 * (mc - m0)) * 0.5  # guidance 2 on the mean, times latent_scale
     assert shift.abs().mean() > 0.1
     torch.testing.assert_close(z_mean - z_plain, shift, rtol=1e-4, atol=1e-5)
 

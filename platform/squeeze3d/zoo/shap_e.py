@@ -33,6 +33,7 @@ grid edges), then looks the colours up there.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -362,6 +363,17 @@ class ShapEGenerator(Generator):
         self.cfg = module.cfg
         self.num_points = int(num_points)
         self._embedder = embedder
+
+    def weights_hash(self) -> str:
+        """The checkpoint's identity: its weights and the sampling settings of ``squeeze3d.json``
+        (guidance, steps, mean guidance, grid), which change what a (prompt, seed) gives, so a build
+        resumed under other settings sees other shards as stale."""
+        if self._hash is None:
+            from squeeze3d.zoo.base import state_dict_hash
+
+            doc = json.dumps({"weights": state_dict_hash(self.module), "config": asdict(self.module.cfg)}, sort_keys=True)
+            self._hash = hashlib.sha256(doc.encode()).hexdigest()
+        return self._hash
 
     @property
     def posterior(self) -> torch.Tensor | None:

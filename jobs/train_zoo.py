@@ -5,6 +5,7 @@
     python jobs/train_zoo.py --pair nerfmae --threads 2           # one stage: the NeRF-MAE autoencoder
     python jobs/train_zoo.py --pair meshanything_shape --stages meshanything   # the mesh encoder E
     python jobs/train_zoo.py --pair meshanything_shape --stages shap_e         # the mesh generator G
+    python jobs/train_zoo.py --pair meshanything_shape --stages shap_e_prior   # G's text mean + prior alone (~150 s)
 """
 
 from __future__ import annotations

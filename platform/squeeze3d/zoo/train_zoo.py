@@ -13,7 +13,7 @@ split (see ``lion.VAETrainConfig`` / ``lion.PriorTrainConfig``).
 ``nerfmae`` (``train_nerfmae_zoo``): one stage, ``nerfmae.train_nerfmae``.
 ``meshanything_shape`` (``train_meshanything_shape_zoo``): stage ``meshanything``, the mesh encoder E
 (mini MeshAnything, ``meshanything_train.train_meshanything``), and stage ``shap_e``, the generator G
-(mini Shap-E, ``shap_e_train.train_shap_e``).
+(mini Shap-E, ``shap_e_train.train_shap_e``; ``shap_e_prior``: its text mean and prior alone).
 Results are deterministic for a given seed, device and torch build.
 """
 
@@ -263,8 +263,10 @@ def train_meshanything_zoo(out_dir: str | Path | None, stages: tuple[str, ...], 
     return summary
 
 
-MESH_STAGES = ("meshanything", "shap_e")
-"""The ``meshanything_shape`` recipe's stages: E (mini MeshAnything), then G (mini Shap-E); independent."""
+MESH_STAGES = ("meshanything", "shap_e", "shap_e_prior")
+"""The ``meshanything_shape`` recipe's stages: E (mini MeshAnything), then G (mini Shap-E); independent.
+``shap_e_prior`` retrains only G's text mean and prior on the folder's renderer and its fitted-latents
+cache (~150 s); ``shap_e`` includes it, so it runs only when named without ``shap_e``."""
 
 
 def train_meshanything_shape_zoo(out_dir: str | Path | None, stages: tuple[str, ...], cfg: ZooConfig,
@@ -279,6 +281,12 @@ def train_meshanything_shape_zoo(out_dir: str | Path | None, stages: tuple[str, 
     if "shap_e" in stages:
         tcfg = shap_e_train.ShapETrainConfig(**{"threads": cfg.threads, "seed": cfg.seed, **cfg.shap_e})
         log(f"[zoo] shap_e: {tcfg}")
+        g_dir = Path(out_dir) / "shap_e" if out_dir is not None else shap_e.WEIGHTS_DIR
+        out["shap_e"] = shap_e_train.train_shap_e(g_dir, tcfg, log)
+    elif "shap_e_prior" in stages:
+        tcfg = shap_e_train.ShapETrainConfig(**{"threads": cfg.threads, "seed": cfg.seed, **cfg.shap_e,
+                                                "stages": ("prior",)})
+        log(f"[zoo] shap_e prior only: {tcfg}")
         g_dir = Path(out_dir) / "shap_e" if out_dir is not None else shap_e.WEIGHTS_DIR
         out["shap_e"] = shap_e_train.train_shap_e(g_dir, tcfg, log)
     return out

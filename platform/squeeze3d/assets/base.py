@@ -138,7 +138,8 @@ class AssetHandler:
         raise NotImplementedError
 
     fallback_bits: tuple[int, ...] = ()
-    """The classical codec's rates the rate-distortion gate may pick from (``fallback_at``)."""
+    """The classical codec's rates the rate-distortion gate may pick from (``fallback_at``), in
+    ascending order; fewer bits must never give a larger file (the gate's size-first search relies on it)."""
 
     def fallback_blob(self, norm: np.ndarray, bits: int) -> bytes:
         """Classical coding of a normalised asset at rate ``bits`` (no quality measured: the gate

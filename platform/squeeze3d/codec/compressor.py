@@ -334,7 +334,7 @@ class Codec:
                         kept = x
                         break
                 kept = kept or top
-            cheapest = h.fallback_bits[0]
+            cheapest = min(h.fallback_bits)  # the classical codec's smallest file: its fewest bits
             if kept is None or len(pack(fallback(h.fallback_blob(norm, cheapest), cheapest))) < len(kept[0]):
                 blob, b, fq = h.fallback_encode(norm, float(min_quality))  # fewest classical bits meeting the floor
                 fb = fallback(blob, b)

@@ -50,7 +50,11 @@ def chamfer(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def d1_psnr(reference: torch.Tensor, test: torch.Tensor) -> torch.Tensor:
-    a2b, b2a = _nn_sq(reference, test)
+    return _d1_from_nn(reference, *_nn_sq(reference, test))
+
+
+def _d1_from_nn(reference: torch.Tensor, a2b: torch.Tensor, b2a: torch.Tensor) -> torch.Tensor:
+    """D1-PSNR ``[B]`` from the squared NN distances of either search (the definition above)."""
     mse = torch.maximum(a2b.mean(dim=1), b2a.mean(dim=1)).clamp_min(1e-20)
     peak = (reference.amax(dim=1) - reference.amin(dim=1)).double().norm(dim=-1)
     return (10.0 * torch.log10(peak.pow(2) / mse)).float()
@@ -77,14 +81,12 @@ def _nn_sq_kdtree(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 def d1_psnr_pair(reference: np.ndarray, test: np.ndarray) -> float:
     """D1-PSNR of one ``[N, 3]`` cloud against one reference (numpy in, float out)."""
+    ref, tst = np.asarray(reference, np.float32), np.asarray(test, np.float32)
+    r = torch.from_numpy(ref)[None]
     if not _KDTREE:
-        return float(d1_psnr(torch.from_numpy(np.asarray(reference, np.float32))[None],
-                             torch.from_numpy(np.asarray(test, np.float32))[None])[0])
-    a2b, b2a = _nn_sq_kdtree(np.asarray(reference, np.float32), np.asarray(test, np.float32))
-    mse = max(float(a2b.mean()), float(b2a.mean()), 1e-20)
-    ref = np.asarray(reference, np.float32).astype(np.float64)
-    peak = float(np.linalg.norm(ref.max(0) - ref.min(0)))
-    return float(np.float32(10.0 * np.log10(peak ** 2 / mse)))
+        return float(d1_psnr(r, torch.from_numpy(tst)[None])[0])
+    a2b, b2a = _nn_sq_kdtree(ref, tst)
+    return float(_d1_from_nn(r, torch.from_numpy(a2b)[None], torch.from_numpy(b2a)[None])[0])
 
 
 def normalise_unit_sphere(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -19,6 +19,7 @@ holds the fallback codec's rate parameter (Draco bits, or grid bits per value).
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +125,17 @@ class AssetHandler:
         return f"a {size}-point resample" if self.kind == "point_cloud" else f"a {size}³ grid resample"
 
     # ------------------------------------------------------------------ gate and fallback
+    _refs = threading.local()  # per thread: the codec's batch mode gates files in parallel threads
+
+    def _last_reference(self, key, build: Callable[[], Any]):
+        """``build()``'s result for the last reference ``key`` this thread measured against (the gate
+        measures many candidates against one input: its renders are made once)."""
+        key = (self.kind, key)  # one slot per thread, shared by the kinds: a kind's key never matches another's
+        last = getattr(self._refs, "last", None)
+        if last is None or last[0] != key:
+            last = self._refs.last = (key, build())
+        return last[1]
+
     def tune_for_batch(self) -> None:
         """Called once before a directory of files is compressed: trade a one-off start-up cost for
         a faster gate per file (default: nothing to trade)."""

@@ -19,7 +19,6 @@ render-PSNR gate; Draco mesh fallback; Draco ladder + raw GLB as evaluation base
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -134,17 +133,12 @@ class MeshHandler(AssetHandler):
         return "G's mesh (neural) or the Draco-quantised input (fallback), vertex-coloured"
 
     # ------------------------------------------------------------------ gate and fallback
-    _refs = threading.local()  # per thread: the codec's batch mode may gate files in parallel threads
-
     def _reference_render(self, mesh: Mesh) -> torch.Tensor:
         """Renders of the last reference (the gate measures many candidates against one input)."""
         from squeeze3d.metrics.mesh import render_ring
 
         key = _key(mesh)
-        last = getattr(self._refs, "last", None)
-        if last is None or last[0] != key:
-            last = self._refs.last = (key, render_ring(mesh))
-        return last[1]
+        return self._last_reference(key, lambda: render_ring(mesh))
 
     def quality(self, reference: Mesh, test: Mesh) -> float:
         from squeeze3d.metrics.mesh import render_psnr, render_ring

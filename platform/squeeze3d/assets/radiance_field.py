@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import io as _io
-import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -294,12 +293,7 @@ class RadianceFieldHandler(AssetHandler):
 
         g = np.ascontiguousarray(grid, np.float32)
         key = (g.shape, hashlib.blake2b(g.tobytes(), digest_size=16).digest())
-        last = getattr(self._refs, "last", None)
-        if last is None or last[0] != key:
-            last = self._refs.last = (key, render(torch.from_numpy(g)[None]))
-        return last[1]
-
-    _refs = threading.local()  # per thread: the codec's batch mode gates files in parallel threads
+        return self._last_reference(key, lambda: render(torch.from_numpy(g)[None]))
 
     def quality(self, reference, test) -> float:
         from squeeze3d.metrics.volume import psnr, render

@@ -278,15 +278,10 @@ def train_meshanything_shape_zoo(out_dir: str | Path | None, stages: tuple[str, 
     out: dict = {}
     if "meshanything" in stages:
         out["meshanything"] = train_meshanything_zoo(out_dir, (), cfg, log)
-    if "shap_e" in stages:
-        tcfg = shap_e_train.ShapETrainConfig(**{"threads": cfg.threads, "seed": cfg.seed, **cfg.shap_e})
+    if "shap_e" in stages or "shap_e_prior" in stages:
+        prior_only = {} if "shap_e" in stages else {"stages": ("prior",)}  # shap_e includes the prior
+        tcfg = shap_e_train.ShapETrainConfig(**{"threads": cfg.threads, "seed": cfg.seed, **cfg.shap_e, **prior_only})
         log(f"[zoo] shap_e: {tcfg}")
-        g_dir = Path(out_dir) / "shap_e" if out_dir is not None else shap_e.WEIGHTS_DIR
-        out["shap_e"] = shap_e_train.train_shap_e(g_dir, tcfg, log)
-    elif "shap_e_prior" in stages:
-        tcfg = shap_e_train.ShapETrainConfig(**{"threads": cfg.threads, "seed": cfg.seed, **cfg.shap_e,
-                                                "stages": ("prior",)})
-        log(f"[zoo] shap_e prior only: {tcfg}")
         g_dir = Path(out_dir) / "shap_e" if out_dir is not None else shap_e.WEIGHTS_DIR
         out["shap_e"] = shap_e_train.train_shap_e(g_dir, tcfg, log)
     return out

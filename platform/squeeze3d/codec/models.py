@@ -66,9 +66,9 @@ def _champion_cache(pair) -> Path:
 
 def _store_stamp() -> dict:
     """What the cached champion is valid for: the tracking URI, and for a sqlite store its files' mtimes."""
-    from squeeze3d.tracking import state_dir
+    from squeeze3d.tracking import tracking_uri
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{state_dir() / 'mlflow.db'}"
+    uri = tracking_uri()
     mtimes = None
     if uri.startswith("sqlite:///"):
         db = Path(uri[len("sqlite:///"):])

@@ -7,6 +7,7 @@ batched, and placed on a device given as a parameter (the same code path on CPU 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,9 +42,19 @@ class FrozenModel:
         self._hash: str | None = None
 
     def weights_hash(self) -> str:
+        """The model's identity, which build manifests record: its weights' hash, mixed with
+        ``settings()`` when the model has settings outside its weights that change its outputs."""
         if self._hash is None:
+            extra = self.settings()
             self._hash = state_dict_hash(self.module)
+            if extra:
+                doc = json.dumps({"weights": self._hash, "config": extra}, sort_keys=True)
+                self._hash = hashlib.sha256(doc.encode()).hexdigest()
         return self._hash
+
+    def settings(self) -> dict:
+        """Settings outside the weights that change what the model gives (default: none)."""
+        return {}
 
 
 class Encoder(FrozenModel):

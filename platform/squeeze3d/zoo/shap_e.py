@@ -33,7 +33,6 @@ grid edges), then looks the colours up there.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -364,16 +363,11 @@ class ShapEGenerator(Generator):
         self.num_points = int(num_points)
         self._embedder = embedder
 
-    def weights_hash(self) -> str:
-        """The checkpoint's identity: its weights and the sampling settings of ``squeeze3d.json``
-        (guidance, steps, mean guidance, grid), which change what a (prompt, seed) gives, so a build
-        resumed under other settings sees other shards as stale."""
-        if self._hash is None:
-            from squeeze3d.zoo.base import state_dict_hash
-
-            doc = json.dumps({"weights": state_dict_hash(self.module), "config": asdict(self.module.cfg)}, sort_keys=True)
-            self._hash = hashlib.sha256(doc.encode()).hexdigest()
-        return self._hash
+    def settings(self) -> dict:
+        """The sampling settings of ``squeeze3d.json`` (guidance, steps, mean guidance, grid) change what
+        a (prompt, seed) gives: they are part of G's identity, so a build resumed under other settings
+        sees other shards as stale."""
+        return asdict(self.module.cfg)
 
     @property
     def posterior(self) -> torch.Tensor | None:

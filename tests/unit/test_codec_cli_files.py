@@ -272,3 +272,13 @@ def test_inspect_reads_a_header_without_torch(ckpts, inputs, tmp_path, capsys):
                         f"rc = main(['inspect', {str(tmp_path / 'c.sq3d')!r}, '--no-server']); "
                         "print(rc, 'torch' in sys.modules)"], capture_output=True, text=True, timeout=120)
     assert r.stdout.strip().splitlines()[-1] == "0 False", r.stderr
+
+
+def test_directory_decompress_writes_each_and_names_a_bad_file(ckpts, inputs, tmp_path, capsys):
+    rc, _, err = _run(capsys, "compress", inputs, "-o", tmp_path / "c", "--model", ckpts[0], *COMMON)
+    assert rc == 0, err
+    (tmp_path / "c" / "broken.sq3d").write_bytes(b"not a container")
+    rc, out, err = _run(capsys, "decompress", tmp_path / "c", "-o", tmp_path / "d", "--model", ckpts[0], "--jobs", "2")
+    assert rc == 2 and "broken.sq3d" in err and "1 of 3 files failed" in err
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["other.ply", "shape.ply"]
+    assert out.count(" -> ") == 2

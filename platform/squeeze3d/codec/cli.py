@@ -113,20 +113,12 @@ def _batch(files: list[Path], label: str, one, jobs: int = 1) -> int:
     return 0
 
 
-def _decompress_jobs(files: list[Path], args) -> int:
-    """As ``_jobs_for``, over the pairs whose neural files are in the directory (fallback files need
-    no model and decode in any thread)."""
+def _decompress_jobs(headers: list, args) -> int:
+    """As ``_jobs_for``, over the pairs of the directory's neural files (``headers``: their containers,
+    None for unreadable ones); fallback files need no model and decode in any thread."""
     from squeeze3d.codec.compressor import get_codec
-    from squeeze3d.codec.container import ContainerError, read_container
 
-    pairs = set()
-    for f in files:
-        try:
-            c = read_container(f)
-        except (ContainerError, UserError, OSError):
-            continue  # its own error comes when it is decoded
-        if c.codec == "neural":
-            pairs.add(c.pair)
+    pairs = {c.pair for c in headers if c is not None and c.codec == "neural"}
     jobs = [_jobs_for(get_codec(p, args.model, args.device), args) for p in sorted(pairs)]
     return min(jobs) if jobs else (args.jobs or _default_jobs())
 
@@ -301,13 +293,22 @@ def _cmd_decompress(args) -> int:
     if dst.exists() and not dst.is_dir():
         raise UserError(f"{dst}: the output of a directory must be a directory")
 
+    headers = {}  # each header read once here; an unreadable file gets its own error when it is decoded
+    for f in files:
+        try:
+            headers[f] = read_container(f)
+        except (UserError, OSError):
+            headers[f] = None
+
     def out_for(f: Path) -> Path:
         fmt = args.format
         if fmt is None:  # the kind's first output format: ply for point clouds, npz for grids
-            try:
-                fmt = handler_for(_get_pair(read_container(f).pair).asset_kind).output_exts[0].lstrip(".")
-            except UserError:
-                fmt = "ply"  # unreadable: its own error comes when it is decoded
+            fmt = "ply"  # unreadable, or an unknown pair: its own error comes when it is decoded
+            if headers[f] is not None:
+                try:
+                    fmt = handler_for(_get_pair(headers[f].pair).asset_kind).output_exts[0].lstrip(".")
+                except UserError:
+                    pass
         return dst / f"{f.stem}.{fmt}"
 
     plan = _plan_outputs([(f, out_for(f)) for f in files], args, "files")
@@ -317,11 +318,12 @@ def _cmd_decompress(args) -> int:
     outs = dict(plan)
 
     def one(f: Path) -> str:
-        _check_model_of(f, read_container(f), args.model, args.device)
+        _check_model_of(f, headers[f] or read_container(f), args.model, args.device)
         r = decompress_file(f, outs[f], model=args.model, device=args.device)
         return f"{f} -> {r.output}: {describe(r)} ({r.container.codec})"
 
-    return _batch([f for f, _ in plan], "decompress", one, _decompress_jobs([f for f, _ in plan], args))
+    todo = [f for f, _ in plan]
+    return _batch(todo, "decompress", one, _decompress_jobs([headers[f] for f in todo], args))
 
 
 @_os_errors

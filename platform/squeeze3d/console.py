@@ -41,7 +41,20 @@ class Stage:
             self._bar.set_postfix_str(text, refresh=True)
 
 
-class StageConsole:
+class _Stages:
+    """What both consoles print around a stage: its numbered head and its final line (subclasses set
+    ``total`` and ``_k``)."""
+
+    def _next_head(self, title: str) -> str:
+        self._k += 1
+        return f"[{self._k}/{self.total}] {title}"
+
+    @staticmethod
+    def _done(head: str, st: Stage, secs: float) -> str:
+        return f"{head}{f' — {st.summary}' if st.summary else ''} ({secs:.1f} s)"
+
+
+class StageConsole(_Stages):
     """``with console.stage("building pairs") as st: ...`` prints ``[k/n] building pairs ... 12.3 s``."""
 
     def __init__(self, log_path: str | Path, total_stages: int, verbose: bool = False, stream=None):
@@ -97,8 +110,7 @@ class StageConsole:
     def stage(self, title: str, total: int | None = None):
         from tqdm import tqdm
 
-        self._k += 1
-        head = f"[{self._k}/{self.total}] {title}"
+        head = self._next_head(title)
         self._log.write(f"\n===== {head} =====\n")
         tty = hasattr(self.out, "isatty") and self.out.isatty()
         bar = None
@@ -127,8 +139,7 @@ class StageConsole:
             if bar is not None:
                 bar.close()
             secs = time.perf_counter() - t0
-            tail = f" — {st.summary}" if st.summary else ""
-            self.print(f"{head}{tail} ({secs:.1f} s)" if ok else f"{head} — failed after {secs:.1f} s; "
+            self.print(self._done(head, st, secs) if ok else f"{head} — failed after {secs:.1f} s; "
                        f"the libraries' output is in {self.log_path}")
 
     def close(self) -> None:
@@ -137,7 +148,7 @@ class StageConsole:
             self.out.close()
 
 
-class PlainConsole:
+class PlainConsole(_Stages):
     """``StageConsole``'s interface over a ``log(line)`` callable (tests, library callers): stage lines
     and detail lines alike go to ``log``; nothing is redirected."""
 
@@ -159,13 +170,11 @@ class PlainConsole:
 
     @contextmanager
     def stage(self, title: str, total: int | None = None):
-        self._k += 1
-        head = f"[{self._k}/{self.total}] {title}"
+        head = self._next_head(title)
         st = Stage(None, title)
         t0 = time.perf_counter()
         yield st
-        tail = f" — {st.summary}" if st.summary else ""
-        self._out(f"{head}{tail} ({time.perf_counter() - t0:.1f} s)")
+        self._out(self._done(head, st, time.perf_counter() - t0))
 
     def close(self) -> None:
         pass

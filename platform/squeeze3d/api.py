@@ -42,16 +42,16 @@ def load_codec(pair: str = DEFAULT_PAIR, model: str | None = None, device: str =
 def compress(points_or_path, *, pair: str = DEFAULT_PAIR, model: str | None = None, codec=None,
              dtype: str | None = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
              min_quality: float | None = DEFAULT_MIN_QUALITY_DB, device: str = "cpu", seed: int = 0,
-             target_bytes: int | None = None) -> bytes:
+             target_bytes: int | None = None, effort: int | None = None) -> bytes:
     """An asset (array, or a file path) → .sq3d bytes. ``codec`` (from ``load_codec``) overrides
     ``pair``/``model``/``device``. ``min_quality``: the quality floor in dB: the smallest file meeting it
     among the neural variants and the classical codec (None: off). ``target_bytes``: instead, the best
-    quality that fits."""
+    quality that fits. ``effort``: test-time refinement steps (None: the default, 0: off)."""
     c = codec if codec is not None else load_codec(pair, model, device)
     x = points_or_path
     if isinstance(x, (str, os.PathLike)):
         x = c.handler.read(Path(x), c.pair, seed).data
-    return c.compress_asset(x, dtype, quant, min_quality, target_bytes).data
+    return c.compress_asset(x, dtype, quant, min_quality, target_bytes, effort=effort).data
 
 
 def decompress(data, *, model: str | None = None, codec=None, device: str = "cpu"):

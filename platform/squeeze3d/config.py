@@ -50,6 +50,11 @@ class MappingConfig:
     code_bound: str = "none"
     """none: F_E's output is the code as is; tanh: codes bounded in [-1, 1], which the codec stores as
     fixed-range k-bit integers with no scale (``--dtype fixed``), the compact rate ladder."""
+    code_prefixes: list[int] = field(default_factory=list)
+    """Nested (prefix) codes, ascending, the last = d_code: in training each row's code is cut to a
+    random one of these lengths (the numbers after it zeroed) before F_D, so the first k numbers alone
+    decode to a coarser shape and the codec can store any of these prefixes (a rate ladder that buys
+    quality with bytes). Empty: off (one code length)."""
 
 
 @dataclass
@@ -228,6 +233,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         (len(m.unet_channels) >= 1 and all(c >= 1 for c in m.unet_channels),
          "mapping.unet_channels must be a non-empty list of positive integers"),
         (m.code_channels >= 1, "mapping.code_channels must be >= 1"),
+        (not m.code_prefixes or (m.arch != "unet3d" and list(m.code_prefixes) == sorted(set(m.code_prefixes))
+                                 and m.code_prefixes[0] >= 1 and m.code_prefixes[-1] == m.d_code),
+         "mapping.code_prefixes must be ascending distinct lengths ending at mapping.d_code (MLP codes only)"),
         (min(lo.lambda_gen, lo.lambda_gram, lo.lambda_set, lo.lambda_output) >= 0, "loss weights must be >= 0"),
         (lo.lambda_gen + lo.lambda_set + lo.lambda_output > 0,
          "at least one of loss.lambda_gen, loss.lambda_set, loss.lambda_output must be > 0"),

@@ -44,7 +44,7 @@ def _cloud():
 
 def test_ladder_sizes_and_round_trip(bounded_ckpt):
     codec = get_codec(PAIR, bounded_ckpt)
-    assert codec.variants() == [("fixed", "none", b) for b in range(8, 0, -1)]
+    assert codec.variants() == [("fixed", "none", b, 0) for b in range(8, 0, -1)]
     pts = _cloud()
     sizes = {}
     for bits in (8, 6, 4):

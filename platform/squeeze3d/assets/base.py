@@ -149,6 +149,13 @@ class AssetHandler:
         ``(payload, rate parameter, achieved quality)``."""
         raise NotImplementedError
 
+    fallback_own_frame: bool = False
+    """The classical codec stores its own frame (Draco: quantisation origin and range), so the
+    compressor hands it the asset as prepared, not normalised, and the file stores no normalisation."""
+    refine_target = None
+    """``norm -> Tensor`` the compressor's test-time refinement fits the decode to (None: this kind
+    is not refined)."""
+
     fallback_bits: tuple[int, ...] = ()
     """The classical codec's rates the rate-distortion gate may pick from (``fallback_at``), in
     ascending order; fewer bits must never give a larger file (the gate's size-first search relies on it)."""

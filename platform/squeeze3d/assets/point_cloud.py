@@ -98,6 +98,11 @@ class PointCloudHandler(AssetHandler):
         return draco.encode_min_bits(np.asarray(norm), float(floor_db))
 
     fallback_bits = tuple(range(1, 15))
+    fallback_own_frame = True
+
+    @staticmethod
+    def refine_target(norm) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(norm, np.float32))
 
     def fallback_blob(self, norm, bits) -> bytes:
         from squeeze3d.baselines import draco
@@ -113,7 +118,7 @@ class PointCloudHandler(AssetHandler):
     def fallback_decode(self, payload, param, size) -> np.ndarray:
         from squeeze3d.baselines import draco
 
-        return draco.decode_points(payload, expected_points=size)
+        return draco.decode_points(payload, expected_points=None)  # Draco merges duplicates: its count wins
 
     def encode_output(self, data, fmt) -> bytes:
         from squeeze3d.io import encode_points

@@ -195,7 +195,8 @@ def _cmd_compress(args) -> int:
     src, dst = Path(args.input), Path(args.output)
     opts = dict(pair=args.pair, model=args.model, dtype=args.dtype, quant=args.quant,
                 min_quality=args.min_quality, device=args.device, seed=args.seed,
-                target_bytes=args.target_bytes, bits=args.bits, overwrite=bool(args.force))
+                target_bytes=args.target_bytes, bits=args.bits, overwrite=bool(args.force),
+                effort=args.effort, prefix=args.prefix)
     if not src.is_dir():
         if _skip_existing_output(src, dst, args):
             return 0
@@ -349,7 +350,7 @@ def _cmd_eval(args) -> int:
         raise UserError("give either --split or --input, not both")
     rep = evaluate(pair=args.pair, model=args.model, split=args.split, input_dir=args.input, limit=args.limit,
                    out_dir=args.out, min_quality=args.min_quality, device=args.device, seed=args.seed,
-                   previews=not args.no_previews, log=lambda m: print(m, file=sys.stderr))
+                   previews=not args.no_previews, effort=args.effort, log=lambda m: print(m, file=sys.stderr))
     print(rep.markdown)
     print(f"\ntable: {rep.markdown_path}\ncsv:   {rep.csv_path}\nper-object csv: {rep.objects_csv_path}\n"
           f"rate-distortion: {rep.rd_png}\npreviews: {rep.preview_dir} ({len(rep.previews)} PNGs)")
@@ -383,7 +384,7 @@ class _SplitAction(argparse.Action):
 
 
 def add_commands(sub) -> None:
-    from squeeze3d.codec import DEFAULT_DTYPE, DEFAULT_MIN_QUALITY_DB, DEFAULT_PAIR, DEFAULT_QUANT
+    from squeeze3d.codec import DEFAULT_DTYPE, DEFAULT_EFFORT, DEFAULT_MIN_QUALITY_DB, DEFAULT_PAIR, DEFAULT_QUANT
 
     model_help = ("mapping model: models:/squeeze3d-PAIR@champion (default), a registry version number, a "
                   "models:/ URI or a checkpoint directory")
@@ -392,6 +393,12 @@ def add_commands(sub) -> None:
         p.add_argument("--no-server", action="store_true",
                        help="run in this process even when `squeeze3d serve` is running (also: SQUEEZE3D_NO_SERVER=1)")
         p.set_defaults(forwardable=True)
+
+    def effort_flag(p) -> None:
+        p.add_argument("--effort", type=int, default=None, metavar="STEPS",
+                       help=f"test-time refinement of the code against the input, in optimisation steps (0: off; "
+                            f"default {DEFAULT_EFFORT}); more steps: better quality, longer compress; the result "
+                            "is the same for the same input and effort")
 
     def jobs_flag(p) -> None:
         p.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
@@ -434,6 +441,9 @@ def add_commands(sub) -> None:
                         f"model's largest variant unchecked)")
     p.add_argument("--target-bytes", type=int, default=None, metavar="B",
                    help="instead of a floor: the best quality whose .sq3d file fits in B bytes")
+    effort_flag(p)
+    p.add_argument("--prefix", type=int, default=None, metavar="K",
+                   help="nested-code models: store only the first K code numbers (default: the ladder decides)")
     p.add_argument("--seed", type=int, default=0, help="seed of the mesh surface sampling")
     p.add_argument("--device", default="cpu")
     jobs_flag(p)
@@ -479,6 +489,7 @@ def add_commands(sub) -> None:
     p.add_argument("--out", default=".state/eval", help="report directory (default .state/eval)")
     p.add_argument("--min-quality", type=_quality, default=DEFAULT_MIN_QUALITY_DB, metavar="DB")
     p.add_argument("--no-previews", action="store_true", help="skip the per-object before/after PNGs")
+    effort_flag(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_cmd_eval, split_given=False)

@@ -25,17 +25,21 @@ turns the gate off.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from squeeze3d.assets import handler_for
 from squeeze3d.assets.base import all_output_exts
-from squeeze3d.codec import DEFAULT_DTYPE, DEFAULT_MIN_QUALITY_DB, DEFAULT_PAIR, DEFAULT_QUANT
+from squeeze3d.codec import (DEFAULT_DTYPE, DEFAULT_EFFORT, DEFAULT_MIN_QUALITY_DB, DEFAULT_PAIR, DEFAULT_QUANT,
+                             OFF_BUDGET_BYTES)
 from squeeze3d.codec.container import Container, ContainerError, pack, read_container, unpack
 from squeeze3d.codec.quantise import DTYPE_CHOICES, QUANT_CHOICES, dequantise, quantise
 from squeeze3d.errors import UserError
@@ -55,6 +59,20 @@ def _get_pair(name: str):
         raise UserError(f"pair {name!r} is registered but cannot be loaded: {e}") from None
     handler_for(pair.asset_kind).check_pair(pair)
     return pair
+
+
+class Variant(NamedTuple):
+    """One neural rung: payload dtype, quantisation, bits (fixed-range codes) and the code prefix
+    stored (0: the whole code; nested-code models store the first ``prefix`` numbers)."""
+
+    dtype: str
+    quant: str
+    bits: int
+    prefix: int = 0
+
+
+PREFIX_BITS = (8, 6, 4, 2)
+"""Bits per number on the rungs of a nested-code model (each prefix length at each of these)."""
 
 
 # (kind, key...) → loaded frozen model; lives for the process (batch mode loads each model once)
@@ -125,6 +143,8 @@ class Codec:
         self.device = str(device)
         self._resolved = None
         self._size: int | None = None
+        self._refined: dict[tuple[str, int], np.ndarray] = {}
+        self._lock = threading.Lock()
 
     @property
     def asset_size(self) -> int:
@@ -222,21 +242,71 @@ class Codec:
     def train_config(self):
         return self._half("f_d").config
 
-    def variants(self) -> list[tuple[str, str, int]]:
-        """The neural payloads this model supports, largest first: ``(dtype, quant, bits)``.
+    @property
+    def prefixes(self) -> list[int]:
+        """Code lengths a nested-code model can store (``mapping.code_prefixes``; [] otherwise)."""
+        return list(self.train_config.mapping.code_prefixes)
+
+    def variants(self) -> list[Variant]:
+        """The neural payloads this model supports, largest file first.
 
         Models with bounded codes (``mapping.code_bound = tanh``) get the fixed-range rate ladder from
         the bits they were trained for down to 1 (fewer bits: a smaller file, a coarser code; tanh
         codes tend to saturate, so even 1 bit per number can hold most of the quality: measured, see
-        the README); the gate measures each one. Unbounded (older) models keep int8 with a per-vector
-        scale."""
+        the README); nested-code models add the prefix lengths: every prefix at each of
+        ``PREFIX_BITS`` (a shorter prefix: fewer numbers, a coarser shape). The gate measures them.
+        Unbounded (older) models keep int8 with a per-vector scale."""
         cfg = self.train_config
-        if cfg.mapping.code_bound == "tanh":
-            top = int(cfg.loss.code_noise_bits or 8)
-            return [("fixed", "none", b) for b in range(top, 0, -1)]
-        return [("int8", "per_vector", 0)]
+        if cfg.mapping.code_bound != "tanh":
+            return [Variant("int8", "per_vector", 0)]
+        top = int(cfg.loss.code_noise_bits or 8)
+        if not self.prefixes:
+            return [Variant("fixed", "none", b) for b in range(top, 0, -1)]
+        rungs = [Variant("fixed", "none", b, k) for k in self.prefixes for b in PREFIX_BITS if b <= top]
+        return sorted(rungs, key=lambda v: (-(-v.prefix * v.bits // 8), -v.prefix))
 
-    def _neural(self, code: np.ndarray, dtype: str, quant: str, bits: int, common: dict) -> Container:
+    # ---------------------------------------------------------------- refinement
+    def _loss_decoder(self):
+        def build():
+            dec = self.pair.loss_decoder(self.device)
+            for p in dec.parameters():
+                p.requires_grad_(False)
+            return dec.eval()
+
+        return _cached(("loss_decoder", self.pair.name, self.device), build)
+
+    def can_refine(self) -> bool:
+        """Test-time refinement needs bounded codes, a differentiable decoder and a point target."""
+        return (self.train_config.mapping.code_bound == "tanh" and self.pair.loss_decoder is not None
+                and self.handler.refine_target is not None)
+
+    def refine(self, norm, code: np.ndarray, effort: int) -> np.ndarray:
+        """F_E's code → the code refined by ``effort`` steps against this input (``codec.refine``).
+        The last few results are remembered by (input, effort), so the evaluation's per-rung calls
+        on one asset search once."""
+        if effort <= 0 or not self.can_refine():
+            return code
+        from squeeze3d.codec.refine import refine_code
+
+        key = (hashlib.sha256(np.ascontiguousarray(norm, np.float32).tobytes()).hexdigest(), int(effort))
+        with self._lock:
+            hit = self._refined.get(key)
+        if hit is None:
+            for p in self.f_d.parameters():
+                p.requires_grad_(False)
+            hit = refine_code(code, self.handler.refine_target(norm), self.f_d, self._loss_decoder(),
+                              steps=int(effort), bits=int(self.train_config.loss.code_noise_bits or 8),
+                              prefixes=self.prefixes)
+            with self._lock:  # directory mode compresses in threads that share this codec
+                self._refined[key] = hit
+                while len(self._refined) > 4:
+                    self._refined.pop(next(iter(self._refined)))
+        return hit.copy()
+
+    def _neural(self, code: np.ndarray, v: Variant, common: dict) -> Container:
+        dtype, quant, bits = v.dtype, v.quant, v.bits
+        if v.prefix:
+            code = np.asarray(code).reshape(-1)[:v.prefix]
         try:
             payload = quantise(code, dtype, quant, bits)
         except ValueError as e:
@@ -247,7 +317,8 @@ class Codec:
 
     def compress_asset(self, data: np.ndarray, dtype: str | None = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
                        min_quality: float | None = DEFAULT_MIN_QUALITY_DB, target_bytes: int | None = None,
-                       bits: int | None = None) -> CompressResult:
+                       bits: int | None = None, *, effort: int | None = None,
+                       prefix: int | None = None) -> CompressResult:
         """One raw asset (any frame) → .sq3d bytes. The handler validates it and brings it to the pair's
         size first (point clouds larger than the pair's count: a seeded subset; grids: resampled to R);
         the gate measures against that.
@@ -256,7 +327,13 @@ class Codec:
         and the kind's classical codec at each of its rates. Rate-distortion choice:
         ``target_bytes``: the best quality whose file fits; otherwise the *smallest* file that meets
         ``min_quality`` (the floor), the best quality if none does. ``min_quality=None`` and no target:
-        the model's largest variant, unmeasured."""
+        the model's largest variant (nested codes: the largest of at most ``OFF_BUDGET_BYTES``), unmeasured.
+
+        ``effort``: test-time refinement steps (``codec.refine``; None: ``DEFAULT_EFFORT``, 0: off);
+        ``prefix``: store only this many code numbers (nested-code models)."""
+        effort = DEFAULT_EFFORT if effort is None else int(effort)
+        if effort < 0:
+            raise UserError(f"--effort must be >= 0 refinement steps, got {effort}")
         if dtype is not None and dtype not in DTYPE_CHOICES:
             raise UserError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPE_CHOICES)}")
         if quant not in QUANT_CHOICES and not (dtype not in (None, "int8") and quant == "none"):
@@ -269,7 +346,7 @@ class Codec:
         prepared = h.prepare(data, self.pair)
         t0 = time.perf_counter()
         norm, centre, scale = h.normalise(prepared)
-        code = self.encode(norm)
+        code = self.refine(norm, self.encode(norm), effort)
         r = self.resolved
         common = dict(pair=self.pair.name, model_version=None, model_hash=r.weights_hash[:8],
                       centre=tuple(float(v) for v in centre), scale=float(scale))
@@ -279,15 +356,25 @@ class Codec:
             if self.train_config.mapping.code_bound != "tanh":
                 raise UserError(f"--dtype fixed needs a model with bounded codes (mapping.code_bound=tanh); "
                                 f"{r.uri} has unbounded codes: use f32, f16 or int8")
-            variants = [("fixed", "none", int(bits or self.variants()[0][2]))]
+            variants = [v for v in self.variants() if v.bits == int(bits or self.variants()[0].bits)]
         else:
-            variants = [(dtype, quant, 0)]
+            variants = [Variant(dtype, quant, 0)]
         if bits is not None and dtype is None:
-            variants = [v for v in variants if v[2] == int(bits)] or variants[:1]
-        neural = [self._neural(code, d, q, b, common) for d, q, b in variants]
+            variants = [v for v in variants if v.bits == int(bits)] or variants[:1]
+        if prefix is not None:
+            if int(prefix) not in self.prefixes:
+                raise UserError(f"--prefix {prefix}: this model stores code prefixes of "
+                                f"{', '.join(map(str, self.prefixes)) or 'its whole code only'}")
+            variants = [v for v in variants if v.prefix == int(prefix)] or [
+                Variant("fixed", "none", int(bits or self.variants()[0].bits), int(prefix))]
+        neural = [self._neural(code, v, common) for v in variants]
         encode_ms = (time.perf_counter() - t0) * 1e3
         if min_quality is None and target_bytes is None:
-            return CompressResult(pack(neural[0]), neural[0], False, None, None, encode_ms, 0.0)
+            off = neural[0]
+            if self.prefixes and prefix is None:  # nested codes: the largest file within the budget
+                fits = [c for c in neural if len(pack(c)) <= OFF_BUDGET_BYTES]
+                off = fits[0] if fits else neural[-1]
+            return self._checked(CompressResult(pack(off), off, False, None, None, encode_ms, 0.0))
 
         t0 = time.perf_counter()
         memo: dict[bytes, float] = {}
@@ -300,7 +387,17 @@ class Codec:
                 memo[key] = float(h.quality(norm, self.decode_asset(code)))
             return pack(c), c, memo[key]
 
+        # A classical codec that keeps its own frame (Draco) codes the asset as prepared, and the
+        # file then stores no normalisation (container modes 6/7): never larger than the bare codec.
+        # Its quality is the same either way (D1-PSNR is invariant to the normalisation).
+        own = bool(h.fallback_own_frame)
+        classical_in = prepared if own else norm
+
         def fallback(blob: bytes, b: int) -> Container:
+            if own:
+                return Container(codec="fallback", num_points=0, code_shape=(), dtype="none", quant="none",
+                                 draco_bits=b, payload=blob, pair=self.pair.name, model_version=None,
+                                 model_hash="00000000", centre=(0.0, 0.0, 0.0), scale=1.0, own_frame=True)
             return Container(codec="fallback", num_points=self.asset_size, code_shape=(), dtype="none",
                              quant="none", draco_bits=b, payload=blob, **common)
 
@@ -309,7 +406,7 @@ class Codec:
         if target_bytes is not None:
             cands = [top] + [measure(c) for c in neural[1:]]
             for b in h.fallback_bits:
-                blob, q = h.fallback_at(norm, b)
+                blob, q = h.fallback_at(classical_in, b)
                 c = fallback(blob, b)
                 cands.append((pack(c), c, float(q)))
             fits = [x for x in cands if len(x[0]) <= int(target_bytes)]
@@ -335,14 +432,26 @@ class Codec:
                         break
                 kept = kept or top
             cheapest = min(h.fallback_bits)  # the classical codec's smallest file: its fewest bits
-            if kept is None or len(pack(fallback(h.fallback_blob(norm, cheapest), cheapest))) < len(kept[0]):
-                blob, b, fq = h.fallback_encode(norm, float(min_quality))  # fewest classical bits meeting the floor
+            if kept is None or len(pack(fallback(h.fallback_blob(classical_in, cheapest), cheapest))) < len(kept[0]):
+                blob, b, fq = h.fallback_encode(classical_in, float(min_quality))  # fewest classical bits meeting the floor
                 fb = fallback(blob, b)
                 cands.append((pack(fb), fb, float(fq)))
             ok = [x for x in cands if x[2] >= min_quality]
             data_, chosen, q = min(ok, key=lambda x: len(x[0])) if ok else max(cands, key=lambda x: x[2])
-        return CompressResult(data_, chosen, chosen.codec == "fallback", neural_q, q, encode_ms,
-                              (time.perf_counter() - t0) * 1e3)
+        return self._checked(CompressResult(data_, chosen, chosen.codec == "fallback", neural_q, q, encode_ms,
+                                            (time.perf_counter() - t0) * 1e3))
+
+    def _checked(self, res: CompressResult) -> CompressResult:
+        """A file compress writes must decompress: parse it back, and decode a classical payload
+        (cheap; neural payloads are checked by the parse: their decode is the model's)."""
+        c = unpack(res.data)
+        if c.codec == "fallback":
+            try:
+                self.handler.fallback_decode(c.payload, c.draco_bits, None)
+            except ContainerError as e:
+                raise UserError(f"internal error: the classical codec wrote a payload it cannot read ({e}); "
+                                "nothing was written") from None
+        return res
 
     def compress_points(self, points: np.ndarray, dtype: str | None = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
                         min_quality: float | None = DEFAULT_MIN_QUALITY_DB, **kw) -> CompressResult:
@@ -366,15 +475,21 @@ class Codec:
     def decode_container(self, c: Container, where: str = "") -> np.ndarray:
         """Neural container → the asset in the original frame (identity checked first)."""
         self.check_identity(c, where)
+        prefix = 0
         if c.version >= 2 and c.d_code == math.prod(self.code_shape):
             c = replace(c, code_shape=self.code_shape)  # version 2 stores the count; the model the shape
-        if tuple(c.code_shape) != self.code_shape:
+        elif c.version >= 2 and c.d_code in self.prefixes:
+            prefix = c.d_code  # a nested code's prefix: the rest of the code reads as zeros
+        if tuple(c.code_shape) != self.code_shape and not prefix:
             raise ContainerError(f"{where}code shape {c.code_shape} does not match the model's {self.code_shape}")
         if c.num_points != self.asset_size:
             unit = "points" if self.pair.asset_kind == "point_cloud" else "as its size"
             raise ContainerError(f"{where}header says {c.num_points} {unit} but pair {c.pair} generates "
                                  f"{self.asset_size}")
-        recon = self.decode_asset(dequantise(c.payload, c.dtype, c.quant, c.code_shape, c.draco_bits))
+        code = dequantise(c.payload, c.dtype, c.quant, c.code_shape, c.draco_bits)
+        if prefix:
+            code = np.concatenate([code.reshape(-1), np.zeros(math.prod(self.code_shape) - prefix, np.float32)])
+        recon = self.decode_asset(code.reshape(self.code_shape))
         return self.handler.denormalise(recon, c.centre, c.scale)
 
 
@@ -394,11 +509,11 @@ def _decode_any(c: Container, model: str | None, device: str, where: str = "") -
     if c.codec == "fallback":
         pair = _get_pair(c.pair)  # an unknown pair is an error even though the fallback needs no model
         h = handler_for(pair.asset_kind)
-        try:
-            norm = h.fallback_decode(c.payload, c.draco_bits, c.num_points)
+        try:  # no count check: Draco merges duplicate points, so it may hold fewer than the header says
+            decoded = h.fallback_decode(c.payload, c.draco_bits, None)
         except ContainerError as e:
             raise ContainerError(f"{where}{e}") from None
-        return h.denormalise(norm, c.centre, c.scale)
+        return decoded.astype(np.float32) if c.own_frame else h.denormalise(decoded, c.centre, c.scale)
     return get_codec(c.pair, _model_for(c, model, where), device).decode_container(c, where)
 
 
@@ -426,17 +541,21 @@ def _model_for(c: Container, model: str | None, where: str = "") -> str:
 def compress_points(points: np.ndarray, *, pair: str = DEFAULT_PAIR, model: str | None = None,
                     dtype: str | None = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
                     min_quality: float | None = DEFAULT_MIN_QUALITY_DB, device: str = "cpu",
-                    target_bytes: int | None = None, bits: int | None = None) -> CompressResult:
+                    target_bytes: int | None = None, bits: int | None = None, effort: int | None = None,
+                    prefix: int | None = None) -> CompressResult:
     """``[N, 3]`` points in any frame → ``CompressResult`` (``.data`` is the .sq3d bytes)."""
-    return get_codec(pair, model, device).compress_asset(points, dtype, quant, min_quality, target_bytes, bits)
+    return get_codec(pair, model, device).compress_asset(points, dtype, quant, min_quality, target_bytes, bits,
+                                                         effort=effort, prefix=prefix)
 
 
 def compress_asset(data: np.ndarray, *, pair: str = DEFAULT_PAIR, model: str | None = None,
                    dtype: str | None = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
                    min_quality: float | None = DEFAULT_MIN_QUALITY_DB, device: str = "cpu",
-                   target_bytes: int | None = None, bits: int | None = None) -> CompressResult:
+                   target_bytes: int | None = None, bits: int | None = None, effort: int | None = None,
+                   prefix: int | None = None) -> CompressResult:
     """One asset of the pair's kind (``[N, 3]`` points, ``[4, R, R, R]`` grid) → ``CompressResult``."""
-    return get_codec(pair, model, device).compress_asset(data, dtype, quant, min_quality, target_bytes, bits)
+    return get_codec(pair, model, device).compress_asset(data, dtype, quant, min_quality, target_bytes, bits,
+                                                         effort=effort, prefix=prefix)
 
 
 def decompress_bytes(data: bytes, *, model: str | None = None, device: str = "cpu") -> DecompressResult:
@@ -464,7 +583,7 @@ def compress_file(input: str | Path, output: str | Path, *, pair: str = DEFAULT_
                   dtype: str = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
                   min_quality: float | None = DEFAULT_MIN_QUALITY_DB, device: str = "cpu",
                   seed: int = 0, target_bytes: int | None = None, bits: int | None = None,
-                  overwrite: bool = True) -> CompressResult:
+                  overwrite: bool = True, effort: int | None = None, prefix: int | None = None) -> CompressResult:
     """Read an asset file through the pair's handler (meshes sampled to the pair's point count with
     ``seed``; grids resampled to its resolution), compress it and write ``output`` (.sq3d)
     atomically (``overwrite=False``: never over an existing file). Nothing is written if anything fails."""
@@ -472,7 +591,7 @@ def compress_file(input: str | Path, output: str | Path, *, pair: str = DEFAULT_
     _check_sq3d_output(out, inp)
     codec = get_codec(pair, model, device)
     asset = codec.handler.read(inp, codec.pair, seed)
-    res = codec.compress_asset(asset.data, dtype, quant, min_quality, target_bytes, bits)
+    res = codec.compress_asset(asset.data, dtype, quant, min_quality, target_bytes, bits, effort=effort, prefix=prefix)
     res.asset = asset
     try:  # overwrite=False: refused atomically at the rename, so a file that appeared meanwhile survives
         res.output = atomic_write_bytes(out, res.data, overwrite=overwrite)

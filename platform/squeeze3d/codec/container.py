@@ -45,6 +45,16 @@ the header *is* the rate::
     crc16           u16            CRC-16-CCITT (binascii.crc_hqx, init 0xFFFF) over every byte
                                    before it: detects every single-bit flip and any burst ≤ 16 bits
 
+Own-frame fallbacks (modes 6 and 7, written since the real-objects work; modes 0-5 still decode).
+Draco stores its own quantisation frame (origin and range), so a Draco fallback carries no
+normalisation, no model hash and no size (Draco merges duplicate points, so the count is Draco's),
+and mode 6 also elides the 11 bytes every Draco 2.3 point-cloud file starts with (``DRACO_PREFIX``)::
+
+    magic 2 · version|flags 1 · mode|bits 1 · pair_tag 2 · payload · crc16 2     (8 bytes)
+
+so a fallback file is 3 bytes *smaller* than the bare Draco file it wraps (mode 7 keeps a Draco
+file whose first bytes differ, at +8 bytes).
+
 Parsing is strict: magic and version first (so a wrong file or a newer format gets a specific
 message), then every length is bounds-checked as it is read ("truncated or corrupted"), then the
 CRC, then the semantics (enums known, d_C consistent with the payload size, finite normalisation).
@@ -132,6 +142,9 @@ class Container:
     scale: float
     payload: bytes = field(repr=False)
     version: int = FORMAT_VERSION
+    own_frame: bool = False
+    """Fallback only: the payload is the asset in its own frame (Draco keeps its quantisation frame),
+    so there is no normalisation, size or model hash in the file (format version 2, modes 6/7)."""
 
     @property
     def d_code(self) -> int:
@@ -157,7 +170,8 @@ class Container:
             "model_hash": self.model_hash, "num_points": self.num_points,
             "code_shape": list(self.code_shape), "d_code": self.d_code, "dtype": self.dtype,
             "quant": self.quant, "draco_bits": self.draco_bits, "centre": list(self.centre),
-            "scale": self.scale, "payload_bytes": len(self.payload), "total_bytes": len(pack(self)),
+            "scale": self.scale, "own_frame": self.own_frame, "payload_bytes": len(self.payload),
+            "total_bytes": len(pack(self)),
         }
 
 
@@ -170,6 +184,12 @@ def _check_semantics(c: Container) -> None:
         raise ContainerError(f"invalid pair name {c.pair!r} in header")
     if not re.fullmatch(r"[0-9a-f]{16}" if c.version == 1 else r"[0-9a-f]{8}", c.model_hash):
         raise ContainerError(f"invalid model hash {c.model_hash!r} in header")
+    if c.own_frame:
+        if c.codec != "fallback" or c.version != 2:
+            raise ContainerError("only version 2 fallback containers keep the asset's own frame")
+        if not 1 <= c.draco_bits <= 30 or not c.payload:
+            raise ContainerError(f"own-frame fallback with bits {c.draco_bits} and {len(c.payload)} payload bytes")
+        return
     if c.model_version is not None and not 0 < c.model_version < 2**32:
         raise ContainerError(f"invalid model version {c.model_version}")
     if not 1 <= c.num_points <= MAX_POINTS:
@@ -319,7 +339,10 @@ def with_payload(c: Container, payload: bytes) -> Container:
 
 
 # ---------------------------------------------------------------------------------- version 2
-_V2_MODES = ("fixed", "f16", "f32", "int8/per_vector", "int8/per_group", "fallback")
+_V2_MODES = ("fixed", "f16", "f32", "int8/per_vector", "int8/per_group", "fallback", "fallback/own-elided",
+             "fallback/own")
+DRACO_PREFIX = b"DRACO\x02\x03\x00\x01\x00\x00"
+"""What DracoPy's point clouds start with: magic, version 2.3, point cloud, kd-tree, no flags."""
 _FLAG_NORM_F32 = 0x10
 _NORM16 = struct.Struct("<4e")
 _NORM32 = struct.Struct("<4f")
@@ -374,6 +397,8 @@ def _norm_fits_f16(centre, scale, tol: float) -> bool:
 
 
 def _mode_of(c: Container) -> int:
+    if c.own_frame:
+        return 6 if c.payload.startswith(DRACO_PREFIX) else 7
     if c.codec == "fallback":
         return 5
     key = c.dtype if c.dtype != "int8" else f"int8/{c.quant}"
@@ -387,6 +412,12 @@ def _pack_v2(c: Container) -> bytes:
     # fallback may be coded at 60-80 dB, so it keeps f16 only for a 1e-5 shift
     f16 = _norm_fits_f16(c.centre, c.scale, 1e-3 if c.codec == "neural" else 1e-5)
     bits = c.draco_bits
+    if c.own_frame:
+        mode = _mode_of(c)
+        out = bytearray(MAGIC_V2) + bytes([2, mode << 5 | bits]) + pair_tag(c.pair)
+        out += c.payload[len(DRACO_PREFIX):] if mode == 6 else c.payload
+        out += struct.pack("<H", binascii.crc_hqx(bytes(out), 0xFFFF))
+        return bytes(out)
     out = bytearray(MAGIC_V2)
     out.append(2 | (0 if f16 else _FLAG_NORM_F32))
     out.append(_mode_of(c) << 5 | bits)
@@ -414,6 +445,16 @@ def _unpack_v2(data: bytes) -> Container:
     if mode >= len(_V2_MODES):
         raise ContainerError(f"unknown codec mode {mode}; this build knows {', '.join(_V2_MODES)}")
     pair = _pair_from_tag(r.take(2, "pair tag"))
+    if _V2_MODES[mode].startswith("fallback/own"):
+        if vf & 0xF0:
+            raise ContainerError("corrupted header: an own-frame fallback has no flags")
+        payload = data[r.off:-2]
+        c = Container(pair=pair, codec="fallback", model_version=None, model_hash="00000000", num_points=0,
+                      code_shape=(), dtype="none", quant="none", draco_bits=bits, centre=(0.0, 0.0, 0.0),
+                      scale=1.0, payload=(DRACO_PREFIX + payload) if mode == 6 else payload, version=2,
+                      own_frame=True)
+        _check_semantics(c)
+        return c
     model_hash = r.take(4, "model hash").hex()
     size = _read_varint(r, "asset size")
     name = _V2_MODES[mode]

@@ -77,9 +77,9 @@ class EvalReport:
         return next(r for r in self.rows if r["method"] == method)
 
 
-def variant_name(dtype: str, quant: str, bits: int = 0) -> str:
+def variant_name(dtype: str, quant: str, bits: int = 0, prefix: int = 0) -> str:
     if dtype == "fixed":
-        return f"sq3d-fixed{bits}"
+        return f"sq3d-fixed{bits}" + (f"x{prefix}" if prefix else "")
     return f"sq3d-{dtype}" + (f"-{quant.replace('_', '')}" if dtype == "int8" else "")
 
 
@@ -106,7 +106,7 @@ def evaluate(pair: str = DEFAULT_PAIR, model: str | None = None, split: str = "t
              limit: int = 48, out_dir: str | Path = ".state/eval", min_quality: float | None = DEFAULT_MIN_QUALITY_DB,
              variants=None, draco_bits=draco.BASELINE_BITS, level: int = draco.DEFAULT_LEVEL,
              device: str = "cpu", seed: int = 0, previews: bool = True, target_bytes: int | None = None,
-             log: Callable[[str], None] = print) -> EvalReport:
+             effort: int | None = None, log: Callable[[str], None] = print) -> EvalReport:
     """Run every method on every object; write ``report.md``, ``summary.csv``, ``objects.csv``,
     ``rate_distortion.png`` and ``previews/<object>.png`` (original vs the gated codec output) into
     ``out_dir``. Returns the report (also printed by ``squeeze3d eval``)."""
@@ -132,11 +132,11 @@ def evaluate(pair: str = DEFAULT_PAIR, model: str | None = None, split: str = "t
     # the model's own rate ladder (bounded codes: fixed-range k bits) plus f32 (for the code spread);
     # unbounded models: the classic dtype variants
     if variants is None:
-        ladder = codec.variants()
-        run_variants = (ladder + [("f32", "none", 0)] if ladder[0][0] == "fixed"
-                        else [(d, q, 0) for d, q in NEURAL_VARIANTS])
+        ladder = [tuple(v) for v in codec.variants()]
+        run_variants = (ladder + [("f32", "none", 0, 0)] if ladder[0][0] == "fixed"
+                        else [(d, q, 0, 0) for d, q in NEURAL_VARIANTS])
     else:
-        run_variants = [(v[0], v[1], v[2] if len(v) > 2 else 0) for v in variants]
+        run_variants = [(v[0], v[1], v[2] if len(v) > 2 else 0, v[3] if len(v) > 3 else 0) for v in variants]
 
     objects: list[dict] = []
     codes: list[np.ndarray] = []
@@ -158,18 +158,19 @@ def evaluate(pair: str = DEFAULT_PAIR, model: str | None = None, split: str = "t
                             "decompress_ms": d_ms, "fallback": int(fallback)})
 
         if not warm:  # first call loads models and warms kernels: keep it out of the timings
-            decompress_bytes(codec.compress_asset(ref, DEFAULT_DTYPE, DEFAULT_QUANT, None).data,
+            decompress_bytes(codec.compress_asset(ref, DEFAULT_DTYPE, DEFAULT_QUANT, None, effort=0).data,
                              model=dec_model, device=device)
             warm = True
-        for dtype, quant, bits in run_variants:
-            res = codec.compress_asset(ref, dtype, quant, None, bits=bits or None)
+        for dtype, quant, bits, prefix in run_variants:
+            res = codec.compress_asset(ref, dtype, quant, None, bits=bits or None, prefix=prefix or None,
+                                       effort=effort)
             t0 = time.perf_counter()
             dec = decompress_bytes(res.data, model=dec_model, device=device)
-            add(variant_name(dtype, quant, bits), res.nbytes, dec.data, res.encode_ms, _ms(t0))
+            add(variant_name(dtype, quant, bits, prefix), res.nbytes, dec.data, res.encode_ms, _ms(t0))
             if dtype == "f32":
                 codes.append(np.frombuffer(res.container.payload, "<f4"))
         if min_quality is not None:
-            res = codec.compress_asset(ref, DEFAULT_DTYPE, DEFAULT_QUANT, min_quality)
+            res = codec.compress_asset(ref, DEFAULT_DTYPE, DEFAULT_QUANT, min_quality, effort=effort)
             t0 = time.perf_counter()
             dec = decompress_bytes(res.data, model=dec_model, device=device)
             add(GATE_METHOD, res.nbytes, dec.data, res.encode_ms + res.gate_ms, _ms(t0), res.fallback)
@@ -179,7 +180,7 @@ def evaluate(pair: str = DEFAULT_PAIR, model: str | None = None, split: str = "t
             label = variant_name(dtype, quant, bits)
         shown, shown_bytes = dec.data, res.nbytes
         if target_bytes is not None:  # the rate knob: best quality within the byte budget
-            tb = codec.compress_asset(ref, DEFAULT_DTYPE, DEFAULT_QUANT, None, target_bytes=target_bytes)
+            tb = codec.compress_asset(ref, DEFAULT_DTYPE, DEFAULT_QUANT, None, target_bytes=target_bytes, effort=effort)
             t0 = time.perf_counter()
             tdec = decompress_bytes(tb.data, model=dec_model, device=device)
             add(f"sq3d@{target_bytes}B", tb.nbytes, tdec.data, tb.encode_ms + tb.gate_ms, _ms(t0), tb.fallback)

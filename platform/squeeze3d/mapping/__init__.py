@@ -59,12 +59,34 @@ class Mapping(nn.Module):
         super().__init__()
         self.f_e, self.f_d = f_e, f_d
 
-    def forward(self, z_e: torch.Tensor, noise_bits: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, z_e: torch.Tensor, noise_bits: int = 0,
+                prefixes: list[int] | tuple[int, ...] = ()) -> tuple[torch.Tensor, torch.Tensor]:
         """``noise_bits > 0``: F_D sees the code plus one k-bit step of uniform noise (quantisation-
-        aware training); the returned code is the clean one (the gram term regularises it)."""
+        aware training); ``prefixes``: F_D sees each row cut to a random one of these lengths
+        (nested codes, ``prefix_mask``). The returned code is the clean one (the gram term
+        regularises it)."""
         code = self.f_e(z_e)
         seen = quantisation_noise(code, noise_bits) if noise_bits else code
+        if prefixes:
+            seen = seen * prefix_mask(code.shape[0], code.shape[1], prefixes, code.device)
         return code, self.f_d.forward_std(seen)
 
 
-__all__ = ["Mapping", "build_mapping", "code_shape", "numel"]
+def prefix_mask(rows: int, d_code: int, prefixes, device, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``[rows, d_code]`` 0/1 mask keeping the first k numbers of each row, k drawn uniformly from
+    ``prefixes`` (torch's global RNG unless ``generator``). Zero is the middle of the tanh range, so a
+    cut code is a valid code: the decoder learns to read the missing tail as "no detail"."""
+    lengths = torch.tensor(list(prefixes), dtype=torch.long)
+    k = lengths[torch.randint(len(lengths), (rows,), generator=generator)]
+    return (torch.arange(d_code)[None, :] < k[:, None]).to(device, torch.float32)
+
+
+def cut_code(code: torch.Tensor, k: int) -> torch.Tensor:
+    """The first ``k`` numbers of codes ``[B, d]``, zero-padded back to ``d`` (what F_D reads for a
+    stored prefix)."""
+    if k >= code.shape[-1]:
+        return code
+    return torch.cat([code[..., :k], code.new_zeros(*code.shape[:-1], code.shape[-1] - k)], dim=-1)
+
+
+__all__ = ["Mapping", "build_mapping", "code_shape", "cut_code", "numel", "prefix_mask"]

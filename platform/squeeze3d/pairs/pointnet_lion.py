@@ -48,10 +48,12 @@ POSTERIOR_MIX = 0.5
 DDIM_STEPS = 16  # measured trade-off: jobs/bench_zoo.py --ddim-steps (README, "Generator sampling")
 
 
-def _generator(device: str):
+def _generator(device: str, posterior_mix: float = POSTERIOR_MIX, real_share: float = 0.0):
+    """``real_share`` > 0 (the champion recipe's build): that share of the posterior draws are
+    augmented real objects of the corpus ``squeeze3d corpus fetch`` builds."""
     from squeeze3d.zoo.lion import LionGenerator
 
-    return LionGenerator(device, ddim_steps=DDIM_STEPS, posterior_mix=POSTERIOR_MIX)
+    return LionGenerator(device, ddim_steps=DDIM_STEPS, posterior_mix=posterior_mix, real_share=real_share)
 
 
 def _loss_decoder(device: str):

@@ -89,6 +89,10 @@ class BuildConfig:
     """Text-conditioned pairs: the prompt table (``jobs/build_prompts.py`` output; local or s3://)."""
     samples_per_prompt: int | None = None
     """k: samples per prompt (None: the k the table was built for, else 4)."""
+    generator_options: dict = field(default_factory=dict)
+    """Keyword options for the pair's generator (``PairSpec.build_generator(device, **options)``),
+    e.g. ``pointnet_lion``'s ``real_share`` (recipes set them; the generator's identity hash covers
+    them, so shards built under other options are never reused)."""
 
     @property
     def device(self) -> str:
@@ -148,6 +152,16 @@ def resolve_config(pair: str, datasets_dir: str | Path | None = None, **override
     return cfg
 
 
+def _generator(spec, device: str, options: dict):
+    """The pair's generator with the build's ``generator_options`` (a bad option is a config error)."""
+    try:
+        return spec.build_generator(device, **options) if options else spec.build_generator(device)
+    except TypeError as e:
+        raise BuildConfigError(f"generator_options {sorted(options)} are not accepted by pair {spec.name}: {e}") from e
+    except (ValueError, OSError) as e:
+        raise BuildConfigError(f"pair {spec.name}: cannot build its generator with {options}: {e}") from e
+
+
 def check_config(cfg: BuildConfig) -> None:
     def need(ok: bool, msg: str):
         if not ok:
@@ -163,6 +177,7 @@ def check_config(cfg: BuildConfig) -> None:
         need(isinstance(v, int) and v > 0, f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
     need(cfg.cpus_per_worker > 0, f"cpus_per_worker must be > 0, got {cfg.cpus_per_worker!r}")
     need(cfg.gpus_per_worker >= 0, f"--gpus-per-worker must be >= 0, got {cfg.gpus_per_worker!r}")
+    need(isinstance(cfg.generator_options, dict), f"generator_options must be a mapping, got {cfg.generator_options!r}")
 
 
 @dataclass
@@ -226,7 +241,7 @@ def build_dataset(pair: str, *, num_samples: int | None = None, output: str | No
                   generator_batch_size: int | None = None, encoder_batch_size: int | None = None,
                   cpus_per_worker: float | None = None, gpus_per_worker: float | None = None,
                   prompts: str | None = None, samples_per_prompt: int | None = None,
-                  overwrite: bool = False, datasets_dir: str | Path | None = None,
+                  generator_options: dict | None = None, overwrite: bool = False, datasets_dir: str | Path | None = None,
                   ray_address: str | None = None, log: Callable[[str], None] = _log_default,
                   on_shard: Callable[[ShardEntry], None] | None = None) -> BuildSummary:
     """Build (or finish) the (z_E, z_G) dataset of ``pair`` at ``output``; see the module docstring.
@@ -243,7 +258,7 @@ def build_dataset(pair: str, *, num_samples: int | None = None, output: str | No
                              encoder_workers=encoder_workers, generator_batch_size=generator_batch_size,
                              encoder_batch_size=encoder_batch_size, cpus_per_worker=cpus_per_worker,
                              gpus_per_worker=gpus_per_worker, prompts=prompts,
-                             samples_per_prompt=samples_per_prompt)
+                             samples_per_prompt=samples_per_prompt, generator_options=generator_options)
     except TypeError as e:  # a YAML value of the wrong type
         raise BuildConfigError(str(e)) from e
     plan = _plan(cfg, overwrite, log)
@@ -353,7 +368,7 @@ def _plan(cfg: BuildConfig, overwrite: bool, log) -> _Plan:
         raise BuildConfigError(f"output not usable: {e}") from e
 
     # Weight identities go into the fingerprint, so shards from other weights are never reused.
-    enc, gen = spec.build_encoder("cpu"), spec.build_generator("cpu")
+    enc, gen = spec.build_encoder("cpu"), _generator(spec, "cpu", cfg.generator_options)
     encoder = {"name": getattr(enc, "name", type(enc).__name__), "weights_hash": enc.weights_hash()}
     generator = {"name": getattr(gen, "name", type(gen).__name__), "weights_hash": gen.weights_hash()}
     want = {"schema_version": schema.SCHEMA_VERSION, "pair": cfg.pair, "seed": cfg.seed,
@@ -554,7 +569,8 @@ def make_pipeline(cfg: BuildConfig, source: ConditionSource, shards: list[int]):
                         compute=ActorPoolStrategy(size=cfg.generator_workers), num_cpus=cfg.cpus_per_worker,
                         fn_constructor_kwargs={"pair": cfg.pair, "device": cfg.device,
                                                "condition_kind": spec.condition_kind,
-                                               "cpus": cfg.cpus_per_worker, "source": source}, **gpu)
+                                               "cpus": cfg.cpus_per_worker, "source": source,
+                                               "options": cfg.generator_options}, **gpu)
     ds = ds.map_batches(EncodeStage, batch_size=cfg.encoder_batch_size, batch_format="numpy",
                         compute=ActorPoolStrategy(size=cfg.encoder_workers), num_cpus=cfg.cpus_per_worker,
                         fn_constructor_kwargs={"pair": cfg.pair, "device": cfg.device,

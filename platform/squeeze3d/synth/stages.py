@@ -35,14 +35,14 @@ class GenerateStage:
     output adds ``z_g`` and ``assets`` float32 arrays and ``node_g`` (which node did the work)."""
 
     def __init__(self, pair: str, device: str = "cpu", condition_kind: str | None = None,
-                 cpus: float | None = None, source=None):
+                 cpus: float | None = None, source=None, options: dict | None = None):
         from squeeze3d.pairs import get_pair
         from squeeze3d.synth.conditions import source_for
 
         if cpus is not None:
             _threads(cpus)
         spec = get_pair(pair)
-        self.generator = spec.build_generator(device)
+        self.generator = spec.build_generator(device, **options) if options else spec.build_generator(device)
         # The planned source (a prompt table needs its URI and k); noise seeds need no arguments.
         self.source = source if source is not None else source_for(condition_kind or spec.condition_kind)
         self.node = _node_id()

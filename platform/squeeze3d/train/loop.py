@@ -189,7 +189,7 @@ def fit(cfg: TrainConfig, z_e_shape: tuple[int, ...], z_g_shape: tuple[int, ...]
             if z_e.shape[0] < 2:  # a ragged last batch of one row has no gram term; skip it
                 continue
             z_e, z_g = z_e.to(device, non_blocking=True), z_g.to(device, non_blocking=True)
-            code, pred_std = model(z_e, cfg.loss.code_noise_bits)
+            code, pred_std = model(z_e, cfg.loss.code_noise_bits, cfg.mapping.code_prefixes)
             out = objective(code, pred_std, z_g, f_d)
             if not torch.isfinite(out["loss"]):
                 raise FloatingPointError(f"non-finite loss at epoch {epoch}: lower optim.lr_start or "

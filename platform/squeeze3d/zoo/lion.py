@@ -398,12 +398,15 @@ class LionGenerator(Generator):
     def __init__(self, device: str | torch.device = "cpu", model: LionModel | None = None,
                  ddim_steps: int = 32, eta: float = 0.0, canonical_order: str = "morton",
                  renormalise: bool = True, configs: dict | None = None, posterior_mix: float = 0.0,
-                 corpus_seed: int = 0):
+                 corpus_seed: int = 0, real_share: float = 0.0):
         if model is None:
             model, configs = load_lion()
         if not 0.0 <= posterior_mix <= 1.0:
             raise ValueError(f"posterior_mix must be in [0, 1], got {posterior_mix}")
+        if not 0.0 <= real_share <= 1.0:
+            raise ValueError(f"real_share must be in [0, 1], got {real_share}")
         self.posterior_mix, self.corpus_seed = float(posterior_mix), int(corpus_seed)
+        self.real_share = float(real_share)
         if canonical_order not in ORDERS:
             raise ValueError(f"unknown canonical order {canonical_order!r}; choose from {ORDERS}")
         self.cfg = model.cfg
@@ -446,21 +449,35 @@ class LionGenerator(Generator):
         u = np.random.default_rng([int(seed) & (2**63 - 1), 0x5053]).random()
         return bool(u < self.posterior_mix)
 
-    def posterior_latent(self, seed: int) -> torch.Tensor:
-        """z_G of a *train-split* corpus object chosen by ``seed``, from a seeded re-sampling of its
-        surface: G's VAE posterior, i.e. G reconstructing a real shape. Mixed into ``sample`` with
-        probability ``posterior_mix`` (as the nerfmae generator does), it puts training pairs where
-        real inputs are: G's prior alone covers the corpus poorly (1-NNA-CD ~0.9), and a mapping only
-        learns shapes its training pairs contain. Test-split objects are never drawn."""
-        from squeeze3d.zoo import corpus
+    def uses_real(self, seed: int) -> bool:
+        """Does a posterior draw of ``seed`` reconstruct a real object (``real_share``)?"""
+        return self.real_share > 0 and bool(np.random.default_rng([int(seed) & (2**63 - 1), 0x5253]).random()
+                                            < self.real_share)
 
-        rng = np.random.default_rng([int(seed) & (2**63 - 1), 0x5054])
-        while True:  # 80 % of indices are train: a couple of draws at most, deterministic in the seed
-            index = int(rng.integers(0, 1 << 30))
-            if corpus.split_of(index) == "train":
-                break
-        shape = corpus.make_shape(self.corpus_seed, index, self.cfg.num_points, sample_stream=1 + int(rng.integers(1000)))
-        return self.encode_latents(torch.from_numpy(shape.points)[None]).to(self.device)
+    def settings(self) -> dict:
+        # only when real objects are drawn, so the identities of existing builds stay as they were
+        if self.real_share <= 0:
+            return {}
+        from squeeze3d.zoo.posterior_sources import real_identity
+
+        return {"posterior_mix": self.posterior_mix, "real_share": self.real_share,
+                "real_corpus": real_identity(self.cfg.num_points)}
+
+    def posterior_latent(self, seed: int) -> torch.Tensor:
+        """z_G of a *train-split* object chosen by ``seed``, from a seeded sampling of its surface:
+        G's VAE posterior, i.e. G reconstructing a real shape. Mixed into ``sample`` with probability
+        ``posterior_mix`` (as the nerfmae generator does), it puts training pairs where real inputs
+        are: G's prior alone covers them poorly (1-NNA-CD ~0.9), and a mapping only learns shapes its
+        training pairs contain. A share ``real_share`` of these draws reconstructs an augmented object
+        of the real-object corpus, the rest a procedural one (``squeeze3d.zoo.posterior_sources``).
+        Test-split objects are never drawn."""
+        from squeeze3d.zoo import posterior_sources as src
+
+        if self.uses_real(seed):
+            points = src.real_cloud(seed, self.cfg.num_points)
+        else:
+            points = src.procedural_cloud(seed, self.corpus_seed, self.cfg.num_points)
+        return self.encode_latents(torch.from_numpy(points)[None]).to(self.device)
 
     def _sample_one(self, seed: int) -> torch.Tensor:
         if self.uses_posterior(seed):

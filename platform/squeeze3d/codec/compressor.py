@@ -263,7 +263,10 @@ class Codec:
         if not self.prefixes:
             return [Variant("fixed", "none", b) for b in range(top, 0, -1)]
         rungs = [Variant("fixed", "none", b, k) for k in self.prefixes for b in PREFIX_BITS if b <= top]
-        return sorted(rungs, key=lambda v: (-(-v.prefix * v.bits // 8), -v.prefix))
+        def payload_bytes(v: Variant) -> int:
+            return -(-v.prefix * v.bits // 8)
+
+        return sorted(rungs, key=lambda v: (-payload_bytes(v), -v.prefix))
 
     # ---------------------------------------------------------------- refinement
     def _loss_decoder(self):

@@ -37,12 +37,18 @@ def procedural_cloud(seed: int, corpus_seed: int, num_points: int) -> np.ndarray
 def _real_train(num_points: int, views: int) -> tuple[np.ndarray, str]:
     """The real corpus' train split as surface samples ``[M, views, num_points, 3]`` (unit sphere,
     z up) and the corpus identity (its index hash): loaded once per process."""
+    import hashlib
+    import json
+
     from squeeze3d import realcorpus
 
-    clouds = realcorpus.point_cache("train", n_points=num_points, views=views, seed=0, augment=False)
-    if len(clouds) == 0:
+    index = realcorpus.load_index()
+    train = realcorpus.select(index, "train")
+    if not train:
         raise ValueError("the real-object corpus has no train objects: run `squeeze3d corpus fetch` first")
-    return clouds, realcorpus.corpus_hash()
+    clouds = realcorpus.point_cache("train", n_points=num_points, views=views, seed=0, augment=None)
+    ident = json.dumps([(o["id"], o["file"], o["n_faces"]) for o in train], sort_keys=True)
+    return clouds, hashlib.sha256(ident.encode()).hexdigest()[:16]
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:

@@ -20,6 +20,7 @@ _COMMAND_MODULES = [
     "squeeze3d.codec.cli",
     "squeeze3d.synth.cli",
     "squeeze3d.prompts.cli",
+    "squeeze3d.realcorpus.cli",
 ]
 
 

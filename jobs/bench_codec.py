@@ -1,45 +1,129 @@
-"""The codec against Draco on held-out corpus test objects: the rate-distortion table and plot, the
-BD-rate of the neural rate ladder against Draco, the gate's fallback count, and the --target-bytes
-choice. Numbers for the README (codec issue, item 8).
+"""The codec against Draco on held-out objects: the real-object corpus' test split (`squeeze3d corpus
+fetch`) and the procedural corpus' test split. Per object: every rung of the neural ladder, the gated
+file, Draco at 1..14 bits; summary: median D1-PSNR and bytes of the gate-off file, how often the gate
+keeps the neural file, how often a file is larger than bare Draco at equal quality, BD-rate of the
+neural ladder against Draco over 25-35 dB (per object, median), and compress time per object.
 
-    python jobs/bench_codec.py --limit 96 --min-quality 27 --target-bytes 250 --json .state/bench/codec.json
+    python jobs/bench_codec.py --sources real,corpus --limit 117 --json .state/bench/codec.json
+    python jobs/bench_codec.py --sources real --limit 24 --efforts 0,20,40,80   # time vs quality
+
+D1-PSNR: p2point, symmetric worst direction, peak = the input's bounding-box diagonal
+(``squeeze3d.metrics.pointcloud``), against the 2048-point resample the codec keeps.
 """
 
 import argparse
 import json
 import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
 
 from squeeze3d.codec.evaluate import GATE_METHOD, evaluate
 from squeeze3d.metrics.bdrate import bd_rate
 
 
+def real_inputs(dest: Path, limit: int, n_points: int = 2048) -> Path:
+    """The real corpus' test objects as ``.npy`` clouds in their own frame (metres), one seeded
+    surface sampling each: what a user's file would hold."""
+    from squeeze3d.realcorpus import load_index, load_mesh, sample_points, select
+
+    dest.mkdir(parents=True, exist_ok=True)
+    index = load_index()
+    for o in select(index, "test")[:limit]:
+        f = dest / (o["id"].replace("/", "__") + ".npy")
+        if not f.exists():
+            np.save(f, sample_points(load_mesh(o, index), n_points, seed=0).astype(np.float32))
+    return dest
+
+
+def summarise(rep, floor: float, off_method: str) -> dict:
+    q = rep.handler.primary_metric
+    by_obj: dict[str, dict[str, dict]] = {}
+    for o in rep.objects:
+        by_obj.setdefault(o["object"], {})[o["method"]] = o
+    bds, larger, kept, times, rows = [], 0, 0, [], []
+    for name, m in by_obj.items():
+        draco = [r for k, r in m.items() if k.startswith("draco-")]
+        ladder = [r for k, r in m.items() if k.startswith("sq3d-fixed")]
+        bd = bd_rate([r["bytes"] for r in draco], [r[q] for r in draco], [r["bytes"] for r in ladder],
+                     [r[q] for r in ladder], quality_range=(25.0, 35.0))
+        if bd is not None:
+            bds.append(bd)
+        gate = m[GATE_METHOD]
+        kept += not gate["fallback"]
+        times.append(gate["compress_ms"])
+        # bare Draco at equal quality: its smallest file at least as good as ours
+        ok = [r["bytes"] for r in draco if r[q] >= gate[q] - 1e-9]
+        if ok and gate["bytes"] > min(ok):
+            larger += 1
+        off = m.get(off_method, {})
+        rows.append({"object": name, "off_bytes": off.get("bytes"), "off_d1": off.get(q), "gate_bytes": gate["bytes"],
+                     "gate_d1": gate[q], "gate_fallback": gate["fallback"], "bd_rate": bd,
+                     "draco_bytes_at_30": min((r["bytes"] for r in draco if r[q] >= floor), default=None)})
+    offq = [r["off_d1"] for r in rows if r["off_d1"] is not None]
+    return {"objects": len(by_obj), "gate_off": {"method": off_method,
+                                                  "median_bytes": statistics.median(r["off_bytes"] for r in rows),
+                                                  "median_d1_psnr": statistics.median(offq)},
+            "gate": {"floor_db": floor, "neural_kept": kept, "larger_than_bare_draco": larger,
+                     "median_bytes": statistics.median(r["gate_bytes"] for r in rows),
+                     "median_compress_ms": statistics.median(times)},
+            "bd_rate_25_35_median": statistics.median(bds) if bds else None, "bd_rate_objects": len(bds),
+            "per_object": rows}
+
+
+def off_method(pair: str, model) -> str:
+    """The rung ``--min-quality off`` writes (by the codec's own rule), as the evaluation names it."""
+    from squeeze3d.codec.compressor import get_codec
+    from squeeze3d.codec.evaluate import variant_name
+    from squeeze3d.pairs import get_pair
+
+    codec = get_codec(pair, model)
+    pts = get_pair(pair).heldout_assets(1)[0].numpy()
+    c = codec.compress_asset(pts, min_quality=None, effort=0).container
+    return variant_name(c.dtype, c.quant, c.draco_bits, c.d_code if codec.prefixes else 0)
+
+
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("--pair", default="pointnet_lion")
     ap.add_argument("--model", default=None, help="default: the champion, else the shipped model")
-    ap.add_argument("--limit", type=int, default=96)
-    ap.add_argument("--min-quality", type=float, default=27.0)
-    ap.add_argument("--target-bytes", type=int, default=250)
+    ap.add_argument("--sources", default="real,corpus", help="real (corpus test split), corpus (procedural test split)")
+    ap.add_argument("--limit", type=int, default=117)
+    ap.add_argument("--min-quality", type=float, default=30.0)
+    ap.add_argument("--efforts", default=None, help="comma list: time vs quality of the refinement instead")
     ap.add_argument("--out", default=".state/bench/codec")
     ap.add_argument("--json", default=".state/bench/codec.json")
     a = ap.parse_args()
-    rep = evaluate(pair=a.pair, model=a.model, limit=a.limit, out_dir=a.out, min_quality=a.min_quality,
-                   draco_bits=tuple(range(14, 0, -1)), target_bytes=a.target_bytes)
-    print(rep.markdown)
-    q = rep.handler.primary_metric
-    draco = [r for r in rep.rows if r["method"].startswith("draco-")]
-    ladder = [r for r in rep.rows if r["method"].startswith("sq3d-fixed")]
-    bd = bd_rate([r["bytes"] for r in draco], [r[q] for r in draco], [r["bytes"] for r in ladder],
-                 [r[q] for r in ladder]) if ladder else None
-    gate = next((r for r in rep.rows if r["method"] == GATE_METHOD), None)
-    out = {"pair": a.pair, "objects": gate["objects"] if gate else None, "model": rep.model_identity,
-           "load_avg_1m": os.getloadavg()[0], "bd_rate_vs_draco": bd,
-           "gate": gate, "fallbacks": gate["fallbacks"] if gate else None, "rows": rep.rows, "rd_png": str(rep.rd_png)}
-    print(f"BD-rate of the neural ladder vs Draco (piecewise-linear, overlapping {q} range): "
-          f"{'n/a (no overlap)' if bd is None else f'{100 * bd:+.1f} %'}")
-    print(f"gate at {a.min_quality} dB: {gate['fallbacks'] if gate else '?'} of {gate['objects'] if gate else '?'} objects fell back")
+    out: dict = {"pair": a.pair, "load_avg_start": os.getloadavg(), "sources": {}}
+    method = off_method(a.pair, a.model)
+    for src in a.sources.split(","):
+        inputs = real_inputs(Path(a.out) / "real_inputs", a.limit) if src == "real" else None
+        efforts = [int(e) for e in a.efforts.split(",")] if a.efforts else [None]
+        for effort in efforts:
+            t0 = time.perf_counter()
+            rep = evaluate(pair=a.pair, model=a.model, split="test", input_dir=inputs, limit=a.limit,
+                           out_dir=f"{a.out}/{src}{'' if effort is None else f'-e{effort}'}",
+                           min_quality=a.min_quality, draco_bits=tuple(range(14, 0, -1)), previews=False,
+                           effort=effort)
+            s = summarise(rep, a.min_quality, method)
+            s.update(wall_s=time.perf_counter() - t0, load_avg=os.getloadavg(), model=rep.model_identity,
+                     effort=effort, rows=rep.rows, rd_png=str(rep.rd_png))
+            key = src if effort is None else f"{src}-effort{effort}"
+            out["sources"][key] = s
+            g = s["gate"]
+            print(f"{key}: {s['objects']} objects; gate off ({method}): median {s['gate_off']['median_bytes']:.0f} B at "
+                  f"{s['gate_off']['median_d1_psnr']:.2f} dB; gate {a.min_quality:g} dB: neural kept on "
+                  f"{g['neural_kept']}/{s['objects']}, larger than bare Draco: {g['larger_than_bare_draco']}, median "
+                  f"{g['median_bytes']:.0f} B; BD-rate 25-35 dB (median per object): "
+                  f"{'n/a' if s['bd_rate_25_35_median'] is None else f'{100 * s['bd_rate_25_35_median']:+.1f} %'}; "
+                  f"compress {g['median_compress_ms'] / 1e3:.2f} s/object (median); load {os.getloadavg()[0]:.2f}")
+    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
     with open(a.json, "w") as f:
         json.dump(out, f, indent=2, default=float)
+    print(f"json: {a.json}")
     return 0
 
 

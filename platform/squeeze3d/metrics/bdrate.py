@@ -21,12 +21,16 @@ def _curve(rates, quality):
     return q, lr
 
 
-def bd_rate(anchor_rates, anchor_quality, test_rates, test_quality, samples: int = 200) -> float | None:
+def bd_rate(anchor_rates, anchor_quality, test_rates, test_quality, samples: int = 200,
+            quality_range: tuple[float, float] | None = None) -> float | None:
     """Relative rate difference of ``test`` against ``anchor`` (e.g. -0.4 = 40 % fewer bytes);
-    None when the curves share no quality range."""
+    None when the curves share no quality range. ``quality_range``: only this part of the overlap
+    (e.g. 25-35 dB)."""
     qa, la = _curve(anchor_rates, anchor_quality)
     qt, lt = _curve(test_rates, test_quality)
     lo, hi = max(qa[0], qt[0]), min(qa[-1], qt[-1])
+    if quality_range is not None:
+        lo, hi = max(lo, quality_range[0]), min(hi, quality_range[1])
     if not hi > lo:
         return None
     grid = np.linspace(lo, hi, samples)

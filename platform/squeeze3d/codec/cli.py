@@ -384,7 +384,13 @@ class _SplitAction(argparse.Action):
 
 
 def add_commands(sub) -> None:
-    from squeeze3d.codec import DEFAULT_DTYPE, DEFAULT_EFFORT, DEFAULT_MIN_QUALITY_DB, DEFAULT_PAIR, DEFAULT_QUANT
+    from squeeze3d.codec import (
+        DEFAULT_DTYPE,
+        DEFAULT_EFFORT,
+        DEFAULT_MIN_QUALITY_DB,
+        DEFAULT_PAIR,
+        DEFAULT_QUANT,
+    )
 
     model_help = ("mapping model: models:/squeeze3d-PAIR@champion (default), a registry version number, a "
                   "models:/ URI or a checkpoint directory")

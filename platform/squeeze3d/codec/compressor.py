@@ -38,8 +38,14 @@ import torch
 
 from squeeze3d.assets import handler_for
 from squeeze3d.assets.base import all_output_exts
-from squeeze3d.codec import (DEFAULT_DTYPE, DEFAULT_EFFORT, DEFAULT_MIN_QUALITY_DB, DEFAULT_PAIR, DEFAULT_QUANT,
-                             OFF_BUDGET_BYTES)
+from squeeze3d.codec import (
+    DEFAULT_DTYPE,
+    DEFAULT_EFFORT,
+    DEFAULT_MIN_QUALITY_DB,
+    DEFAULT_PAIR,
+    DEFAULT_QUANT,
+    OFF_BUDGET_BYTES,
+)
 from squeeze3d.codec.container import Container, ContainerError, pack, read_container, unpack
 from squeeze3d.codec.quantise import DTYPE_CHOICES, QUANT_CHOICES, dequantise, quantise
 from squeeze3d.errors import UserError

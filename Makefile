@@ -78,7 +78,7 @@ sweep: $(STAMP)  ## Ray Tune over d_C, λ_gram (tuning/PAIR.yaml) on DATA (built
 
 CORPUS_SOURCES ?= sweethome3d,flightgear
 CORPUS_ARGS ?=
-corpus: $(STAMP)  ## real-object corpus from pinned Debian packages into $$SQUEEZE3D_CORPUS_DIR (docs/corpus.md); CORPUS_SOURCES= CORPUS_ARGS="--from DIR"
+corpus: $(STAMP)  ## real-object corpus from pinned Debian packages into SQUEEZE3D_CORPUS_DIR or ~/.cache/squeeze3d/realcorpus (docs/corpus.md); CORPUS_SOURCES= CORPUS_ARGS="--from DIR"
 	$(PY) -m squeeze3d corpus fetch --sources $(CORPUS_SOURCES) $(CORPUS_ARGS)
 
 bench:  ## (placeholder until the benchmark issues) run the benchmark scripts

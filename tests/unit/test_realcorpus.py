@@ -340,13 +340,41 @@ def test_fetch_builds_index_and_meshes(corpus):
 def test_refetch_uses_the_kept_archive_and_keeps_other_sources(debs, tmp_path):
     d, srcs = debs
     fetch([srcs["sweethome3d"]], cache=tmp_path, from_dir=d, log=lambda s: None)
-    first = {o["id"]: o["split"] for o in load_index(tmp_path)["objects"]}
+    first = load_index(tmp_path)["objects"]
     fetch([srcs["flightgear"]], cache=tmp_path, from_dir=d, log=lambda s: None)
-    # no --from: the archive kept in downloads/ is checked and reused, nothing is downloaded
-    fetch([srcs["sweethome3d"]], cache=tmp_path, log=lambda s: None)
+    # no --from: the archive kept in downloads/ is checked and reused, nothing is downloaded, and
+    # the meshes made from it by the same reader are reused
+    logs: list[str] = []
+    fetch([srcs["sweethome3d"]], cache=tmp_path, log=logs.append)
+    assert any("meshes up to date (2 objects)" in line for line in logs)
     idx = load_index(tmp_path)
     assert set(idx["sources"]) == {"sweethome3d", "flightgear"}
-    assert {o["id"]: o["split"] for o in idx["objects"] if o["source"] == "sweethome3d"} == first
+    assert [o for o in idx["objects"] if o["source"] == "sweethome3d"] == first
+    logs.clear()
+    fetch([srcs["sweethome3d"]], cache=tmp_path, log=logs.append, force=True)
+    assert not any("up to date" in line for line in logs) and any("2 objects kept" in line for line in logs)
+    assert [o for o in load_index(tmp_path)["objects"] if o["source"] == "sweethome3d"] == first
+
+
+def test_pybullet_wheel_stand_in(tmp_path):
+    tetra = "v 0 0 0\nv 2 0 0\nv 0 4 0\nv 0 0 6\nf 1 3 2\nf 1 2 4\nf 1 4 3\nf 2 3 4\n"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("pybullet/__init__.py", "")
+        z.writestr("pybullet-3.2.7.dist-info/METADATA", "Name: pybullet\nLicense: zlib\n")
+        z.writestr("pybullet_data/random_urdfs/7/7.obj", tetra)
+        z.writestr("pybullet_data/random_urdfs/7/7.urdf", '<robot><mesh filename="7.obj" scale="0.5 0.5 0.5"/></robot>')
+        z.writestr("pybullet_data/random_urdfs/12/12.obj", tetra.replace("v 0 0 6", "v 0 0 nan"))
+    data = buf.getvalue()
+    src = dataclasses.replace(SOURCES["pybullet"], filename="fake.whl", sha256=hashlib.sha256(data).hexdigest())
+    (tmp_path / "fake.whl").write_bytes(data)
+    fetch([src], cache=tmp_path / "c", from_dir=tmp_path, log=lambda s: None)
+    idx = load_index(tmp_path / "c")
+    (o,) = idx["objects"]
+    assert o["id"] == "pybullet/random_urdfs/7" and o["licence"] == "zlib" and o["category"] == "random"
+    np.testing.assert_allclose(load_mesh(o, idx)[0].max(0), [1, 2, 3])  # the URDF's scale
+    assert idx["sources"]["pybullet"]["skipped"] == [{"id": "pybullet/random_urdfs/12", "reason": "non-finite vertices"}]
+    assert not (tmp_path / "c" / "raw" / "pybullet" / "pybullet" / "__init__.py").exists()
 
 
 def test_sha256_mismatch_is_refused_and_leaves_nothing(debs, tmp_path):

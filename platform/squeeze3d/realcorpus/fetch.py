@@ -91,7 +91,11 @@ def _download(src: Source, dest_dir: Path, log: Callable[[str], None]) -> Path:
                            capture_output=True, text=True)
         debs = list(dest_dir.glob("*.deb"))
         if r.returncode == 0 and len(debs) == 1:
-            return debs[0]
+            if sha256_file(debs[0]) == src.sha256 or not src.url:
+                return debs[0]
+            # another distribution's build of the same version (Ubuntu rebuilds): take Debian's
+            log(f"  apt-get's {debs[0].name} is not the pinned build; trying the Debian pool")
+            debs[0].unlink()
     if not src.url:
         raise UserError(f"cannot download {src.package}={src.version}: apt-get failed and no URL is pinned")
     log(f"  GET {src.url}")

@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 PAIR ?= pointnet_lion
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup test test-fast lint demo sweep build-dataset train bench clean
+.PHONY: help setup test test-fast lint demo sweep build-dataset train bench clean corpus
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' Makefile | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -75,6 +75,11 @@ sweep: $(STAMP)  ## Ray Tune over d_C, λ_gram (tuning/PAIR.yaml) on DATA (built
 	$(PY) -c "import sys; from squeeze3d import storage as s; sys.exit(not s.exists(s.resolve(sys.argv[1]).join('manifest.json')))" '$(DATA)' \
 		|| $(PY) jobs/build_dataset.py --pair $(PAIR) --output $(DATA) --num-samples $(SWEEP_N)
 	$(PY) jobs/sweep.py --pair $(PAIR) --data $(DATA) $(SWEEP_ARGS)
+
+CORPUS_SOURCES ?= sweethome3d,flightgear
+CORPUS_ARGS ?=
+corpus: $(STAMP)  ## real-object corpus from pinned Debian packages into SQUEEZE3D_CORPUS_DIR or ~/.cache/squeeze3d/realcorpus (docs/corpus.md); CORPUS_SOURCES= CORPUS_ARGS="--from DIR"
+	$(PY) -m squeeze3d corpus fetch --sources $(CORPUS_SOURCES) $(CORPUS_ARGS)
 
 bench:  ## (placeholder until the benchmark issues) run the benchmark scripts
 	@echo "make bench: not implemented yet"; exit 1

@@ -8,7 +8,8 @@ finally ``kids <n>`` followed by n child objects. A child's vertices are in its 
 
 Transforms follow OpenSceneGraph's AC3D loader, which FlightGear uses: with row vectors,
 ``v_parent = v @ rot + loc``. Surfaces whose type (``flags & 0xF``) is 1 (closed line) or 2 (line)
-have no area and are skipped; polygons are triangulated as fans. Coordinates are returned as stored
+have no area and are skipped; polygons are triangulated as fans. A file that ends where more kids
+were announced keeps the objects read so far. Coordinates are returned as stored
 (AC3D is y up; the caller turns them)."""
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ class _Lines:
             if line:
                 return line
         raise MeshRejected("AC3D file ends inside an object")
+
+    def at_end(self) -> bool:
+        while self.i < len(self.lines) and not self.lines[self.i].strip():
+            self.i += 1
+        return self.i >= len(self.lines)
 
     def skip_chars(self, n: int) -> None:
         """``data <n>``: the next n characters (line breaks count as one) are free text."""
@@ -60,6 +66,8 @@ def _object(lines: _Lines, parent: np.ndarray, verts: list[np.ndarray], tris: li
             local = np.array([lines.next().split()[:3] for _ in range(n)], np.float64).reshape(n, 3)
         elif key == "numsurf":
             for _ in range(int(tok[1])):
+                if lines.at_end():  # a truncated file (one ships so): keep what was complete
+                    return
                 head = lines.next().split()
                 while head[0].upper() != "SURF":  # tolerate stray lines between surfaces
                     head = lines.next().split()
@@ -88,6 +96,8 @@ def _object(lines: _Lines, parent: np.ndarray, verts: list[np.ndarray], tris: li
                 verts.append(local @ m[:3] + m[3])
                 count[0] += len(local)
             for _ in range(int(tok[1])):
+                if lines.at_end():  # a truncated file (one ships so): keep what was complete
+                    return
                 head = lines.next().split()
                 if head[0].upper() != "OBJECT":
                     raise MeshRejected(f"expected OBJECT, got {head[0]!r}")

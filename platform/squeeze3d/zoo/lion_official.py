@@ -39,8 +39,14 @@ from torch import nn
 
 from squeeze3d.errors import UserError
 from squeeze3d.zoo.base import Generator
-from squeeze3d.zoo.lion_official_pvcnn import (PRIOR_SA, UNET_FP, UNET_SA, GlobalPrior, PointNetPlusEncoder,
-                                               PVCNN2Unet)
+from squeeze3d.zoo.lion_official_pvcnn import (
+    PRIOR_SA,
+    UNET_FP,
+    UNET_SA,
+    GlobalPrior,
+    PointNetPlusEncoder,
+    PVCNN2Unet,
+)
 
 MANIFEST = Path(__file__).parent / "manifests" / "lion_official.json"
 SECTIONS = ("vae_state_dict", "dae_state_dict")

@@ -13,8 +13,10 @@ LION's PVCNNs, so this reader
 - loads every tensor whose name and shape match the mini model under the module mapping
   ``vae_state_dict -> vae.``, ``dae_state_dict.0 -> global_prior.``, ``dae_state_dict.1 -> point_prior.``
   (e.g. a checkpoint exported from the mini model with ``export_official_layout``),
-- and reports, per module, everything it cannot load and why. A faithful PVCNN reimplementation that
-  would make official weights usable is a separate piece of work.
+- and reports, per module, everything it cannot load and why.
+To use the official weights themselves, use ``squeeze3d.zoo.lion_official``: LION's PVCNN networks
+and both priors at the published architecture, loading ``vae_state_dict`` / ``dae_state_dict`` key
+for key (``build_generator``; docs/models/lion_official.md).
 The ``.pt`` is read with ``torch.load(weights_only=True)``: nothing in the file is executed.
 """
 
@@ -62,7 +64,7 @@ class LionCheckpointReport:
                  f"  loaded {len(self.loaded)} tensors"]
         for group, names in sorted(self.not_loaded.items()):
             lines.append(f"  cannot load {group}: {len(names)} tensors (no counterpart in the mini per-point "
-                         f"MLP architecture; LION's PVCNN networks are not reimplemented here)")
+                         f"MLP architecture; squeeze3d.zoo.lion_official loads LION's PVCNN networks)")
         for m in self.mismatched:
             lines.append(f"  shape mismatch: {m}")
         lines += [f"  note: {n}" for n in self.notes]

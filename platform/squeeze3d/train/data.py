@@ -28,8 +28,10 @@ def open_training_data(uri: str, pair_name: str, check_models: bool = True) -> t
             raise UserError(f"dataset {uri} has {man.counts.get(split, 0)} {split} rows; build more samples")
     if check_models:
         pair = get_pair(pair_name)
-        for role, build, rec in (("encoder", pair.build_encoder, man.encoder), ("generator", pair.build_generator,
-                                                                                 man.generator)):
+        # the generator as the builder made it: with the build's generator_options (recipes set them)
+        options = ((getattr(man, "build", None) or {}).get("settings") or {}).get("generator_options") or {}
+        for role, build, rec in (("encoder", pair.build_encoder, man.encoder),
+                                 ("generator", lambda d: pair.build_generator(d, **options), man.generator)):
             have = build("cpu").weights_hash()
             if rec.get("weights_hash") != have:
                 raise UserError(f"dataset {uri} was built with a different {role} ({str(rec.get('weights_hash'))[:12]}"

@@ -392,7 +392,9 @@ def benchmark_zoo(weights_dir: str | Path | None = None, n_test: int = 360, n_ge
     out["real_val_vs_test"] = generative_metrics(torch.from_numpy(data["points"][val_idx, 0]), ref)
     log(f"  samples vs test: {out['generation']}; real val vs test: {out['real_val_vs_test']}")
     if grid_path is not None:
+        from squeeze3d.zoo.corpus_plots import plot_point_grid
+
         k = min(len(samples), 24)
-        corpus.plot_point_grid(grid_path, [p.numpy() for p in samples[:k]], [f"seed {i}" for i in range(k)], cols=6)
+        plot_point_grid(grid_path, [p.numpy() for p in samples[:k]], [f"seed {i}" for i in range(k)], cols=6)
         out["grid"] = str(grid_path)
     return out

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from squeeze3d.zoo import corpus
+from squeeze3d.zoo import corpus, corpus_plots
 
 
 def test_shapes_are_deterministic_per_seed_and_index():
@@ -75,6 +75,6 @@ def test_point_cache_is_written_once_and_reread(tmp_path):
 
 
 def test_corpus_grid_png(tmp_path):
-    path = corpus.write_corpus_grid(tmp_path / "grid.png", per_category=1, num_points=128)
+    path = corpus_plots.write_corpus_grid(tmp_path / "grid.png", per_category=1, num_points=128)
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000

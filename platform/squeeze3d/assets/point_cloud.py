@@ -133,7 +133,7 @@ class PointCloudHandler(AssetHandler):
         """The first ``limit`` objects of the procedural mesh corpus split (``squeeze3d.zoo.corpus``)
         as PLY meshes in ``dest``."""
         from squeeze3d.io import atomic_write_bytes
-        from squeeze3d.zoo import corpus
+        from squeeze3d.zoo import corpus, corpus_shapes
 
         out, idx = [], 0
         dest.mkdir(parents=True, exist_ok=True)
@@ -141,7 +141,7 @@ class PointCloudHandler(AssetHandler):
             if corpus.split_of(idx) == split:
                 path = dest / f"{split}_{idx:05d}_{corpus.CATEGORIES[corpus.category_of(idx)]}.ply"
                 if not path.exists():
-                    mesh, _ = corpus.make_mesh(corpus.DEFAULT_SEED, idx)
+                    mesh, _ = corpus_shapes.make_mesh(corpus.DEFAULT_SEED, idx)
                     atomic_write_bytes(path, mesh.export(file_type="ply"))
                 out.append(path)
             idx += 1

@@ -1,6 +1,6 @@
 """Textured procedural corpus with captions: the "real meshes" of the ``mesh`` asset kind.
 
-The geometry is the point corpus's (``corpus.make_parts``: the same parametric assemblies, indices,
+The geometry is the point corpus's (``corpus_shapes.make_parts``: the same parametric assemblies, indices,
 categories and train/val/test splits); each part gets a material from the prompt vocabulary
 (``datasets/prompts/materials.yaml``) and that material's colour, and the object a caption in the
 template backend's phrasing (``a {style} {category} made of {material} ...``), so prompts the LLM
@@ -19,14 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from squeeze3d.meshdata import Mesh, nearest, normalise_unit_sphere
-from squeeze3d.zoo import corpus
+from squeeze3d.zoo import corpus, corpus_shapes
 
 CATEGORIES = corpus.CATEGORIES
 SPLITS = corpus.SPLITS
 DEFAULT_SEED = corpus.DEFAULT_SEED
 split_of = corpus.split_of
 split_indices = corpus.split_indices
-_STREAM_TEXTURE = 7  # corpus streams 0/1 are shape and sampling
+_STREAM_TEXTURE = 7  # corpus_shapes streams 0/1 are shape and sampling
 
 # The prompt vocabulary's materials (datasets/prompts/materials.yaml) and a base sRGB colour each.
 MATERIAL_COLOURS: dict[str, tuple[float, float, float]] = {
@@ -89,8 +89,8 @@ def caption_of(category: str, style: str, main: str, accent: str, frame: int) ->
 
 def make_textured(seed: int, index: int) -> TexturedShape:
     """Corpus object ``index`` as a coloured mesh with its caption (deterministic)."""
-    parts, label = corpus.make_parts(seed, index)
-    union = corpus._union([p.copy() for p in parts])
+    parts, label = corpus_shapes.make_parts(seed, index)
+    union = corpus_shapes.union([p.copy() for p in parts])
     rng = np.random.default_rng([int(seed), int(index), _STREAM_TEXTURE])
     main = MATERIALS[int(rng.integers(len(MATERIALS)))]
     accent = MATERIALS[int(rng.integers(len(MATERIALS)))] if rng.random() < 0.65 else main

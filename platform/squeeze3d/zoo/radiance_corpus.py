@@ -9,7 +9,7 @@ converted, so an object looks the same at 32³ and 160³.
 
 How a grid is made (deterministic from ``(seed, index, variation)``):
 - geometry: the corpus builder's *parts* (boxes, rods, revolutions, ...; each watertight) for
-  ``index`` — the same random stream as ``corpus.make_mesh``, without the boolean union: an inside
+  ``index`` — the same random stream as ``corpus_shapes.make_mesh``, without the boolean union: an inside
   test per part is exact, cheap and tells which part a voxel belongs to (its material);
 - frame: the parts' bounding-box centre at the origin, the longest half-extent scaled to
   ``margin`` (the normalisation the pair records is this centre and scale);
@@ -37,11 +37,11 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from squeeze3d.zoo import corpus
+from squeeze3d.zoo import corpus, corpus_shapes
 
 DEFAULT_SEED = corpus.DEFAULT_SEED
 CATEGORIES = corpus.CATEGORIES
-_STREAM_MATERIAL = 2  # corpus uses 0 (shape parameters) and 1 (surface samples)
+_STREAM_MATERIAL = 2  # corpus_shapes uses 0 (shape parameters) and 1 (surface samples)
 # a ray exactly through a shared edge would toggle twice (or zero times): shift the ray lattice by an
 # irrational fraction of a fine voxel, far below any feature size
 _RAY_JITTER = (1.1e-4 * np.pi, 0.7e-4 * np.e)
@@ -95,9 +95,7 @@ def train_index(k: int) -> int:
 
 def make_parts(seed: int, index: int) -> tuple[list[trimesh.Trimesh], int]:
     """The corpus builder's watertight parts of object ``index`` (before the boolean union)."""
-    label = corpus.category_of(index)
-    builder = corpus._BUILDERS[CATEGORIES[label]]  # noqa: SLF001 - same package; parts are the point
-    return builder(corpus._rng(seed, index, corpus._STREAM_SHAPE)), label  # noqa: SLF001
+    return corpus_shapes.make_parts(seed, index)
 
 
 def parity_inside(vertices: np.ndarray, faces: np.ndarray, n: int) -> np.ndarray:

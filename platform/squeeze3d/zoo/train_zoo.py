@@ -9,7 +9,7 @@ writes its safetensors + JSON into the weights folder):
 Step counts are sized for the CPU budget (about an hour for the whole zoo on 2 shared cores, where
 PointNet++ training costs about a second per object): the classifier sees 480 objects (a sixth of
 an epoch of the training split), the VAE 2400 objects, the priors the VAE latents of the training
-split (see ``lion.VAETrainConfig`` / ``lion.PriorTrainConfig``).
+split (see ``lion_train.VAETrainConfig`` / ``lion_train.PriorTrainConfig``).
 ``nerfmae`` (``train_nerfmae_zoo``): one stage, ``nerfmae.train_nerfmae``.
 ``meshanything_shape`` (``train_meshanything_shape_zoo``): stage ``meshanything``, the mesh encoder E
 (mini MeshAnything, ``meshanything_train.train_meshanything``), and stage ``shap_e``, the generator G
@@ -71,9 +71,9 @@ class ZooConfig:
     data: DataConfig = field(default_factory=DataConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     vae: dict = field(default_factory=dict)
-    """Overrides of ``lion.VAETrainConfig``."""
+    """Overrides of ``lion_train.VAETrainConfig``."""
     priors: dict = field(default_factory=dict)
-    """Overrides of ``lion.PriorTrainConfig``."""
+    """Overrides of ``lion_train.PriorTrainConfig``."""
     lion: dict = field(default_factory=dict)
     """Overrides of ``lion.LionConfig`` (architecture)."""
     nerfmae: dict = field(default_factory=dict)
@@ -209,15 +209,16 @@ def train_pointnet_lion_zoo(out_dir: str | Path | None, stages: tuple[str, ...],
         log("[zoo] stage classifier")
         summary["classifier"] = train_classifier(data, cfg.classifier, cfg.seed, out, log)
     if "vae" in stages or "priors" in stages:
-        from squeeze3d.zoo import lion
+        from squeeze3d.zoo import lion, lion_train
 
         lcfg = lion.LionConfig(**cfg.lion)
         if "vae" in stages:
             log("[zoo] stage vae")
-            summary["vae"] = lion.train_vae(data, lcfg, lion.VAETrainConfig(**cfg.vae), cfg.seed, out, log)
+            summary["vae"] = lion_train.train_vae(data, lcfg, lion_train.VAETrainConfig(**cfg.vae), cfg.seed, out, log)
         if "priors" in stages:
             log("[zoo] stage priors")
-            summary["priors"] = lion.train_priors(data, lion.PriorTrainConfig(**cfg.priors), cfg.seed, out, log)
+            summary["priors"] = lion_train.train_priors(data, lion_train.PriorTrainConfig(**cfg.priors), cfg.seed,
+                                                        out, log)
     summary["wall_s"] = round(time.time() - t0, 1)
     # merged with earlier runs so stages trained separately keep one record of wall times
     spath = out / "train_summary.json"
@@ -391,7 +392,9 @@ def benchmark_zoo(weights_dir: str | Path | None = None, n_test: int = 360, n_ge
     out["real_val_vs_test"] = generative_metrics(torch.from_numpy(data["points"][val_idx, 0]), ref)
     log(f"  samples vs test: {out['generation']}; real val vs test: {out['real_val_vs_test']}")
     if grid_path is not None:
+        from squeeze3d.zoo.corpus_plots import plot_point_grid
+
         k = min(len(samples), 24)
-        corpus.plot_point_grid(grid_path, [p.numpy() for p in samples[:k]], [f"seed {i}" for i in range(k)], cols=6)
+        plot_point_grid(grid_path, [p.numpy() for p in samples[:k]], [f"seed {i}" for i in range(k)], cols=6)
         out["grid"] = str(grid_path)
     return out

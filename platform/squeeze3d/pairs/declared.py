@@ -62,6 +62,7 @@ TOP_KEYS = {
     "objective_mode": "max | min",
     "asset_metrics": "module:function (default: the asset kind's metrics)",
     "condition_problem": "module:function (condition -> reason G cannot take it, or None)",
+    "tuning": "the sweep's search space YAML (relative: to the pair file) when tuning/<name>.yaml is absent",
 }
 REQUIRED = ("name", "asset_kind", "condition_kind", "encoder", "generator")
 MODEL_KEYS = ("adapter", "checkpoint", "options")
@@ -72,6 +73,7 @@ KIND_DEFAULTS = {
     "radiance_field": ("psnr", "max", "squeeze3d.metrics.volume:radiance_metrics"),
 }
 PROBE_PROMPT = "a small wooden chair"
+PAIR_HELP = "a pair name (squeeze3d pairs) or a pair file path/to/pair.yaml (docs/plug_in_models.md)"
 
 
 class PairFileError(UnknownPairError):
@@ -468,6 +470,18 @@ def load_file(path: str | Path):
         **extra)
     _SPECS[key] = spec
     return spec
+
+
+def search_space_path(name: str, tuning_dir: str | Path) -> Path:
+    """The sweep's default search space: ``<tuning_dir>/<name>.yaml`` when it exists, else the ``tuning:``
+    file named in the pair's declaration, else the (missing) first path, which the sweep reports."""
+    default = Path(tuning_dir) / f"{name}.yaml"
+    path = None if default.is_file() else source_of(name)
+    if path is None:
+        return default
+    decl = read_declaration(path)
+    t = decl.doc.get("tuning")
+    return Path(_expand(t, f"{path}: tuning", path.parent)) if t else default
 
 
 def source_of(name: str) -> Path | None:

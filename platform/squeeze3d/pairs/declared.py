@@ -107,12 +107,32 @@ def looks_like_path(value: str) -> bool:
     return str(value).endswith((".yaml", ".yml")) or "/" in str(value) or os.sep in str(value)
 
 
-def _expand(value: str, where: str, base: Path) -> str:
-    s = os.path.expanduser(os.path.expandvars(str(value)))
-    left = re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", s)
-    if left:
-        raise PairFileError(f"{where} uses ${{{left[0]}}}, which is not set; export it (the directory of your "
-                            f"checkpoints) or write the path out")
+_VAR_RE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+_CARRIED: dict[Path, dict[str, str]] = {}
+"""Per pair file: the values its ``${VAR}``s had in the driver (``PairName``), which win in a worker."""
+
+
+def referenced_vars(path: Path) -> dict[str, str]:
+    """The environment variables a pair file refers to, with their values here (set ones only)."""
+    try:
+        names = {a or b for a, b in _VAR_RE.findall(Path(path).read_text())}
+    except OSError:
+        return {}
+    env = {**os.environ, **_CARRIED.get(Path(path), {})}
+    return {n: env[n] for n in sorted(names) if n in env}
+
+
+def _expand(value: str, where: str, base: Path, path: Path | None = None) -> str:
+    env = {**os.environ, **_CARRIED.get(path, {})} if path is not None else dict(os.environ)
+
+    def var(m: re.Match) -> str:
+        n = m.group(1) or m.group(2)
+        if n not in env:
+            raise PairFileError(f"{where} uses ${{{n}}}, which is not set; export it (the directory of your "
+                                f"checkpoints) or write the path out")
+        return env[n]
+
+    s = os.path.expanduser(_VAR_RE.sub(var, str(value)))
     p = Path(s)
     return str(p if p.is_absolute() else (base / p))
 
@@ -138,7 +158,7 @@ def _model(doc: Any, kind: str, path: Path) -> ModelDecl:
     if not isinstance(options, dict):
         raise PairFileError(f"{where}.options: expected a mapping of keyword arguments")
     ckpt = doc.get("checkpoint")
-    ckpt = None if ckpt in (None, "") else _expand(ckpt, f"{where}.checkpoint", path.parent)
+    ckpt = None if ckpt in (None, "") else _expand(ckpt, f"{where}.checkpoint", path.parent, path)
     return ModelDecl(kind, name, ckpt, dict(options))
 
 
@@ -299,20 +319,25 @@ class PairName(str):
     file there, so the worker's ``get_pair(name)`` resolves the same declaration."""
 
     path: str
+    env: dict
 
-    def __new__(cls, name: str, path: str | Path):
+    def __new__(cls, name: str, path: str | Path, env: dict | None = None):
         obj = super().__new__(cls, name)
         obj.path = str(path)
+        # the ${VAR}s of the file as the driver sees them: a worker may not have the driver's environment
+        obj.env = dict(env) if env is not None else referenced_vars(Path(path))
         return obj
 
     def __reduce__(self):
-        return (_restore_pair_name, (str(self), self.path))
+        return (_restore_pair_name, (str(self), self.path, self.env))
 
 
-def _restore_pair_name(name: str, path: str) -> PairName:
-    if Path(path).is_file():
-        use_file(path, name)
-    return PairName(name, path)
+def _restore_pair_name(name: str, path: str, env: dict) -> PairName:
+    p = Path(path)
+    if p.is_file():
+        _CARRIED[p] = dict(env)
+        use_file(p, name)
+    return PairName(name, path, env)
 
 
 def pair_arg(value: str) -> str:
@@ -481,7 +506,7 @@ def search_space_path(name: str, tuning_dir: str | Path) -> Path:
         return default
     decl = read_declaration(path)
     t = decl.doc.get("tuning")
-    return Path(_expand(t, f"{path}: tuning", path.parent)) if t else default
+    return Path(_expand(t, f"{path}: tuning", path.parent, path)) if t else default
 
 
 def source_of(name: str) -> Path | None:

@@ -64,7 +64,6 @@ def test_declared_pair_builds_trains_sweeps_registers_and_compresses(ray_session
     monkeypatch.setenv("TINY_CKPTS", str(tmp_path / "ckpts"))
     monkeypatch.setenv(declared.FILES_ENV, "")  # restored afterwards: use_file appends to it
     monkeypatch.setattr(declared, "_FILES", {})
-    import time; T0 = time.time()
     pair_file = _write_pair(tmp_path)
     data = tmp_path / "data"
 
@@ -83,7 +82,6 @@ def test_declared_pair_builds_trains_sweeps_registers_and_compresses(ray_session
     enc, gen = spec.build_encoder("cpu"), spec.build_generator("cpu")
     assert man["encoder"]["weights_hash"] == enc.weights_hash() and man["generator"]["weights_hash"] == gen.weights_hash()
 
-    import time; print("PHASE build", time.time() - T0, file=sys.stderr)
     # train (Ray Train in the driver: the sweep below runs it in worker processes) and register
     monkeypatch.setattr(sys, "argv", ["train.py", "--pair", str(pair_file), "--data", str(data),
                                       "--set", "optim.epochs=2", "--workers", "0"])
@@ -94,7 +92,6 @@ def test_declared_pair_builds_trains_sweeps_registers_and_compresses(ray_session
     assert first is not None and first.name == f"squeeze3d-{NAME}"
     assert first.tags["encoder_hash"] == enc.weights_hash() and first.tags["generator_hash"] == gen.weights_hash()
 
-    print("PHASE train", time.time() - T0, file=sys.stderr)
     # sweep (Ray Tune over Ray Train, one trial): the search space comes from the pair file's `tuning:`
     monkeypatch.setattr(sys, "argv", ["sweep.py", "--pair", str(pair_file), "--data", str(data),
                                       "--out", str(tmp_path / "sweeps")])
@@ -102,7 +99,6 @@ def test_declared_pair_builds_trains_sweeps_registers_and_compresses(ray_session
     swept = [v for v in registry.list_versions(NAME) if v.tags.get("sweep_run_id")]
     assert swept and {v.tags.get("d_code") for v in swept} <= {"4", "8"}
 
-    print("PHASE sweep", time.time() - T0, file=sys.stderr)
     # compress / decompress through the CLI, the pair given by its file
     from squeeze3d.cli import main as cli
 
@@ -116,6 +112,5 @@ def test_declared_pair_builds_trains_sweeps_registers_and_compresses(ray_session
     assert json.loads(capsys.readouterr().out)["pair"] == NAME
     out = tmp_path / "back.npz"
     assert cli(["decompress", str(sq3d), "-o", str(out), "--no-server"]) == 0
-    print("PHASE codec", time.time() - T0, file=sys.stderr)
     back = np.load(out)["points"]
     assert back.shape == (128, 3) and np.isfinite(back).all()

@@ -44,10 +44,11 @@ def _cmd_pairs_add(args: argparse.Namespace) -> int:
         decl = declared.read_declaration(args.file)
     except UnknownPairError as e:
         raise UserError(str(e)) from e
-    for m in (decl.encoder, decl.generator):
-        raw = decl.doc[m.kind].get("checkpoint") if isinstance(decl.doc[m.kind], dict) else None
+    raws = {f"{k}.checkpoint": decl.doc[k].get("checkpoint") for k in ("encoder", "generator")
+            if isinstance(decl.doc[k], dict)} | {"tuning": decl.doc.get("tuning")}
+    for key, raw in raws.items():
         if raw and not str(raw).startswith(("/", "~", "$")):
-            raise UserError(f"{decl.path}: {m.kind}.checkpoint {raw!r} is relative to the pair file, which moves: "
+            raise UserError(f"{decl.path}: {key} {raw!r} is relative to the pair file, which moves: "
                             f"write it absolute or with ${{VAR}} before adding")
     dest = declared.user_dir() / f"{decl.name}.yaml"
     others = [f for f in declared.declared_files().get(decl.name, []) if f != dest.resolve() and f != decl.path]

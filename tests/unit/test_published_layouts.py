@@ -115,3 +115,61 @@ def test_manifest_counts_are_the_sums_of_their_shapes():
         assert m["source"] and m["config"]
         total = sum(math.prod(s) for k, s in m["keys"].items() if k not in m["buffers"])  # e.g. marching-cubes tables
         assert total == m["num_parameters"], f.name
+
+
+REAL = Path(__file__).resolve().parents[2] / "datasets" / "pairs" / "real"
+
+
+def test_example_real_pair_files_parse_and_name_their_missing_variable(monkeypatch, tmp_path):
+    from squeeze3d.pairs import UnknownPairError, declared
+
+    monkeypatch.delenv("SQUEEZE3D_CHECKPOINTS", raising=False)
+    files = sorted(f for f in REAL.glob("*.yaml") if not f.name.endswith(".space.yaml"))
+    assert {f.stem for f in files} >= {"shap_e_meshanything", "pointnet_lion_official", "nerfmae_swin3d"}
+    for f in files:
+        with pytest.raises(UnknownPairError, match=r"uses \$\{SQUEEZE3D_CHECKPOINTS\}, which is not set"):
+            declared.read_declaration(f)
+    monkeypatch.setenv("SQUEEZE3D_CHECKPOINTS", str(tmp_path))
+    for f in files:
+        d = declared.read_declaration(f)
+        assert d.name == f.stem and d.encoder.checkpoint.startswith(str(tmp_path))
+
+
+def test_shap_e_meshanything_example_with_tiny_weights_in_the_official_layout(monkeypatch, tmp_path):
+    """The example pair file, its checkpoints replaced by tiny random weights written in the published
+    file layouts (a ShapEPipeline folder; MeshAnything_350m.pth's key names): shapes come from the
+    adapters' config readers, E and G load, G samples a mesh from a prompt and E encodes it."""
+    import importlib.util
+
+    import yaml
+
+    from squeeze3d.pairs import declared, get_pair
+    from squeeze3d.zoo.meshanything import MeshAnythingConfig, MeshAnythingMini
+    from squeeze3d.zoo.meshanything_checkpoint import export_meshanything_layout
+
+    spec = importlib.util.spec_from_file_location("t_shap_e", Path(__file__).parent / "test_shap_e.py")
+    t_shap_e = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(t_shap_e)
+    root = tmp_path / "ckpts"
+    t_shap_e._tiny_pipeline_folder(root).rename(root / "shap-e")
+    torch.manual_seed(1)
+    (root / "MeshAnything").mkdir()
+    tiny = MeshAnythingMini(MeshAnythingConfig(num_latents=8, width=16, heads=2, num_encoder_layers=1,
+                                               num_decoder_layers=1, embed_dim=4, num_freqs=4, color_channels=0,
+                                               cond_dim=24))
+    export_meshanything_layout(tiny, root / "MeshAnything" / "MeshAnything_350m.pth")
+    monkeypatch.setenv("SQUEEZE3D_CHECKPOINTS", str(root))
+    monkeypatch.setattr(declared, "_FILES", {})
+    monkeypatch.setenv(declared.FILES_ENV, "")
+    doc = yaml.safe_load((REAL / "shap_e_meshanything.yaml").read_text())
+    doc["encoder"]["options"] = {"heads": 2}  # the tiny model's; CPU-sized sampling below
+    doc["generator"]["options"] = {"num_points": 128, "grid_size": 16, "steps": 2, "guidance_scale": 3.0}
+    doc["num_points"], doc["tuning"] = 128, str(REAL / doc["tuning"])
+    f = tmp_path / "pair.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    pair = get_pair(str(f))
+    assert pair.z_e_shape == (9, 24) and pair.z_g_shape == (32, 16)
+    assert pair.condition_problem("") == "empty"
+    z_g, assets = pair.build_generator("cpu").sample([("a red chair", 3)])
+    assert z_g.shape == (1, 32, 16) and assets.shape == (1, 128, 9)
+    assert pair.build_encoder("cpu").encode(assets).shape == (1, 9, 24)

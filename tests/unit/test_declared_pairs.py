@@ -103,7 +103,8 @@ def test_reserved_adapters_list_and_fail_clearly_when_absent():
 
 def test_pair_name_carries_the_file_and_its_variables_to_another_process(tmp_path, monkeypatch):
     """What a Ray worker receives: the name unpickles as the plain name and makes the pair resolvable
-    there, with the driver's values of the file's ${VAR}s, in a process that has neither."""
+    there, with the driver's values of the file's ${VAR}s, in a process that has neither the variable
+    nor the file (a worker on another node)."""
     ck = tmp_path / "elsewhere"
     p = _tiny(tmp_path, encoder="{adapter: debug, checkpoint: '${TINY_CK}/e.safetensors'}")
     (tmp_path / "ck").rename(ck)
@@ -112,6 +113,7 @@ def test_pair_name_carries_the_file_and_its_variables_to_another_process(tmp_pat
     name = declared.pair_arg(str(p))
     assert name == "tiny_unit" and f"squeeze3d-{name}" == "squeeze3d-tiny_unit"
     blob = pickle.dumps(name)
+    p.unlink()
     code = ("import pickle, sys; from squeeze3d.pairs import get_pair; n = pickle.loads(sys.stdin.buffer.read()); "
             "s = get_pair(n); print(type(n).__name__, str(n), s.z_e_shape, s.z_g_shape)")
     env = {k: v for k, v in __import__("os").environ.items() if k not in ("TINY_CK", declared.FILES_ENV)}

@@ -158,7 +158,7 @@ def _model(doc: Any, kind: str, path: Path) -> ModelDecl:
     if not isinstance(options, dict):
         raise PairFileError(f"{where}.options: expected a mapping of keyword arguments")
     ckpt = doc.get("checkpoint")
-    ckpt = None if ckpt in (None, "") else _expand(ckpt, f"{where}.checkpoint", path.parent, path)
+    ckpt = None if ckpt in (None, "") else _expand(ckpt, f"{where}.checkpoint", _base_dir(path), path)
     return ModelDecl(kind, name, ckpt, dict(options))
 
 
@@ -213,6 +213,10 @@ def read_declaration(path: str | Path) -> Declaration:
             raise PairFileError(f"{path}: {k}: expected 'module:function', got {doc[k]!r}")
     return Declaration(path, name, doc, _model(doc["encoder"], "encoder", path),
                        _model(doc["generator"], "generator", path))
+
+
+def _base_dir(path: Path) -> Path:
+    return _BASE.get(path, path.parent)
 
 
 # --- where files are found --------------------------------------------------------------------------
@@ -320,24 +324,43 @@ class PairName(str):
 
     path: str
     env: dict
+    text: str
 
-    def __new__(cls, name: str, path: str | Path, env: dict | None = None):
+    def __new__(cls, name: str, path: str | Path, env: dict | None = None, text: str | None = None):
         obj = super().__new__(cls, name)
         obj.path = str(path)
         # the ${VAR}s of the file as the driver sees them: a worker may not have the driver's environment
         obj.env = dict(env) if env is not None else referenced_vars(Path(path))
+        # the file itself, for a worker on a node where the path does not exist
+        obj.text = text if text is not None else Path(path).read_text()
         return obj
 
     def __reduce__(self):
-        return (_restore_pair_name, (str(self), self.path, self.env))
+        return (_restore_pair_name, (str(self), self.path, self.env, self.text))
 
 
-def _restore_pair_name(name: str, path: str, env: dict) -> PairName:
+_BASE: dict[Path, Path] = {}
+"""Copies of pair files written on a worker node -> the directory of the original (relative paths)."""
+
+
+def _restore_pair_name(name: str, path: str, env: dict, text: str) -> PairName:
+    import hashlib
+    import tempfile
+
     p = Path(path)
-    if p.is_file():
-        _CARRIED[p] = dict(env)
-        use_file(p, name)
-    return PairName(name, path, env)
+    if not p.is_file() or p.read_text() != text:
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        copy_path = Path(tempfile.gettempdir()) / "squeeze3d_pairs" / digest / p.name
+        if not copy_path.is_file():
+            copy_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = copy_path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(text)
+            tmp.replace(copy_path)
+        _BASE[copy_path.resolve()] = p.parent
+        p = copy_path.resolve()
+    _CARRIED[p] = dict(env)
+    _FILES[name] = p  # the driver's declaration wins over any file of that name on this node
+    return PairName(name, p, env, text)
 
 
 def pair_arg(value: str) -> str:
@@ -506,7 +529,7 @@ def search_space_path(name: str, tuning_dir: str | Path) -> Path:
         return default
     decl = read_declaration(path)
     t = decl.doc.get("tuning")
-    return Path(_expand(t, f"{path}: tuning", path.parent, path)) if t else default
+    return Path(_expand(t, f"{path}: tuning", _base_dir(path), path)) if t else default
 
 
 def source_of(name: str) -> Path | None:

@@ -83,7 +83,7 @@ def test_missing_checkpoint_and_unknown_name(tmp_path):
     (tmp_path / "ck" / "g.safetensors").unlink()
     with pytest.raises(UnknownPairError, match=r"tiny_unit .* generator checkpoint .*g.safetensors does not exist"):
         get_pair(str(p))
-    with pytest.raises(UnknownPairError, match=r"unknown pair 'no_such_pair'; known pairs: .*debug_yaml"):
+    with pytest.raises(UnknownPairError, match=r"unknown pair 'no_such_pair'; registered pairs: debug, .*; declared in pair files: .*debug_yaml"):
         get_pair("no_such_pair")
 
 

@@ -45,8 +45,8 @@ def get_pair(name: str) -> PairSpec:
 
         path = name if declared.looks_like_path(name) else declared.find(name)
         if path is None:
-            raise UnknownPairError(f"unknown pair {name!r}; known pairs: {', '.join(all_names())} (or pass a pair "
-                                   f"file: --pair path/to/pair.yaml)")
+            raise UnknownPairError(f"unknown pair {name!r}; registered pairs: {', '.join(names())}; declared in pair "
+                                   f"files: {', '.join(declared.names()) or 'none'} (or pass one: --pair path/to/pair.yaml)")
         return declared.load_file(path)
     spec = importlib.import_module(_REGISTRY[name]).PAIR
     if spec.name != name:

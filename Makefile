@@ -52,7 +52,8 @@ stack-down: $(STAMP)  ## stop the local stack (S3 is in memory: its data is disc
 stack-status: $(STAMP)  ## what the local stack runs, with health checks
 	$(PY) jobs/stack.py status --dir $(STACK_DIR)
 
-DATA ?= .state/data/$(PAIR)
+# PAIR may be a pair file (PAIR=datasets/pairs/real/x.yaml): DATA then defaults to .state/data/x
+DATA ?= .state/data/$(basename $(notdir $(PAIR)))
 ARGS ?=
 SWEEP_ARGS ?=
 

@@ -24,6 +24,9 @@ except ImportError:  # workers need it too, so a sys.path tweak here would only 
              'submit with --runtime-env-json \'{"py_modules": ["platform/squeeze3d"]}\'')
 
 
+from squeeze3d.pairs.declared import PAIR_HELP, pair_arg  # noqa: E402  (after the import check above)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
@@ -32,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The job's flags (also used by tests/unit/test_infra_manifests.py to check RayJob entrypoints)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--pair", required=True, help="registered pair (squeeze3d pairs)")
+    p.add_argument("--pair", required=True, type=pair_arg, help=PAIR_HELP)
     p.add_argument("--num-samples", type=int, help="N: rows in the finished dataset")
     p.add_argument("--output", help="local directory or s3://bucket/prefix")
     p.add_argument("--seed", type=int, help="ids, conditions and splits derive from (seed, index)")

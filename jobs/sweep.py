@@ -10,6 +10,7 @@ from pathlib import Path
 from squeeze3d.config import ConfigError, train_config_for_pair
 from squeeze3d.errors import UserError
 from squeeze3d.pairs import UnknownPairError
+from squeeze3d.pairs.declared import PAIR_HELP, pair_arg, search_space_path
 from squeeze3d.tracking import state_dir, tracking_uri
 from squeeze3d.train.data import open_training_data
 from squeeze3d.train.ray_train import connect_ray
@@ -19,9 +20,9 @@ from squeeze3d.train.sweep import SearchSpace, run_sweep
 def build_parser() -> argparse.ArgumentParser:
     """The job's flags (also used by tests/unit/test_infra_manifests.py to check RayJob entrypoints)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pair", required=True)
+    ap.add_argument("--pair", required=True, type=pair_arg, help=PAIR_HELP)
     ap.add_argument("--data", required=True, help="dataset URI written by jobs/build_dataset.py (path or s3://)")
-    ap.add_argument("--space", default=None, help="search space YAML (default: tuning/<pair>.yaml)")
+    ap.add_argument("--space", default=None, help="search space YAML (default: tuning/<pair>.yaml, else the pair file's tuning:)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="base config override")
     ap.add_argument("--workers", type=int, default=1, help="Ray Train workers per trial")
     ap.add_argument("--use-gpu", action="store_true")
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> int:
     a = build_parser().parse_args()
     try:
-        space = SearchSpace.from_yaml(a.space or Path(__file__).resolve().parents[1] / "tuning" / f"{a.pair}.yaml")
+        space = SearchSpace.from_yaml(a.space or search_space_path(a.pair, Path(__file__).resolve().parents[1] / "tuning"))
         cfg = train_config_for_pair(a.pair, extra=space.base, sets=a.set)
         connect_ray()
         datasets, info = open_training_data(a.data, a.pair)

@@ -10,6 +10,7 @@ import sys
 from squeeze3d.config import ConfigError, train_config_for_pair
 from squeeze3d.errors import UserError
 from squeeze3d.pairs import UnknownPairError
+from squeeze3d.pairs.declared import PAIR_HELP, pair_arg
 from squeeze3d.train.data import open_training_data
 from squeeze3d.train.ray_train import connect_ray
 from squeeze3d.train.run import run_training
@@ -18,7 +19,7 @@ from squeeze3d.train.run import run_training
 def build_parser() -> argparse.ArgumentParser:
     """The job's flags (also used by tests/unit/test_infra_manifests.py to check RayJob entrypoints)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pair", required=True)
+    ap.add_argument("--pair", required=True, type=pair_arg, help=PAIR_HELP)
     ap.add_argument("--data", required=True, help="dataset URI written by jobs/build_dataset.py (path or s3://)")
     ap.add_argument("--config", default=None, help="YAML with training-config overrides")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")

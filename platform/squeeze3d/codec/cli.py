@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from squeeze3d.errors import UserError
+from squeeze3d.pairs.declared import PAIR_HELP, pair_arg
 
 
 def _quality(value: str) -> float | None:
@@ -430,7 +431,7 @@ def add_commands(sub) -> None:
                    "radiance-field pairs: NeRF-MAE .npz (rgbsigma + resolution) or a [4,R,R,R] .npy/.npz; "
                    "or a directory of them")
     p.add_argument("-o", "--output", required=True, help="OUT.sq3d (a directory when INPUT is one)")
-    p.add_argument("--pair", default=DEFAULT_PAIR)
+    p.add_argument("--pair", default=DEFAULT_PAIR, type=pair_arg, help=PAIR_HELP)
     p.add_argument("--model", default=None, help=model_help)
     p.add_argument("--dtype", default=DEFAULT_DTYPE, choices=["fixed", "f32", "f16", "int8"],
                    help="code storage; default: the model's rate ladder (fixed-range k-bit codes for models "
@@ -462,6 +463,8 @@ def add_commands(sub) -> None:
     p.add_argument("input", help="IN.sq3d or a directory of them")
     p.add_argument("-o", "--output", required=True, help="OUT.ply|.npz|.obj|.npy (a directory when IN is one)")
     p.add_argument("--model", default=None, help="default: the registry version recorded in the file")
+    p.add_argument("--pair", default=None, type=pair_arg, metavar="PAIR_FILE",
+                   help="the pair file of a pair declared outside the pairs directories (the file names its pair)")
     p.add_argument("--format", default=None, choices=["ply", "npz", "obj", "npy"],
                    help="directory mode output format (default: ply for point clouds, npz for radiance fields)")
     p.add_argument("--device", default="cpu")
@@ -478,7 +481,7 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser("serve", help="keep the codec warm: single-file compress/decompress/inspect commands "
                        "hand their work to this process instead of starting cold (~2 s of torch import)")
-    p.add_argument("--pair", default=DEFAULT_PAIR, help="load this pair's models before the first request "
+    p.add_argument("--pair", default=DEFAULT_PAIR, type=pair_arg, help="load this pair's models before the first request "
                    "(others load on first use)")
     p.add_argument("--idle-timeout", type=float, default=900.0, metavar="S",
                    help="exit after S seconds without a request (default 900)")
@@ -486,7 +489,7 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser("eval", help="codec evaluation vs the kind's classical baselines (Draco ladder + resampling "
                        "floor; raw-f16+zstd, quantise+zstd, prune+VQ): table, CSV, PNGs")
-    p.add_argument("--pair", default=DEFAULT_PAIR)
+    p.add_argument("--pair", default=DEFAULT_PAIR, type=pair_arg, help=PAIR_HELP)
     p.add_argument("--model", default=None, help=model_help)
     p.add_argument("--split", default="test", action=_SplitAction, choices=["train", "val", "test"],
                    help="procedural corpus split (default test)")
@@ -506,6 +509,8 @@ def add_commands(sub) -> None:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.add_argument("--model", default=None, help="default: the registry version recorded in the files")
+    p.add_argument("--pair", default=None, type=pair_arg, metavar="PAIR_FILE",
+                   help="the pair file of a pair declared outside the pairs directories (the file names its pair)")
     p.add_argument("--format", default=None, choices=["ply", "npz", "obj", "npy"],
                    help="default: ply for point clouds, npz for radiance fields")
     p.add_argument("--device", default="cpu")

@@ -354,12 +354,12 @@ def pair_tag(name: str) -> bytes:
 
 
 def _pair_from_tag(tag: bytes) -> str:
-    from squeeze3d.pairs import names
+    from squeeze3d.pairs import all_names as names  # registered and declared in pair files
 
     hits = [n for n in names() if pair_tag(n) == tag]
     if not hits:
         raise ContainerError(f"the file names pair tag {tag.hex()}, which no registered pair has "
-                             f"(registered: {', '.join(names())}); it was written by a build with other pairs")
+                             f"(registered or declared: {', '.join(names())}); it was written by a build with other pairs")
     return hits[0]
 
 

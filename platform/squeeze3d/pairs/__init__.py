@@ -26,13 +26,28 @@ class UnknownPairError(KeyError):
 
 
 def names() -> list[str]:
+    """The registered pairs (``all_names`` adds the pairs declared in files)."""
     return sorted(_REGISTRY)
 
 
+def all_names() -> list[str]:
+    """Registered pairs and pairs declared in files (``pairs.declared``)."""
+    from squeeze3d.pairs import declared
+
+    return sorted({*_REGISTRY, *declared.names()})
+
+
 def get_pair(name: str) -> PairSpec:
-    """The ``PairSpec`` registered as ``name``; unknown names raise an error listing the known ones."""
+    """The ``PairSpec`` registered as ``name``, declared in a pair file named ``name``, or declared in
+    the pair file at path ``name`` (``pairs.declared``); unknown names raise an error listing the known ones."""
     if name not in _REGISTRY:
-        raise UnknownPairError(f"unknown pair {name!r}; registered pairs: {', '.join(names())}")
+        from squeeze3d.pairs import declared
+
+        path = name if declared.looks_like_path(name) else declared.find(name)
+        if path is None:
+            raise UnknownPairError(f"unknown pair {name!r}; registered pairs: {', '.join(names())}; declared in pair "
+                                   f"files: {', '.join(declared.names()) or 'none'} (or pass one: --pair path/to/pair.yaml)")
+        return declared.load_file(path)
     spec = importlib.import_module(_REGISTRY[name]).PAIR
     if spec.name != name:
         raise RuntimeError(f"pair module {_REGISTRY[name]} defines {spec.name!r}, registered as {name!r}")
@@ -49,4 +64,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'squeeze3d.pairs' has no attribute {name!r}")
 
 
-__all__ = ["PairSpec", "UnknownPairError", "get_pair", "names"]
+__all__ = ["PairSpec", "UnknownPairError", "all_names", "get_pair", "names"]

@@ -54,10 +54,12 @@ class TinyPointDecoder(nn.Module):
 class DebugEncoder(Encoder):
     name = "debug-encoder"
 
-    def __init__(self, device: str | torch.device = "cpu", latent_dim: int = 32):
-        with torch.random.fork_rng():
-            torch.manual_seed(WEIGHT_SEED)
-            module = TinyPointEncoder(latent_dim)
+    def __init__(self, device: str | torch.device = "cpu", latent_dim: int = 32, module: TinyPointEncoder | None = None):
+        """``module``: these weights (e.g. a checkpoint's, ``zoo.mini_adapters``); default the fixed seed's."""
+        if module is None:
+            with torch.random.fork_rng():
+                torch.manual_seed(WEIGHT_SEED)
+                module = TinyPointEncoder(latent_dim)
         super().__init__(module, device)
 
     def _encode(self, assets: torch.Tensor) -> torch.Tensor:
@@ -67,12 +69,14 @@ class DebugEncoder(Encoder):
 class DebugGenerator(Generator):
     name = "debug-generator"
 
-    def __init__(self, device: str | torch.device = "cpu", latent_dim: int = 16, num_points: int = 256):
-        with torch.random.fork_rng():
-            torch.manual_seed(WEIGHT_SEED + 2)
-            module = TinyPointDecoder(latent_dim, num_points)
+    def __init__(self, device: str | torch.device = "cpu", latent_dim: int = 16, num_points: int = 256,
+                 module: TinyPointDecoder | None = None):
+        if module is None:
+            with torch.random.fork_rng():
+                torch.manual_seed(WEIGHT_SEED + 2)
+                module = TinyPointDecoder(latent_dim, num_points)
         super().__init__(module, device)
-        self.latent_dim = latent_dim
+        self.latent_dim = module.mlp[0].in_features - 3
 
     def _sample_latents(self, conditions: Sequence[int], rng: torch.Generator | None) -> torch.Tensor:
         return seeded_normal(conditions, (self.latent_dim,), self.device)

@@ -390,7 +390,7 @@ class Codec:
 
         def measure(c: Container) -> tuple[bytes, Container, float]:
             # rungs whose codes dequantise to the same values decode to the same asset: measured once
-            code = dequantise(c.payload, c.dtype, c.quant, c.code_shape, c.draco_bits)
+            code = self._padded(dequantise(c.payload, c.dtype, c.quant, c.code_shape, c.draco_bits))
             key = np.ascontiguousarray(code, np.float32).tobytes()
             if key not in memo:
                 memo[key] = float(h.quality(norm, self.decode_asset(code)))
@@ -468,6 +468,13 @@ class Codec:
         return self.compress_asset(points, dtype, quant, min_quality, **kw)
 
     # ---------------------------------------------------------------- decompress
+    def _padded(self, code: np.ndarray) -> np.ndarray:
+        """A stored code prefix back to the model's code shape (the missing tail reads as zeros)."""
+        full = math.prod(self.code_shape)
+        if code.size < full:
+            code = np.concatenate([np.asarray(code, np.float32).reshape(-1), np.zeros(full - code.size, np.float32)])
+        return np.asarray(code).reshape(self.code_shape)
+
     def check_identity(self, c: Container, where: str = "") -> None:
         r = self.resolved
         if c.pair != self.pair.name:
@@ -495,10 +502,7 @@ class Codec:
             unit = "points" if self.pair.asset_kind == "point_cloud" else "as its size"
             raise ContainerError(f"{where}header says {c.num_points} {unit} but pair {c.pair} generates "
                                  f"{self.asset_size}")
-        code = dequantise(c.payload, c.dtype, c.quant, c.code_shape, c.draco_bits)
-        if prefix:
-            code = np.concatenate([code.reshape(-1), np.zeros(math.prod(self.code_shape) - prefix, np.float32)])
-        recon = self.decode_asset(code.reshape(self.code_shape))
+        recon = self.decode_asset(self._padded(dequantise(c.payload, c.dtype, c.quant, c.code_shape, c.draco_bits)))
         return self.handler.denormalise(recon, c.centre, c.scale)
 
 

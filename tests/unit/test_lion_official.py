@@ -10,10 +10,10 @@ import pickle
 import pytest
 import torch
 import yaml
+from official_weights import write_lion_release
 
 from squeeze3d.zoo import lion_official as lo
 from squeeze3d.zoo import lion_official_ops as ops
-from official_weights import write_lion_release
 
 TINY = lo.LionOfficialConfig(style_dim=16, num_points=1024, time_dim=16, prior_channels=16, prior_blocks=2,
                              embedding_dim=16, width=0.25, voxel_resolution=0.25)

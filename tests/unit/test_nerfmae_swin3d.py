@@ -9,9 +9,9 @@ import pickle
 
 import pytest
 import torch
+from official_weights import write_nerfmae_checkpoint
 
 from squeeze3d.zoo import nerfmae_swin3d as nm
-from official_weights import write_nerfmae_checkpoint
 
 # the published tree (swin_s depths and heads) at a tiny width and grid
 TINY = nm.NerfMAESwinConfig(resolution=32, embed_dim=12)

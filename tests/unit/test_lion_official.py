@@ -10,6 +10,7 @@ import pickle
 import pytest
 import torch
 import yaml
+from official_weights import write_lion_release
 
 from squeeze3d.zoo import lion_official as lo
 from squeeze3d.zoo import lion_official_ops as ops
@@ -18,28 +19,10 @@ TINY = lo.LionOfficialConfig(style_dim=16, num_points=1024, time_dim=16, prior_c
                              embedding_dim=16, width=0.25, voxel_resolution=0.25)
 
 
-def _random_state(module: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return {k: torch.randn(v.shape, generator=g) * 0.2 for k, v in module.state_dict().items()}
-
-
 @pytest.fixture(scope="module")
 def release(tmp_path_factory):
-    """A tiny LION written in the release layout: <dir>/cfg.yml + <dir>/checkpoints/model.pt, the
-    .pt holding the two state dicts and the trainer's other entries (optimiser with EMA copies)."""
-    root = tmp_path_factory.mktemp("lion_ckpt")
-    model = lo.LionOfficial(TINY)
-    vae, dae = _random_state(model.vae, 1), _random_state(model.dae, 2)
-    g = torch.Generator().manual_seed(3)
-    ema = {i: {"step": torch.tensor(5.0), "exp_avg": torch.zeros(p.shape), "ema": torch.randn(p.shape, generator=g)}
-           for i, (_, p) in enumerate(model.dae.named_parameters())}
-    ckpt = {"epoch": 7, "global_step": 70, "vae_state_dict": vae, "dae_state_dict": dae,
-            "dae_optimizer": {"state": ema, "param_groups": [{"lr": 2e-4, "params": list(ema)}]},
-            "grad_scalar": {"scale": 65536.0, "growth_factor": 2.0}}
-    (root / "checkpoints").mkdir()
-    path = root / "checkpoints" / "model.pt"
-    torch.save(ckpt, path)
-    return path, vae, dae, ema
+    """A tiny LION written in the release layout (official_weights.write_lion_release)."""
+    return write_lion_release(tmp_path_factory.mktemp("lion_ckpt"), TINY, seed=1)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pickle
 
 import pytest
 import torch
+from official_weights import write_nerfmae_checkpoint
 
 from squeeze3d.zoo import nerfmae_swin3d as nm
 
@@ -18,15 +19,7 @@ TINY = nm.NerfMAESwinConfig(resolution=32, embed_dim=12)
 
 @pytest.fixture(scope="module")
 def release(tmp_path_factory):
-    model = nm.SwinMAE3D(TINY)
-    g = torch.Generator().manual_seed(1)
-    state = {k: (v if k.endswith("relative_position_index") else torch.randn(v.shape, generator=g) * 0.1)
-             for k, v in model.state_dict().items()}
-    path = tmp_path_factory.mktemp("nerfmae") / "epoch_1200.pt"
-    torch.save({"epoch": 1200, "state_dict": state,
-                "train_args": {"resolution": 32, "backbone_type": "swin_s", "masking_prob": 0.75, "lr": 1e-4,
-                               "gpus": "0,1", "normalize_density": True, "checkpoint": None}}, path)
-    return path, state
+    return write_nerfmae_checkpoint(tmp_path_factory.mktemp("nerfmae") / "epoch_1200.pt", TINY)
 
 
 @pytest.fixture(scope="module")

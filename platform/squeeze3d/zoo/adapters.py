@@ -29,7 +29,7 @@ ENCODERS: dict[str, str] = {
     "nerfmae_mini": "squeeze3d.zoo.mini_adapters:nerfmae_mini_encoder",
     # real checkpoints in their published layout
     "meshanything_350m": "squeeze3d.zoo.mini_adapters:meshanything_350m_encoder",
-    "lion_official": "squeeze3d.zoo.lion_official:build_encoder",
+    # NeRF-MAE's run_swin_mae3d.py checkpoint file (.pt, or a .safetensors of its state dict)
     "nerfmae_swin3d": "squeeze3d.zoo.nerfmae_swin3d:build_encoder",
 }
 
@@ -41,6 +41,7 @@ GENERATORS: dict[str, str] = {
     "nerfmae_mini": "squeeze3d.zoo.mini_adapters:nerfmae_mini_generator",
     # a diffusers ShapEPipeline folder (openai/shap-e layout)
     "shap_e_diffusers": "squeeze3d.zoo.mini_adapters:shap_e_diffusers_generator",
+    # LION's released checkpoints/model.pt (cfg.yml beside it or one folder up); LION has no encoder role
     "lion_official": "squeeze3d.zoo.lion_official:build_generator",
     "nerfmae_swin3d": "squeeze3d.zoo.nerfmae_swin3d:build_generator",
 }

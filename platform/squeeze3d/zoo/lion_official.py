@@ -30,7 +30,7 @@ import argparse
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from squeeze3d.errors import UserError
 from squeeze3d.zoo.base import Generator
 from squeeze3d.zoo.lion_official_pvcnn import (
     PRIOR_SA,
+    STYLE_SA,
     UNET_FP,
     UNET_SA,
     GlobalPrior,
@@ -342,19 +343,20 @@ def ema_prior_state(ckpt: Mapping, priors: nn.Module, source: str) -> dict[str, 
     return out
 
 
-def load_lion_official(checkpoint_path: str | Path, config: LionOfficialConfig | None = None,
+def load_lion_official(checkpoint_path: str | Path, config: LionOfficialConfig | Mapping | None = None,
                        config_path: str | Path | None = None, prior_weights: str = "raw",
                        device: str | torch.device = "cpu") -> LionOfficial:
-    """Build LION and load a checkpoint into it, strictly. The configuration comes from ``config``,
-    else ``config_path``, else a ``cfg.yml`` beside the file or one folder up (the release layout),
-    else the published defaults. ``prior_weights``: ``raw`` (``dae_state_dict``, what LION's demo
-    loads) or ``ema`` (the EMA copies from the optimiser state, what LION's evaluation uses)."""
+    """Build LION and load a checkpoint into it, strictly. The configuration is ``config`` when it is
+    a ``LionOfficialConfig``; else ``resolve_config`` (``cfg.yml``, the PVCNN width read from the
+    weights, then ``config`` as a mapping of field overrides). ``prior_weights``: ``raw``
+    (``dae_state_dict``, what LION's demo loads) or ``ema`` (the EMA copies from the optimiser state,
+    what LION's evaluation uses)."""
     if prior_weights not in ("raw", "ema"):
         raise ValueError(f"prior_weights must be 'raw' or 'ema', got {prior_weights!r}")
     checkpoint_path = Path(checkpoint_path)
-    if config is None:
-        config = config_from_file(config_path, checkpoint_path)
     ckpt = read_state_dicts(checkpoint_path)
+    if not isinstance(config, LionOfficialConfig):
+        config = resolve_config(checkpoint_path, config_path, config, ckpt["vae_state_dict"])
     with torch.device("meta"):
         model = LionOfficial(config)
     check_state_dict(model.vae, ckpt["vae_state_dict"], "vae_state_dict", str(checkpoint_path))
@@ -365,6 +367,39 @@ def load_lion_official(checkpoint_path: str | Path, config: LionOfficialConfig |
     for p in model.parameters():  # the file's dtype may differ (e.g. fp16 copies): run in float32
         p.data = p.data.float()
     return model.to(device).eval()
+
+
+WIDTH_KEY = "style_encoder.layers.0.0.voxel_layers.0.weight"
+"""The first voxel convolution of the style encoder: 32 output channels at the official width."""
+
+
+def resolve_config(checkpoint_path: str | Path, config_path: str | Path | None = None,
+                   overrides: Mapping | None = None,
+                   vae_shapes: Mapping[str, Any] | None = None) -> LionOfficialConfig:
+    """The configuration of a checkpoint from files only: ``config_path``, else a ``cfg.yml`` beside
+    the checkpoint or one folder up (the release layout), else the published defaults; then the
+    PVCNN width multiplier, which no ``cfg.yml`` holds (1 in every release), from the shape of
+    ``WIDTH_KEY`` in ``vae_shapes`` (key -> tensor or shape; skipped when None); then ``overrides``
+    (``LionOfficialConfig`` field -> value, e.g. ``{voxel_resolution: 0.5}`` from a pair file)."""
+    c = config_from_file(config_path, Path(checkpoint_path))
+    if vae_shapes is not None and WIDTH_KEY in vae_shapes:
+        out = getattr(vae_shapes[WIDTH_KEY], "shape", vae_shapes[WIDTH_KEY])[0]
+        c = replace(c, width=int(out) / STYLE_SA[0][0][0])
+    if overrides:
+        bad = sorted(set(overrides) - {f.name for f in fields(LionOfficialConfig)})
+        if bad:
+            raise LionOfficialCheckpointError(f"unknown LION config field {bad[0]!r}; known: "
+                                              f"{', '.join(f.name for f in fields(LionOfficialConfig))}")
+        c = replace(c, **{k: type(getattr(c, k))(v) for k, v in overrides.items()})
+    return c
+
+
+def latent_shape(checkpoint_path: str | Path, *, config_path: str | Path | None = None,
+                 config: LionOfficialConfig | Mapping | None = None, **_options) -> tuple[int]:
+    """z_G's shape from the configuration alone (no weights read): the adapter's ``latent_shape``."""
+    if isinstance(config, LionOfficialConfig):
+        return (config.z_dim,)
+    return (resolve_config(checkpoint_path, config_path, config).z_dim,)
 
 
 def config_from_file(config_path: str | Path | None, checkpoint_path: Path | None = None) -> LionOfficialConfig:
@@ -452,14 +487,16 @@ class LionOfficialGenerator(Generator):
     name = "lion-official"
 
     def __init__(self, model: LionOfficial, device: str | torch.device = "cpu", sampler: str = "ddpm",
-                 steps: int = 1000):
+                 steps: int | None = None):
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; choose from {SAMPLERS}")
         c = model.c
-        if not 1 <= int(steps) <= c.num_steps:
+        # ddpm always walks the whole schedule (ddpm.num_steps); steps only thins ddim's
+        steps = c.num_steps if steps is None or sampler == "ddpm" else int(steps)
+        if not 1 <= steps <= c.num_steps:
             raise ValueError(f"steps must be in [1, {c.num_steps}], got {steps}")
         self.cfg = c
-        self.sampler, self.steps = sampler, (c.num_steps if sampler == "ddpm" else int(steps))
+        self.sampler, self.steps = sampler, steps
         self.diffusion = DiscreteDiffusion(c.num_steps, c.beta_1, c.beta_T)
         super().__init__(model, device)
 
@@ -497,11 +534,19 @@ class LionOfficialGenerator(Generator):
 
 
 def build_generator(checkpoint_path: str | Path, device: str | torch.device = "cpu", *,
-                    config_path: str | Path | None = None, config: LionOfficialConfig | None = None,
-                    prior_weights: str = "raw", sampler: str = "ddpm", steps: int = 1000) -> LionOfficialGenerator:
-    """The released LION as G (see the module docstring for the file layout and z_G)."""
+                    config_path: str | Path | None = None, config: LionOfficialConfig | Mapping | None = None,
+                    prior_weights: str = "raw", sampler: str = "ddpm", steps: int | None = None
+                    ) -> LionOfficialGenerator:
+    """The released LION as G: the ``lion_official`` adapter (``zoo.adapters``). ``checkpoint_path``:
+    the ``.pt`` (or converted ``.safetensors``) file; ``cfg.yml`` is found beside it or one folder up
+    unless ``config_path`` names it; ``config``: a ``LionOfficialConfig``, or (from a pair file's
+    options) a mapping of its fields overriding the file's. ``steps``: ddim's step count (default:
+    the whole schedule; ddpm always takes all of it). See the module docstring for z_G."""
     model = load_lion_official(checkpoint_path, config, config_path, prior_weights, device)
     return LionOfficialGenerator(model, device, sampler=sampler, steps=steps)
+
+
+build_generator.latent_shape = latent_shape
 
 
 def layout(config: LionOfficialConfig | None = None) -> dict[str, dict[str, list[int]]]:

@@ -88,6 +88,13 @@ class NerfMAESwinConfig:
         s = self.resolution // self.patch
         return (self.embed_dim, s, s, s)
 
+    def feature_shape(self, features: str = "decoder") -> tuple[int, int, int, int]:
+        """z_E's shape: decoder2 features (``z_shape``) or the stage-3 ``bottleneck``."""
+        if features == "bottleneck":
+            s = self.resolution // (self.patch * 8)
+            return (self.embed_dim * 8, s, s, s)
+        return self.z_shape
+
 
 class Permute(nn.Module):
     def __init__(self, dims: Sequence[int]):
@@ -328,11 +335,71 @@ def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source
                                      + "; ".join(problems) + hint)
 
 
-def load_nerfmae(checkpoint_path: str | Path, config: NerfMAESwinConfig | None = None,
+def read_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of a checkpoint's state dict without reading its tensors into memory (safetensors
+    header; a ``.pt`` memory-mapped)."""
+    path = Path(path)
+    if path.suffix == ".safetensors" and path.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    if path.is_file():
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # noqa: BLE001 (a legacy-format file cannot be mapped: read_state_dict reports)
+            ckpt = None
+        if isinstance(ckpt, Mapping) and isinstance(ckpt.get("state_dict"), Mapping):
+            return {k: tuple(v.shape) for k, v in ckpt["state_dict"].items()}
+    return {k: tuple(v.shape) for k, v in read_state_dict(path).items()}
+
+
+def config_from_shapes(shapes: Mapping[str, Sequence[int]], source: str = "checkpoint") -> NerfMAESwinConfig:
+    """The configuration a state dict was built with, read from its tensor shapes: patch embedding
+    (width, channels, patch size), ``pos_embed`` (resolution), blocks per stage, the relative-position
+    tables (heads, window) and the first MLP (ratio)."""
+    def shape(key: str) -> tuple[int, ...]:
+        if key not in shapes:
+            raise NerfMAECheckpointError(f"{source}: no {key} (not NeRF-MAE's Swin-3D layout)")
+        return tuple(int(x) for x in shapes[key])
+
+    e, ch, patch = shape("patch_partition.0.weight")[:3]
+    side = shape("pos_embed")[1]
+    depths, heads = [], []
+    for i in range(4):
+        blocks = {int(m.group(1)) for k in shapes if (m := re.fullmatch(rf"stages\.{i}\.(\d+)\.attn\.qkv\.weight", k))}
+        if not blocks:
+            raise NerfMAECheckpointError(f"{source}: no blocks in stages.{i} (not NeRF-MAE's Swin-3D layout)")
+        depths.append(len(blocks))
+        heads.append(shape(f"stages.{i}.{min(blocks)}.attn.relative_position_bias_table")[1])
+    first = min(k for k in range(2) if f"stages.0.{k}.attn.relative_position_bias_table" in shapes)
+    table = shape(f"stages.0.{first}.attn.relative_position_bias_table")[0]
+    window = (round(table ** (1 / 3)) + 1) // 2
+    hidden = shape(f"stages.0.{first}.mlp.0.weight")[0]
+    return NerfMAESwinConfig(resolution=side * patch, embed_dim=e, depths=tuple(depths), num_heads=tuple(heads),
+                             window=window, patch=patch, mlp_ratio=hidden / e, channels=ch)
+
+
+def _config(config: NerfMAESwinConfig | Mapping | None, shapes_of, source: str) -> NerfMAESwinConfig:
+    """``config`` as given, a mapping of ``NerfMAESwinConfig`` fields (a pair file's options), or
+    (None) read from the checkpoint's shapes; ``shapes_of`` is called only in that case."""
+    if isinstance(config, NerfMAESwinConfig):
+        return config
+    if isinstance(config, Mapping):
+        try:
+            return NerfMAESwinConfig(**config)
+        except TypeError as e:
+            raise NerfMAECheckpointError(f"bad NeRF-MAE config {dict(config)}: {e}") from None
+    return config_from_shapes(shapes_of(), source)
+
+
+def load_nerfmae(checkpoint_path: str | Path, config: NerfMAESwinConfig | Mapping | None = None,
                  device: str | torch.device = "cpu") -> SwinMAE3D:
-    """Build the Swin-3D MAE and load a checkpoint strictly (every key, every shape)."""
-    config = config or NerfMAESwinConfig()
+    """Build the Swin-3D MAE and load a checkpoint strictly (every key, every shape). ``config``:
+    None reads it from the checkpoint's tensor shapes (the released file gives the published
+    ``swin_s`` at 160³)."""
     state = read_state_dict(checkpoint_path)
+    config = _config(config, lambda: {k: v.shape for k, v in state.items()}, str(checkpoint_path))
     with torch.device("meta"):
         model = SwinMAE3D(config)
     check_state_dict(model, state, str(checkpoint_path))
@@ -385,11 +452,7 @@ class NerfMAESwinEncoder(Encoder):
 
     @property
     def z_shape(self) -> tuple[int, ...]:
-        c = self.cfg
-        if self.features == "decoder":
-            return c.z_shape
-        s = c.resolution // (c.patch * 8)
-        return (c.embed_dim * 8, s, s, s)
+        return self.cfg.feature_shape(self.features)
 
     def _encode(self, grids: torch.Tensor) -> torch.Tensor:
         return self.module.latent(grids_to_input(grids, self.cfg.resolution, self.sigma), self.features)
@@ -438,15 +501,34 @@ class NerfMAESwinGenerator(Generator):
 
 
 def build_encoder(checkpoint_path: str | Path, device: str | torch.device = "cpu", *,
-                  config: NerfMAESwinConfig | None = None, features: str = "decoder", sigma: bool = True
+                  config: NerfMAESwinConfig | Mapping | None = None, features: str = "decoder", sigma: bool = True
                   ) -> NerfMAESwinEncoder:
+    """E: the ``nerfmae_swin3d`` encoder adapter (``zoo.adapters``); ``checkpoint_path``: the ``.pt``
+    of run_swin_mae3d.py or a ``.safetensors`` of its state dict."""
     return NerfMAESwinEncoder(load_nerfmae(checkpoint_path, config, device), device, features, sigma)
 
 
 def build_generator(checkpoint_path: str | Path, device: str | torch.device = "cpu", *,
-                    config: NerfMAESwinConfig | None = None, sigma: bool = True, corpus_seed: int | None = None
-                    ) -> NerfMAESwinGenerator:
+                    config: NerfMAESwinConfig | Mapping | None = None, sigma: bool = True,
+                    corpus_seed: int | None = None) -> NerfMAESwinGenerator:
+    """G: the ``nerfmae_swin3d`` generator adapter (same checkpoint as ``build_encoder``)."""
     return NerfMAESwinGenerator(load_nerfmae(checkpoint_path, config, device), device, sigma, corpus_seed)
+
+
+def encoder_latent_shape(checkpoint_path: str | Path, *, config: NerfMAESwinConfig | Mapping | None = None,
+                         features: str = "decoder", **_options) -> tuple[int, ...]:
+    """z_E's shape from the checkpoint's tensor shapes (no weights loaded): the adapter's ``latent_shape``."""
+    return _config(config, lambda: read_shapes(checkpoint_path), str(checkpoint_path)).feature_shape(features)
+
+
+def generator_latent_shape(checkpoint_path: str | Path, *, config: NerfMAESwinConfig | Mapping | None = None,
+                           **_options) -> tuple[int, ...]:
+    """z_G's shape (decoder2 features) from the checkpoint's tensor shapes."""
+    return _config(config, lambda: read_shapes(checkpoint_path), str(checkpoint_path)).z_shape
+
+
+build_encoder.latent_shape = encoder_latent_shape
+build_generator.latent_shape = generator_latent_shape
 
 
 def memory_estimate_bytes(c: NerfMAESwinConfig | None = None) -> dict[str, int]:

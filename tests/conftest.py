@@ -7,8 +7,11 @@ tests neither need nor touch ~/.ray/auth_token.
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
+import shutil
+import tempfile
 import uuid
 
 import pytest
@@ -17,6 +20,10 @@ os.environ.setdefault("RAY_AUTH_MODE", "token")
 os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.pop("RAY_ADDRESS", None)  # never run the test suite against someone's cluster
+# The state folder's last fallback is the XDG data folder in the user's home (squeeze3d.tracking):
+# point it at a folder of this run, so no test can write into the home of whoever runs the suite.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="squeeze3d-tests-xdg-")
+atexit.register(shutil.rmtree, os.environ["XDG_DATA_HOME"], True)
 
 
 @pytest.fixture(scope="session")

@@ -2,16 +2,17 @@
 
 Inputs (through trimesh and numpy): PLY, OBJ, OFF, STL, GLB/GLTF meshes (sampled area-uniformly to
 the requested number of points with a seeded generator) or point clouds (a PLY/OBJ without faces,
-NPY, NPZ with a ``points`` array or a single array; ``allow_pickle`` is always off). Clouds larger
-than the requested count are reduced to a seeded random subset.
+NPY, NPZ with a ``points`` array or a single array; ``allow_pickle`` is always off; PCD, XYZ, PTS,
+LAS and LAZ through ``squeeze3d.assets.cloud_io``). Clouds larger than the requested count are
+reduced to a seeded random subset.
 
 Every input is validated before anything is written: a missing file, an unsupported extension, an
 empty mesh, NaN/Inf coordinates, fewer than 3 points, a degenerate shape (all points on one point or
 one line; a mesh with zero surface area) and inputs over the size limits raise ``InputError`` (a
 ``UserError``: the CLI prints one line and exits 2).
 
-Outputs (``write_points``): ``.ply`` (binary point cloud), ``.npz`` (``points`` float32) or ``.obj``
-(``v`` lines), always written to a temporary sibling and renamed, so a reader never sees half a file.
+Outputs (``write_points``): ``.ply`` (binary point cloud), ``.npz`` (``points`` float32), ``.obj``
+(``v`` lines) or ``.pcd`` (binary, float32 x y z), always written to a temporary sibling and renamed, so a reader never sees half a file.
 Radiance-field grids (NeRF-MAE ``.npz``, ``.npy``) are read and written by
 ``squeeze3d.assets.radiance_field``, which reuses the limits and ``atomic_write_bytes`` here.
 """
@@ -31,8 +32,9 @@ from squeeze3d.errors import UserError
 
 MESH_EXTS = (".ply", ".obj", ".off", ".stl", ".glb", ".gltf")
 ARRAY_EXTS = (".npy", ".npz")
-INPUT_EXTS = MESH_EXTS + ARRAY_EXTS
-OUTPUT_EXTS = (".ply", ".npz", ".obj")
+CLOUD_EXTS = (".pcd", ".xyz", ".pts", ".las", ".laz")  # squeeze3d.assets.cloud_io
+INPUT_EXTS = MESH_EXTS + ARRAY_EXTS + CLOUD_EXTS
+OUTPUT_EXTS = (".ply", ".npz", ".obj", ".pcd")
 MIN_POINTS = 3
 
 
@@ -296,6 +298,10 @@ def read_asset(path: str | Path, num_points: int | None = None, seed: int = 0) -
         kind, geom = "points", _npy_array(p)
     elif ext == ".npz":
         kind, geom = "points", _npz_array(p)
+    elif ext in CLOUD_EXTS:
+        from squeeze3d.assets.cloud_io import read_cloud
+
+        kind, geom = "points", read_cloud(p)
     else:
         kind, geom = _load_geometry(p)
         verts = np.asarray(geom.vertices if kind == "mesh" else geom)
@@ -396,7 +402,7 @@ def check_output_path(path: str | Path) -> Path:
 
 
 def encode_points(points: np.ndarray, fmt: str) -> bytes:
-    """Serialise ``[N, 3]`` points as ``ply`` | ``npz`` | ``obj`` bytes."""
+    """Serialise ``[N, 3]`` points as ``ply`` | ``npz`` | ``obj`` | ``pcd`` bytes."""
     pts = np.ascontiguousarray(points, dtype=np.float32)
     fmt = fmt.lower().lstrip(".")
     if fmt == "ply":
@@ -407,12 +413,16 @@ def encode_points(points: np.ndarray, fmt: str) -> bytes:
         buf = _io.BytesIO()
         np.savez(buf, points=pts)
         return buf.getvalue()
+    if fmt == "pcd":
+        from squeeze3d.assets.cloud_io import encode_pcd
+
+        return encode_pcd(pts)
     if fmt == "obj":
         return "".join(f"v {x:.9g} {y:.9g} {z:.9g}\n" for x, y, z in pts.tolist()).encode("ascii")
     raise InputError(f"unsupported output format {fmt!r}; use one of {', '.join(OUTPUT_EXTS)}")
 
 
 def write_points(path: str | Path, points: np.ndarray) -> Path:
-    """Write a point cloud; the format follows the extension (.ply, .npz, .obj). Atomic."""
+    """Write a point cloud; the format follows the extension (.ply, .npz, .obj, .pcd). Atomic."""
     p = check_output_path(path)
     return atomic_write_bytes(p, encode_points(points, p.suffix))

@@ -1,9 +1,18 @@
 """MLflow wiring: where tracking goes, and a rank-0 logger the training loop calls.
 
 Embedded default: a sqlite store and an artifact folder under the project's state folder
-(``SQUEEZE3D_STATE_DIR``, default ``./.state``), made absolute so Ray workers in other working
-directories write to the same place. ``MLFLOW_TRACKING_URI`` switches to a server (then artifacts go
-where the server says: e.g. S3).
+(``state_dir()``), always absolute so Ray workers in other working directories write to the same
+place. ``MLFLOW_TRACKING_URI`` switches to a server (then artifacts go where the server says: e.g. S3).
+
+The state folder does not depend on the working directory, so ``squeeze3d compress`` run from any
+folder finds the registry ``make demo`` filled. The first of:
+
+1. ``$SQUEEZE3D_STATE_DIR``;
+2. ``<project>/.state`` for the nearest folder at or above the working directory that is a Squeeze3D
+   checkout (a ``pyproject.toml`` naming the project ``squeeze3d``);
+3. ``<checkout>/.state`` of the checkout this package runs from (``make setup``'s editable install,
+   or ``PYTHONPATH=platform``), so a user's own folder of scans still sees the project's registry;
+4. ``$XDG_DATA_HOME/squeeze3d`` (default ``~/.local/share/squeeze3d``) for an installed wheel.
 """
 
 from __future__ import annotations
@@ -12,9 +21,50 @@ import os
 from pathlib import Path
 from typing import Any
 
+STATE_DIR_ENV = "SQUEEZE3D_STATE_DIR"
+
+
+def _is_checkout(d: Path) -> bool:
+    """Is ``d`` a Squeeze3D project folder (its pyproject.toml names the project ``squeeze3d``)?"""
+    try:
+        text = (d / "pyproject.toml").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    import re
+
+    return re.search(r'(?m)^\s*name\s*=\s*["\']squeeze3d["\']', text) is not None
+
 
 def state_dir() -> Path:
-    return Path(os.environ.get("SQUEEZE3D_STATE_DIR", ".state")).resolve()
+    """The state folder (see the module docstring for the order); absolute, not created here."""
+    env = os.environ.get(STATE_DIR_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    try:
+        cwd = Path.cwd().resolve()
+    except OSError:  # the working directory was deleted
+        cwd = None
+    for d in ([cwd, *cwd.parents] if cwd else []):
+        if _is_checkout(d):
+            return d / ".state"
+    home = Path(__file__).resolve().parents[2]  # <checkout>/platform/squeeze3d/tracking.py
+    if _is_checkout(home):
+        return home / ".state"
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg).expanduser().resolve() / "squeeze3d"
+
+
+def display_uri(uri: str) -> str:
+    """A tracking URI to print: any password in it replaced by ``***``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def tracking_uri() -> str:

@@ -59,7 +59,8 @@ def test_prompt_table_conditions_debug_text_k_times_and_resumes(prompts, tmp_pat
     assert got == [r["prompt"] for r in rows for _ in range(K)]  # prompt-major, in table order
     assert Counter(got) == {r["prompt"]: K for r in rows}
 
-    # every row is G(prompt, noise_seed(sample_id)) then E, recomputable in-process
+    # every row is G(prompt, noise_seed(sample_id)) then E, recomputable in-process: up to float32
+    # round-off, since the row came from a Ray worker whose torch thread count (and CPU kernels) may differ
     from squeeze3d.pairs import get_pair
 
     spec = get_pair("debug_text")
@@ -68,11 +69,14 @@ def test_prompt_table_conditions_debug_text_k_times_and_resumes(prompts, tmp_pat
     ids = t["sample_id"].to_numpy()
     assert np.array_equal(ids, schema.sample_ids(2, np.arange(10, 20)))
     z_g, assets = gen.sample(list(zip(t["condition"].to_pylist(), schema.noise_seeds(ids).tolist())))
-    assert torch.allclose(torch.from_numpy(schema.column_to_numpy(t["z_g"], (16,))), z_g, atol=1e-6)
-    assert torch.allclose(torch.from_numpy(schema.column_to_numpy(t["z_e"], (32,))), enc.encode(assets),
-                          atol=1e-5)
+    z_e = enc.encode(assets)
+    torch.testing.assert_close(torch.from_numpy(schema.column_to_numpy(t["z_g"], (16,))), z_g,
+                               rtol=1e-4, atol=1e-4 * float(z_g.abs().max()))
+    torch.testing.assert_close(torch.from_numpy(schema.column_to_numpy(t["z_e"], (32,))), z_e,
+                               rtol=1e-4, atol=1e-4 * float(z_e.abs().max()))
 
-    # resume: a lost shard (and the manifest) is recomputed byte-identically, the rest reused
+    # resume: a lost shard (and the manifest) is recomputed byte-identically, the rest reused (guaranteed:
+    # same machine, Ray workers of the same thread count, each sample computed alone)
     before = _digests(out)
     (out / "shards" / "shard-000002.parquet").unlink()
     (out / "manifest.json").unlink()
@@ -92,14 +96,15 @@ def test_rebuild_elsewhere_is_identical_and_num_samples_takes_a_prefix(prompts, 
                   seed=1, log=lambda m: None, **SMALL)
     build_dataset("debug_text", output=str(b), prompts=str(prompts), samples_per_prompt=2, num_samples=15,
                   seed=1, log=lambda m: None, **{**SMALL, "generator_batch_size": 5, "encoder_batch_size": 3})
-    # batching changes no id, prompt or split, and latents only at float round-off (BLAS kernels)
+    # batching changes no id, prompt or split; latents are computed one sample at a time in workers of the
+    # same thread count, so they agree; compared up to float32 round-off all the same (1e-4 relative)
     assert sorted(_digests(a)) == sorted(_digests(b))
     for name in _digests(a):
         ta, tb = pq.read_table(a / "shards" / name), pq.read_table(b / "shards" / name)
         for col in ("sample_id", "condition", "split"):
             assert ta[col].to_pylist() == tb[col].to_pylist()
         for col, shape in (("z_g", (16,)), ("z_e", (32,))):
-            assert np.allclose(schema.column_to_numpy(ta[col], shape), schema.column_to_numpy(tb[col], shape),
-                               atol=1e-5)
+            za, zb = schema.column_to_numpy(ta[col], shape), schema.column_to_numpy(tb[col], shape)
+            np.testing.assert_allclose(za, zb, rtol=1e-4, atol=1e-4 * float(np.abs(za).max()))
     rows = read_prompt_table(str(prompts))
     assert _conditions(a) == [r["prompt"] for r in rows for _ in range(2)][:15]

@@ -94,3 +94,31 @@ def test_the_champion_is_remembered_until_the_registry_changes(tmp_path, monkeyp
     assert models.resolve_default(pair).version in ("1", "2")
     assert models._cached_champion(pair) is not None
     clear_cache()
+
+
+def test_a_command_in_a_subfolder_finds_the_projects_champion(tmp_path, monkeypatch):
+    """`make demo` registers in <project>/.state; compress run from a folder inside the project (no
+    SQUEEZE3D_STATE_DIR) uses that champion and says so, naming the registry."""
+    import os
+    import subprocess
+    import sys
+
+    from squeeze3d.train.champion import register_shipped
+
+    proj = tmp_path / "proj"
+    (proj / "scans").mkdir(parents=True)
+    (proj / "pyproject.toml").write_text('[project]\nname = "squeeze3d"\n')
+    monkeypatch.setenv("SQUEEZE3D_STATE_DIR", str(proj / ".state"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    clear_cache()
+    register_shipped("pointnet_lion", log=lambda m: None)
+    clear_cache()
+    np.save(proj / "scans" / "shape.npy", _test_shapes(1)[0])
+    env = {k: v for k, v in os.environ.items() if k not in ("SQUEEZE3D_STATE_DIR", "MLFLOW_TRACKING_URI")}
+    r = subprocess.run([sys.executable, "-m", "squeeze3d", "compress", "shape.npy", "-o", "shape.sq3d", "--pair",
+                        "pointnet_lion", "--min-quality", "off"], cwd=proj / "scans", capture_output=True, text=True,
+                       env={**env, "SQUEEZE3D_NO_SERVER": "1"}, timeout=300)
+    assert r.returncode == 0, r.stderr
+    line = [ln for ln in r.stderr.splitlines() if ln.startswith("squeeze3d: model:")]
+    assert line == [f"squeeze3d: model: models:/squeeze3d-pointnet_lion@champion, version 1 "
+                    f"(sqlite:///{proj.resolve() / '.state' / 'mlflow.db'})"], r.stderr

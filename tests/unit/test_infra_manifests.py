@@ -1,6 +1,6 @@
 """The cluster manifests in infra/ agree with the code, so they cannot rot silently: every YAML
 parses, the Ray version and image are the ones the project pins and builds, RayJob entrypoints are
-the README's "Scaling out" commands and the jobs accept their flags, env var names are ones the code
+the "Scaling out" commands in docs/cluster.md and the jobs accept their flags, env var names are ones the code
 (or the named third party) reads, and no manifest holds a secret."""
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def test_gpu_worker_groups_request_gpus_and_tolerate_the_taint():
 
 
 def _readme_commands() -> list[str]:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "cluster.md").read_text()
     section = text.split("## Scaling out", 1)[1].split("\n## ", 1)[0]
     return [line.strip().split(" -- ", 1)[1] for line in section.splitlines()
             if line.strip().startswith("ray job submit") and " -- " in line]
@@ -131,7 +131,7 @@ def _job_parser(script: Path):
 def test_rayjob_entrypoint_is_a_readme_command_the_job_accepts(path):
     (doc,) = _docs(path)
     entry = doc["spec"]["entrypoint"]
-    assert entry in _readme_commands(), f"{path.name}: entrypoint is not one of README's Scaling out commands"
+    assert entry in _readme_commands(), f"{path.name}: entrypoint is not one of docs/cluster.md's Scaling out commands"
     argv = shlex.split(entry)
     assert argv[0] == "python" and argv[1].startswith("jobs/")
     script = ROOT / argv[1]
@@ -150,9 +150,9 @@ def test_readme_commands_each_have_a_rayjob():
 
 def test_all_s3_uris_use_one_bucket():
     uris = set()
-    for p in [*MANIFESTS, ROOT / "README.md"]:
+    for p in [*MANIFESTS, ROOT / "docs" / "cluster.md"]:
         text = p.read_text()
-        if p.name == "README.md":
+        if p.name == "cluster.md":
             text = text.split("## Scaling out", 1)[1].split("\n## ", 1)[0]
         uris |= set(re.findall(r"s3://([a-z0-9.-]+)/", text))
     assert uris == {"my-bucket"}, uris

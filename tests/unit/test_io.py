@@ -64,8 +64,8 @@ def _bad_inputs(tmp_path):
     """name → path of an input that must be refused with a clear error."""
     cases = {}
     cases["missing"] = tmp_path / "nope.ply"
-    (tmp_path / "x.xyz").write_text("0 0 0\n")
-    cases["unsupported format"] = tmp_path / "x.xyz"
+    (tmp_path / "x.vtk").write_text("0 0 0\n")
+    cases["unsupported format"] = tmp_path / "x.vtk"
     (tmp_path / "empty.ply").write_bytes(b"")
     cases["empty file"] = tmp_path / "empty.ply"
     (tmp_path / "nomesh.obj").write_text("# nothing here\n")

@@ -98,4 +98,6 @@ def test_output_loss_decodes_grids_and_compares_them_with_the_pairs_distance(pai
         full = obj(code, pred, z_g, f_d)["output"]
         dec = pair.loss_decoder("cpu")
         want = pair.output_distance(dec(f_d.norm.inverse(pred)), dec(z_g)).mean()
-    torch.testing.assert_close(full, want)
+    # two paths (the objective's batched decode vs the pair's distance on full decodes): BLAS picks
+    # kernels by batch size and CPU, so float32 round-off differs; 1e-4 relative is far below any real error
+    torch.testing.assert_close(full, want, rtol=1e-4, atol=1e-8)

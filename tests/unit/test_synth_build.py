@@ -63,8 +63,12 @@ def test_rows_equal_an_in_process_G_then_E(built):
     spec = get_pair("debug")
     z_g, assets = spec.build_generator("cpu").sample(schema.noise_seeds(ids).tolist())
     z_e = spec.build_encoder("cpu").encode(assets)
-    np.testing.assert_allclose(schema.column_to_numpy(t.column("z_g"), (16,)), z_g.numpy(), atol=1e-5)
-    np.testing.assert_allclose(schema.column_to_numpy(t.column("z_e"), (32,)), z_e.numpy(), atol=1e-4)
+    # the shard was written by Ray workers, whose torch thread count (and CPU kernels) may differ from
+    # this process's: equal up to float32 round-off (1e-4 relative, and of the largest value)
+    np.testing.assert_allclose(schema.column_to_numpy(t.column("z_g"), (16,)), z_g.numpy(), rtol=1e-4,
+                               atol=1e-4 * float(z_g.abs().max()))
+    np.testing.assert_allclose(schema.column_to_numpy(t.column("z_e"), (32,)), z_e.numpy(), rtol=1e-4,
+                               atol=1e-4 * float(z_e.abs().max()))
 
 
 def test_rerun_skips_finished_shards(built):

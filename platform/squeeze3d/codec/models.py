@@ -2,9 +2,11 @@
 or the one that wrote a given file.
 
 - Compressing with no ``--model``: the champion when a registry is configured (``MLFLOW_TRACKING_URI``
-  is set, or the local store ``.state/mlflow.db`` exists) and has one; otherwise the pair's shipped
-  model (``PairSpec.shipped_model``), said once on stderr. Without a registry nothing imports mlflow
-  or creates a database, so a fresh clone compresses straight away.
+  is set, or the local store ``<state>/mlflow.db`` exists; ``squeeze3d.tracking.state_dir`` says
+  where the state folder is, whatever the working directory) and has one; otherwise the pair's
+  shipped model (``PairSpec.shipped_model``). Either way one ``squeeze3d: model: ...`` line on stderr
+  names the model and the registry it came from (or why none was used). Without a registry nothing
+  imports mlflow or creates a database, so a fresh clone compresses straight away.
 - The champion a registry named is remembered in ``<state>/cache/champion-<pair>.json`` so the next
   compress needs no registry round trip (and does not import mlflow: ~1.4 s). The entry is trusted
   while the tracking URI is the same and, for a sqlite store (the local one), its file has not changed since
@@ -24,8 +26,6 @@ import time
 from pathlib import Path
 
 from squeeze3d.errors import UserError
-
-_SAID: set[str] = set()
 
 
 def shipped_path(pair) -> Path | None:
@@ -50,12 +50,6 @@ def registry_configured() -> bool:
     from squeeze3d.tracking import state_dir
 
     return bool(os.environ.get("MLFLOW_TRACKING_URI")) or (state_dir() / "mlflow.db").is_file()
-
-
-def _say_once(key: str, msg: str) -> None:
-    if key not in _SAID:
-        _SAID.add(key)
-        print(msg, file=sys.stderr)
 
 
 def _champion_cache(pair) -> Path:
@@ -107,27 +101,45 @@ def _remember_champion(pair, r) -> None:
         pass  # a read-only state folder only costs the next lookup
 
 
+def _registry_label() -> str:
+    """Where the registry is, for the model line: the tracking URI without any password."""
+    from squeeze3d.tracking import display_uri, tracking_uri
+
+    return display_uri(tracking_uri())
+
+
+def _say_champion(pair, r) -> None:
+    version = f", version {r.version}" if r.version else ""
+    print(f"squeeze3d: model: models:/squeeze3d-{pair.name}@champion{version} ({_registry_label()})",
+          file=sys.stderr)
+
+
 def resolve_default(pair):
-    """The model to compress with when none is given (see the module docstring)."""
+    """The model to compress with when none is given (see the module docstring). Says which, in one
+    line on stderr (once per codec object: a command, or a served request)."""
     from squeeze3d import registry
+    from squeeze3d.tracking import state_dir
 
     if registry_configured():
         cached = _cached_champion(pair)
         if cached is not None:
+            _say_champion(pair, cached)
             return cached
         champ = registry.champion(pair.name)
         if champ is not None:
             r = registry.resolve_version(champ)
             _remember_champion(pair, r)
+            _say_champion(pair, r)
             return r
-        why = "the registry has no champion"
+        why = f"the registry {_registry_label()} has no champion"
     else:
-        why = "no registry is configured"
+        why = (f"no registry (no MLFLOW_TRACKING_URI, no {state_dir() / 'mlflow.db'}; "
+               "SQUEEZE3D_STATE_DIR moves the state folder)")
     s = shipped(pair)
     if s is None:
         raise UserError(f"pair {pair.name}: {why} and no model ships with the package; train one with "
                         f"`make train PAIR={pair.name}` or pass --model PATH")
-    _say_once(pair.name, f"squeeze3d: {why} for {pair.name}; using the shipped model ({s.weights_hash[:8]})")
+    print(f"squeeze3d: model: the shipped {pair.name} model ({s.weights_hash[:8]}): {why}", file=sys.stderr)
     return s
 
 

@@ -47,7 +47,9 @@ def ship(recipe_path: str | Path, *, workers: int = 1, log=print) -> dict[str, A
         log(f"building {b.get('num_samples')} pairs into {out_uri}")
         build_dataset(pair, **b)  # resumes: finished shards are kept
     build_s = time.perf_counter() - t0
-    cfg_path = Path(".state") / "recipes" / f"{pair}_train.yaml"
+    from squeeze3d.tracking import state_dir
+
+    cfg_path = state_dir() / "recipes" / f"{pair}_train.yaml"
     cfg_path.parent.mkdir(parents=True, exist_ok=True)
     cfg_path.write_text(yaml.safe_dump(r["train"]))
     cfg = train_config_for_pair(pair, cfg_path)

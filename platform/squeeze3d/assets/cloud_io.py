@@ -1,0 +1,204 @@
+"""Point-cloud files from scanners and point-cloud tools, read with the formats' own libraries:
+
+- PCD (PCL's format: ``ascii``, ``binary`` and ``binary_compressed``) through ``pypcd4``; written
+  too (``binary``, float32 x y z), which PCL, Open3D and CloudCompare read. Organised clouds mark
+  missing measurements with NaN points, as PCL does; those points are dropped, as PCL's
+  ``removeNaNFromPointCloud`` would.
+- XYZ text (``x y z [more columns]`` per line, spaces/tabs or commas, ``#`` comments) and Leica PTS
+  (a first line with the point count, then ``x y z [intensity r g b]`` lines; one scan per file)
+  through ``numpy.loadtxt``.
+- LAS and LAZ through ``laspy`` (LAZ decompressed by its ``lazrs`` backend); coordinates are the
+  scaled, offset x, y, z in the file's own units.
+
+Only x, y, z are read. Anything malformed (a bad header, fewer points than the header promises,
+text that is not numbers, a wrong signature) raises ``InputError``: one line naming the file, the
+format and what is wrong. The size limits of ``squeeze3d.io`` apply before the data are loaded where
+the header says how many points follow.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from squeeze3d.io import InputError, max_points
+
+
+def _one_line(e: BaseException) -> str:
+    """A library's exception as one short line (pydantic and lazrs messages span several)."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _too_many(path: Path, n: int) -> InputError:
+    return InputError(f"{path}: {n} points exceed the limit of {max_points()} (set SQUEEZE3D_MAX_POINTS to raise it)")
+
+
+def read_cloud(path: Path) -> np.ndarray:
+    """``[N, 3]`` float64 coordinates of a PCD, XYZ, PTS, LAS or LAZ file; ``InputError`` if unreadable."""
+    ext = path.suffix.lower()
+    fmt = ext[1:].upper()
+    reader = {".pcd": _read_pcd, ".xyz": _read_xyz, ".pts": _read_pts, ".las": _read_las, ".laz": _read_las}[ext]
+    try:
+        return reader(path)
+    except InputError:
+        raise
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a readable {fmt} file (it is not text where the format expects "
+                         "text: a binary or corrupt file?)") from None
+    except Exception as e:  # noqa: BLE001 - the libraries raise many types on malformed files
+        raise InputError(f"{path}: not a readable {fmt} file ({_why(e)})") from None
+
+
+def _why(e: BaseException) -> str:
+    """What is wrong, in the user's terms, from the libraries' exceptions."""
+    errors = getattr(e, "errors", None)
+    if callable(errors) and type(e).__name__ == "ValidationError":  # pydantic, from pypcd4's header model
+        keys = sorted({str(err["loc"][0]).upper() for err in errors() if err.get("loc")})
+        return f"its header lacks or garbles {', '.join(keys) or 'entries'}"
+    text = str(e).lower()
+    if "buffer size" in text or "failed to fill" in text or "decompress" in text or isinstance(e, EOFError):
+        return "the file ends early or its data are damaged: it is truncated or corrupt"
+    return _one_line(e)
+
+
+# ----------------------------------------------------------------------------------------- PCD
+
+
+def _pcd_header(f) -> list[str]:
+    """The header's lines (comments dropped) up to and including DATA; the file is left after it."""
+    lines = []
+    while True:
+        raw = f.readline()
+        if not raw:
+            raise InputError(f"{f.name}: not a readable PCD file (no DATA line: the header is incomplete)")
+        line = raw.decode("ascii").strip()
+        if line and not line.startswith("#"):
+            lines.append(line)
+        if line.upper().startswith("DATA"):
+            return lines
+        if len(lines) > 16:  # PCL headers have 10 entries: this is not a PCD file
+            raise InputError(f"{f.name}: not a readable PCD file (no DATA line within its header)")
+
+
+def _read_pcd(path: Path) -> np.ndarray:
+    from pypcd4 import Encoding, MetaData, PointCloud
+
+    with open(path, "rb") as f:
+        meta = MetaData.parse_header(_pcd_header(f))
+        if not {"x", "y", "z"} <= set(meta.fields):
+            raise InputError(f"{path}: PCD fields {' '.join(meta.fields)} have no x, y and z")
+        if meta.points > max_points():
+            raise _too_many(path, meta.points)
+        if meta.data == Encoding.BINARY_COMPRESSED:
+            # the sizes ahead of the LZF block: a wrong one means a damaged file (and a huge one
+            # would make the decompressor reserve that much memory)
+            sizes = f.read(8)
+            if len(sizes) < 8:
+                raise InputError(f"{path}: not a readable PCD file (the file ends early: it is truncated)")
+            _, raw_size = struct.unpack("<II", sizes)
+            if raw_size != meta.points * meta.build_dtype().itemsize:
+                raise InputError(f"{path}: not a readable PCD file (its compressed block holds {raw_size} bytes, "
+                                 f"{meta.points} points need {meta.points * meta.build_dtype().itemsize})")
+        f.seek(0)
+        cloud = PointCloud.from_fileobj(f)
+    if len(cloud.pc_data) != meta.points:
+        raise InputError(f"{path}: not a readable PCD file (its header promises {meta.points} points, "
+                         f"the data hold {len(cloud.pc_data)}: truncated or damaged)")
+    pts = np.asarray(cloud.numpy(("x", "y", "z")), dtype=np.float64).reshape(-1, 3)
+    return pts[~np.isnan(pts).any(axis=1)]  # PCL's marker of a missing measurement
+
+
+def encode_pcd(points: np.ndarray) -> bytes:
+    """``[N, 3]`` points as a binary PCD file (float32 x y z)."""
+    from pypcd4 import Encoding, PointCloud
+
+    buf = _io.BytesIO()
+    PointCloud.from_xyz_points(np.ascontiguousarray(points, dtype=np.float32)).save(buf, encoding=Encoding.BINARY)
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------------ XYZ, PTS
+
+
+def _first_data_line(f) -> str:
+    """The next line that is neither blank nor a ``#`` comment, without consuming it."""
+    while True:
+        pos = f.tell()
+        line = f.readline()
+        if not line:
+            return ""
+        if line.strip() and not line.lstrip().startswith("#"):
+            f.seek(pos)
+            return line
+
+
+def _table(f, path: Path, fmt: str, max_rows: int | None = None) -> np.ndarray:
+    line = _first_data_line(f)
+    if not line:
+        raise InputError(f"{path}: no points (the {fmt} file has no data lines)")
+    delimiter = "," if "," in line else None  # CloudCompare and many exporters write commas
+    try:
+        table = np.loadtxt(f, dtype=np.float64, comments="#", delimiter=delimiter, usecols=(0, 1, 2), ndmin=2,
+                           max_rows=max_rows)
+    except ValueError as e:
+        raise InputError(f"{path}: not a readable {fmt} file ({_one_line(e)}; expected lines of x y z numbers)"
+                         ) from None
+    return table
+
+
+def _read_xyz(path: Path) -> np.ndarray:
+    with open(path, encoding="utf-8") as f:
+        return _table(f, path, "XYZ")
+
+
+def _read_pts(path: Path) -> np.ndarray:
+    with open(path, encoding="utf-8") as f:
+        head = _first_data_line(f).split()
+        if len(head) != 1 or not head[0].isdigit():
+            raise InputError(f"{path}: not a readable PTS file (its first line must be the point count, "
+                             f"got {' '.join(head)[:60]!r})")
+        f.readline()
+        count = int(head[0])
+        if count > max_points():
+            raise _too_many(path, count)
+        table = _table(f, path, "PTS")
+    if len(table) != count:
+        raise InputError(f"{path}: not a readable PTS file (its first line promises {count} points, "
+                         f"the file holds {len(table)}: truncated, or several scans in one file)")
+    return table
+
+
+# ------------------------------------------------------------------------------------ LAS, LAZ
+
+
+def _check_las_vlr_count(path: Path) -> None:
+    """laspy reads as many variable-length records as the header counts, even past the end of the file
+    (a garbage count of 4 billion spins for hours): check that the file can hold them first. The
+    count is at byte 100 of every LAS version's header; each record's own header is 54 bytes."""
+    with open(path, "rb") as f:
+        head = f.read(104)
+    if len(head) < 104 or head[:4] != b"LASF":
+        return  # laspy says what is wrong with the signature or the short header
+    count = struct.unpack_from("<I", head, 100)[0]
+    if count * 54 > path.stat().st_size:
+        raise InputError(f"{path}: not a readable {path.suffix[1:].upper()} file (its header counts {count} "
+                         "variable-length records, more than the file can hold: it is corrupt)")
+
+
+def _read_las(path: Path) -> np.ndarray:
+    import laspy
+
+    _check_las_vlr_count(path)
+    with laspy.open(str(path)) as reader:
+        count = int(reader.header.point_count)
+        if count > max_points():
+            raise _too_many(path, count)
+        las = reader.read()
+    if len(las.points) != count:
+        raise InputError(f"{path}: not a readable {path.suffix[1:].upper()} file (its header promises {count} "
+                         f"points, the data hold {len(las.points)}: truncated or damaged)")
+    return np.stack([np.asarray(las.x), np.asarray(las.y), np.asarray(las.z)], axis=1).astype(np.float64)

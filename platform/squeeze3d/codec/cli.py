@@ -373,7 +373,8 @@ def _cmd_serve(args) -> int:
 
     if args.idle_timeout <= 0:
         raise UserError(f"--idle-timeout must be positive, got {args.idle_timeout}")
-    return serve(args.cli_main, args.pair, args.idle_timeout, log=lambda m: print(m, file=sys.stderr, flush=True))
+    # bound to the stream now: while a command runs, sys.stderr is its captured output
+    return serve(args.cli_main, args.pair, args.idle_timeout, log=functools.partial(print, file=sys.stderr, flush=True))
 
 
 class _SplitAction(argparse.Action):

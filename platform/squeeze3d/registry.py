@@ -27,7 +27,6 @@ import os
 import re
 import shutil
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,11 +61,19 @@ _partial: set[Path] = set()  # download folders being filled, removed when a loo
 
 def bounded(fn, *args, **kwargs):
     """``fn(*args, **kwargs)``, a registry lookup, within the CLI budget (``cli_timeout_s``) when
-    ``use_cli_network_defaults`` was called, else unbounded. A lookup past the budget is abandoned
+    ``use_cli_network_defaults`` was called and the registry is a server (http/https), else unbounded. A lookup past the budget is abandoned
     (its thread finishes or fails on its own; the command exits) and reported as unreachable. Nested
     calls share the outermost budget."""
     if _budget_s is None or getattr(_inside, "active", False):
         return fn(*args, **kwargs)
+    from squeeze3d.tracking import tracking_uri
+
+    uri = tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return fn(*args, **kwargs)  # a local store: slow to open on a busy machine, never unreachable
+    import mlflow.artifacts  # noqa: F401 - importing is not waiting for the registry: keep it off the clock
+    from mlflow import MlflowClient  # noqa: F401
+
     budget = _budget_s
     box: dict = {}
 
@@ -83,9 +90,7 @@ def bounded(fn, *args, **kwargs):
     if t.is_alive():
         for d in list(_partial):
             shutil.rmtree(d, ignore_errors=True)
-        from squeeze3d.tracking import tracking_uri
-
-        raise _unreachable(tracking_uri(), f"no complete answer within {budget:g} s")
+        raise _unreachable(uri, f"no complete answer within {budget:g} s")
     if "error" in box:
         raise box["error"]
     return box["value"]
@@ -402,8 +407,9 @@ def download(info: VersionInfo) -> Path:
 def _resolve_registered(ref: str | None, pair: str) -> ResolvedModel:
     from squeeze3d.tracking import state_dir
 
-    if not os.environ.get("MLFLOW_TRACKING_URI") and not (state_dir() / "mlflow.db").is_file():
-        # asking would create an empty local store (mlflow.db) just to say the model is not there
+    if ref is not None and not os.environ.get("MLFLOW_TRACKING_URI") and not (state_dir() / "mlflow.db").is_file():
+        # a version named by a file or a user: asking would create an empty local store (mlflow.db)
+        # just to say it is not there
         name, version, alias = _parse_ref(ref, pair)
         what = f"version {version}" if version else f"alias {alias!r}"
         raise UserError(f"{what} of {name} needs a model registry, and none is configured (MLFLOW_TRACKING_URI "

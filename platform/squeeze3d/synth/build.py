@@ -381,7 +381,7 @@ def _plan(cfg: BuildConfig, overwrite: bool, log) -> _Plan:
     unreadable: list[str] = []
     ours = manifest is not None and not foreign
     if not foreign:
-        for k, (loc, size) in sorted(files.items()):
+        for loc, _ in sorted(files.values(), key=lambda v: v[0].name):
             fp = _footer_fingerprint(loc)
             if fp is None:
                 unreadable.append(loc.name)
@@ -407,7 +407,7 @@ def _plan(cfg: BuildConfig, overwrite: bool, log) -> _Plan:
     reuse: dict[int, ShardEntry] = {}
     by_manifest = {s.index: s for s in manifest.shards} if manifest is not None else {}
     check = _SampleCheck(cfg, source, enc, gen, want["z_e_shape"], want["z_g_shape"])
-    for k, (loc, size) in sorted(files.items()):
+    for k, (loc, _) in sorted(files.items()):
         if k >= cfg.num_shards:
             continue
         if loc.name in unreadable:

@@ -171,7 +171,8 @@ def _flip_bytes(path: Path, column: str, n: int = 8) -> None:
     names = [md.schema.column(i).path.split(".")[0] for i in range(md.num_columns)]
     chunk = md.row_group(0).column(names.index(column))
     data = bytearray(path.read_bytes())
-    mid = chunk.data_page_offset + chunk.total_compressed_size // 2
+    start = min(o for o in (chunk.dictionary_page_offset, chunk.data_page_offset) if o is not None)
+    mid = start + chunk.total_compressed_size // 2
     for i in range(mid, mid + n):
         data[i] ^= 0xA5
     path.write_bytes(bytes(data))

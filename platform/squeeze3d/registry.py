@@ -66,9 +66,7 @@ def bounded(fn, *args, **kwargs):
     calls share the outermost budget."""
     if _budget_s is None or getattr(_inside, "active", False):
         return fn(*args, **kwargs)
-    from squeeze3d.tracking import tracking_uri
-
-    uri = tracking_uri()
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")  # unset: the local store (tracking_uri() would create it)
     if not uri.startswith(("http://", "https://")):
         return fn(*args, **kwargs)  # a local store: slow to open on a busy machine, never unreachable
     import mlflow.artifacts  # noqa: F401 - importing is not waiting for the registry: keep it off the clock

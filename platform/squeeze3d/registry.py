@@ -13,14 +13,20 @@ Failures are told apart: a name, version or alias the registry does not hold is 
 "not found". Commands a user types call ``use_cli_network_defaults()`` first, so a dead server costs
 about ``SQUEEZE3D_REGISTRY_TIMEOUT`` seconds (default 10) instead of MLflow's default of minutes of
 retries; MLflow's own ``MLFLOW_HTTP_REQUEST_TIMEOUT`` / ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` /
-``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR``, when set, win.
+``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR``, when set, win. In those commands the whole lookup -- the
+champion or version, and the model's download -- is bounded by that budget too (``bounded``): a
+server that answers slowly, stalls mid-download or dies there gives the same one-line "cannot reach"
+error, and nothing half-downloaded is left.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
+import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +54,53 @@ def cli_timeout_s() -> float:
     return max(1.0, v)
 
 
+_budget_s: float | None = None  # set by use_cli_network_defaults: interactive commands bound lookups
+_inside = threading.local()
+_partial: set[Path] = set()  # download folders being filled, removed when a lookup is abandoned
+
+
+def bounded(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, a registry lookup, within the CLI budget (``cli_timeout_s``) when
+    ``use_cli_network_defaults`` was called and the registry is a server (http/https), else unbounded. A lookup past the budget is abandoned
+    (its thread finishes or fails on its own; the command exits) and reported as unreachable. Nested
+    calls share the outermost budget."""
+    if _budget_s is None or getattr(_inside, "active", False):
+        return fn(*args, **kwargs)
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")  # unset: the local store (tracking_uri() would create it)
+    if not uri.startswith(("http://", "https://")):
+        return fn(*args, **kwargs)  # a local store: slow to open on a busy machine, never unreachable
+    import mlflow.artifacts  # noqa: F401 - importing is not waiting for the registry: keep it off the clock
+    from mlflow import MlflowClient  # noqa: F401
+
+    budget = _budget_s
+    box: dict = {}
+
+    def run():
+        _inside.active = True
+        try:
+            box["value"] = fn(*args, **kwargs)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = e
+
+    t = threading.Thread(target=run, name="squeeze3d-registry", daemon=True)
+    t.start()
+    t.join(budget)
+    if t.is_alive():
+        for d in list(_partial):
+            shutil.rmtree(d, ignore_errors=True)
+        raise _unreachable(uri, f"no complete answer within {budget:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _within_budget(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return bounded(fn, *args, **kwargs)
+    return wrapper
+
+
 def use_cli_network_defaults() -> None:
     """Short HTTP timeouts and few retries for interactive commands, within ``cli_timeout_s()`` in all.
 
@@ -57,7 +110,9 @@ def use_cli_network_defaults() -> None:
     attempts of ``timeout`` each plus backoff sleeps of 0 and 2 s (urllib3 2 sleeps factor·2^(n-1)
     from the second retry on) plus jitter of up to 0.5 s each: 3·2 + 2 + 1 = 9 s for the default 10.
     A refused connection (server stopped) fails in about 2.5 s."""
-    total = cli_timeout_s()
+    global _budget_s
+    total = _budget_s = cli_timeout_s()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # not on a user's terminal
     retries = 2
     per_request = max(1, int((total - 2) / (retries + 1)))
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(per_request))
@@ -163,6 +218,7 @@ def model_name(pair: str) -> str:
     return f"squeeze3d-{pair}"
 
 
+@_within_budget
 def resolve_model(ref: str | None, pair: str) -> ResolvedModel:
     from squeeze3d.mapping.checkpoint import CheckpointError, _read_config
 
@@ -214,6 +270,7 @@ def _info(mv, aliases=None) -> VersionInfo:
                        tuple(aliases if aliases is not None else (getattr(mv, "aliases", None) or ())))
 
 
+@_within_budget
 def champion(pair: str) -> VersionInfo | None:
     """The pair's champion; None only when the registry answers that there is none (an unreachable
     registry raises ``RegistryUnreachable``)."""
@@ -227,6 +284,7 @@ def champion(pair: str) -> VersionInfo | None:
         return None
 
 
+@_within_budget
 def list_versions(pair: str | None = None) -> list[VersionInfo]:
     client = _client()
     flt = f"name='{model_name(pair)}'" if pair else "name LIKE 'squeeze3d-%'"
@@ -299,6 +357,7 @@ def _parse_ref(ref: str | None, pair: str) -> tuple[str, str | None, str | None]
     return name, m.group(2), m.group(3)
 
 
+@_within_budget
 def get_version(ref: str | None, pair: str) -> VersionInfo:
     from mlflow.exceptions import MlflowException
 
@@ -327,9 +386,16 @@ def download(info: VersionInfo) -> Path:
     if (dest / "config.json").is_file():
         return dest
     uri = configure()
-    with _talking_to(uri), atomic_dir(dest) as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{info.name}/{info.version}",
-                                                         dst_path=str(tmp)))
+    with atomic_dir(dest) as tmp:
+        _partial.add(tmp)
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{info.name}/{info.version}",
+                                                             dst_path=str(tmp)))
+        except Exception as e:  # noqa: BLE001 - the version exists (it was just looked up): the store failed
+            reason = _unreachable_reason(e) or f"the model download failed: {str(e).strip().splitlines()[0][:200]}"
+            raise _unreachable(uri, reason) from None
+        finally:
+            _partial.discard(tmp)
         if local != tmp:
             for child in local.iterdir():
                 child.rename(tmp / child.name)
@@ -337,9 +403,20 @@ def download(info: VersionInfo) -> Path:
 
 
 def _resolve_registered(ref: str | None, pair: str) -> ResolvedModel:
+    from squeeze3d.tracking import state_dir
+
+    if ref is not None and not os.environ.get("MLFLOW_TRACKING_URI") and not (state_dir() / "mlflow.db").is_file():
+        # a version named by a file or a user: asking would create an empty local store (mlflow.db)
+        # just to say it is not there
+        name, version, alias = _parse_ref(ref, pair)
+        what = f"version {version}" if version else f"alias {alias!r}"
+        raise UserError(f"{what} of {name} needs a model registry, and none is configured (MLFLOW_TRACKING_URI "
+                        f"is unset and {state_dir() / 'mlflow.db'} does not exist); point MLFLOW_TRACKING_URI at "
+                        "the registry that holds it, or pass the model's checkpoint directory with --model PATH")
     return resolve_version(get_version(ref, pair))
 
 
+@_within_budget
 def resolve_version(info: VersionInfo) -> ResolvedModel:
     """A version already looked up (``champion``, ``list_versions``) → its local checkpoint, with the
     weights hash checked against the registered tag; no second registry lookup."""

@@ -146,20 +146,112 @@ def test_partial_state_is_repaired(built, tmp_path):
     before = _digests(out)
     (out / "manifest.json").unlink()  # a killed run has no manifest yet
     (out / "shards" / schema.shard_name(1)).unlink()  # never finished
-    (out / "shards" / schema.shard_name(2)).write_bytes(b"PAR1 truncated")  # foreign garbage at a shard name
+    (out / "shards" / schema.shard_name(2)).write_bytes(b"PAR1 truncated")  # damage at a shard name
     (out / "shards" / f"{schema.shard_name(3)}.tmp-deadbeef").write_bytes(b"half")  # a killed writer's temp
-    with pytest.raises(BuildConfigError, match="different dataset"):
-        build_dataset("debug", output=str(out), seed=3, log=lambda m: None, **SMALL)
-    (out / "shards" / schema.shard_name(2)).unlink()
     logs: list[str] = []
     s = build_dataset("debug", output=str(out), seed=3, log=logs.append, **SMALL)
     assert (s.shards_written, s.shards_reused) == (2, 2), logs
+    assert f"shard {schema.shard_name(2)}: unreadable (truncated or corrupt); recomputing it" in logs
     after = _digests(out)
-    assert after[schema.shard_name(0)] == before[schema.shard_name(0)]
+    assert after[schema.shard_name(0)] == before[schema.shard_name(0)]  # its sampled rows recompute the same
     assert sorted(os.listdir(out / "shards")) == [schema.shard_name(k) for k in range(4)]
     rep = validate_dataset(str(out))
     assert rep.ok, rep.describe()
     assert rep.rows == 50
+
+
+def test_unreadable_files_alone_are_not_taken_for_this_build(tmp_path):
+    out = tmp_path / "garbage"
+    (out / "shards").mkdir(parents=True)
+    (out / "shards" / schema.shard_name(0)).write_bytes(b"PAR1 truncated")
+    with pytest.raises(BuildConfigError, match=r"shard-000000.parquet, which is not a readable Parquet file.*--overwrite"):
+        build_dataset("debug", output=str(out), seed=3, log=lambda m: None, **SMALL)
+    assert (out / "shards" / schema.shard_name(0)).read_bytes() == b"PAR1 truncated"
+
+
+def _flip_bytes(path: Path, column: str, n: int = 8) -> None:
+    """Corrupt ``n`` bytes in the middle of a column's data (as a bad disk or a careless edit would)."""
+    md = pq.ParquetFile(path).metadata
+    names = [md.schema.column(i).path.split(".")[0] for i in range(md.num_columns)]
+    chunk = md.row_group(0).column(names.index(column))
+    data = bytearray(path.read_bytes())
+    start = min(o for o in (chunk.dictionary_page_offset, chunk.data_page_offset) if o is not None)
+    mid = start + chunk.total_compressed_size // 2
+    for i in range(mid, mid + n):
+        data[i] ^= 0xA5
+    path.write_bytes(bytes(data))
+
+
+def _table_close(a: Path, b: Path) -> None:
+    ta, tb = pq.read_table(a), pq.read_table(b)
+    assert ta.column("sample_id").equals(tb.column("sample_id"))
+    for col, shape in (("z_e", (32,)), ("z_g", (16,))):
+        np.testing.assert_allclose(schema.column_to_numpy(ta.column(col), shape),
+                                   schema.column_to_numpy(tb.column(col), shape), rtol=1e-4, atol=1e-4)
+
+
+def test_resume_without_manifest_recomputes_damaged_or_altered_shards(built, tmp_path):
+    """Issue 26.1: resume must not launder a corrupted shard into a new manifest."""
+    src, _ = built
+    out = tmp_path / "laundered"
+    shutil.copytree(src, out)
+    before = _digests(out)
+    (out / "manifest.json").unlink()
+    _flip_bytes(out / "shards" / schema.shard_name(1), "z_g")  # bit damage: page checksums catch it
+    _rewrite_shard(out / "shards" / schema.shard_name(2),  # readable, our fingerprint, other numbers
+                   lambda t: t.set_column(t.schema.get_field_index("z_e"), t.schema.field("z_e"),
+                                          schema.tensor_array(1.5 * schema.column_to_numpy(t.column("z_e"), (32,)))))
+    logs: list[str] = []
+    s = build_dataset("debug", output=str(out), seed=3, log=logs.append, **SMALL)
+    assert (s.shards_written, s.shards_reused) == (2, 2), logs
+    assert any(m.startswith(f"shard {schema.shard_name(1)}: unreadable") and m.endswith("recomputing it")
+               for m in logs), logs
+    assert f"shard {schema.shard_name(2)}: its z_e at rows [0, 8, 15] differs from a recomputation; recomputing it" \
+        in logs, logs
+    after = _digests(out)
+    assert {k: after[k] for k in (schema.shard_name(0), schema.shard_name(3))} == \
+        {k: before[k] for k in (schema.shard_name(0), schema.shard_name(3))}
+    for k in (1, 2):
+        _table_close(out / "shards" / schema.shard_name(k), src / "shards" / schema.shard_name(k))
+    rep = validate_dataset(str(out))
+    assert rep.ok, rep.describe()
+
+
+def test_rerun_over_damaged_shards_recomputes_them(built, tmp_path):
+    """Issues 26.2 and 26.3: a shard whose sha256 no longer matches the manifest, or that is cut short,
+    is recomputed (one line says which and why), never reported as "already complete" or as another
+    dataset."""
+    src, _ = built
+    out = tmp_path / "damaged"
+    shutil.copytree(src, out)
+    _flip_bytes(out / "shards" / schema.shard_name(1), "z_e")
+    last = out / "shards" / schema.shard_name(3)
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # truncated
+    assert not validate_dataset(str(out)).ok
+    logs: list[str] = []
+    s = build_dataset("debug", output=str(out), seed=3, log=logs.append, **SMALL)
+    assert (s.shards_written, s.shards_reused) == (2, 2), logs
+    assert not any(m.startswith("already complete") for m in logs)
+    assert f"shard {schema.shard_name(1)}: its sha256 does not match the manifest (changed or corrupt); " \
+           "recomputing it" in logs, logs
+    assert f"shard {schema.shard_name(3)}: unreadable (truncated or corrupt); recomputing it" in logs, logs
+    rep = validate_dataset(str(out))
+    assert rep.ok, rep.describe()
+    _table_close(out / "shards" / schema.shard_name(1), src / "shards" / schema.shard_name(1))
+
+
+def test_validate_catches_flipped_bytes_even_with_a_matching_checksum(built, tmp_path):
+    src, _ = built
+    out = tmp_path / "flipped"
+    shutil.copytree(src, out)
+    path = out / "shards" / schema.shard_name(0)
+    _flip_bytes(path, "z_e")
+    man = json.loads((out / "manifest.json").read_text())
+    data = path.read_bytes()
+    man["shards"][0].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    (out / "manifest.json").write_text(json.dumps(man))
+    text = validate_dataset(str(out)).describe()
+    assert "unreadable Parquet" in text, text
 
 
 def _rewrite_shard(path: Path, mutate) -> None:

@@ -73,7 +73,8 @@ def _batch(files: list[Path], label: str, one, jobs: int = 1) -> int:
         try:
             return one(f), None
         except UserError as e:
-            return None, f"{f}: {e}"
+            msg = str(e)  # most errors already start with the file's path: print it once
+            return None, msg if msg.startswith(f"{f}:") or msg.startswith(f"{f} ") else f"{f}: {msg}"
 
     failed = []
     bar = _progress(files, label)
@@ -189,7 +190,7 @@ def _network_defaults() -> None:
 
 @_os_errors
 def _cmd_compress(args) -> int:
-    from squeeze3d.codec.compressor import compress_file, get_codec
+    from squeeze3d.codec.compressor import _check_sq3d_output, compress_file, get_codec
     from squeeze3d.io import list_inputs
 
     _network_defaults()
@@ -199,6 +200,7 @@ def _cmd_compress(args) -> int:
                 target_bytes=args.target_bytes, bits=args.bits, overwrite=bool(args.force),
                 effort=args.effort, prefix=args.prefix)
     if not src.is_dir():
+        _check_sq3d_output(dst, src)  # before "exists, pass --force", which would not help
         if _skip_existing_output(src, dst, args):
             return 0
         codec = get_codec(args.pair, args.model, args.device)
@@ -275,6 +277,8 @@ def _cmd_decompress(args) -> int:
         if dst.suffix.lower() not in all_output_exts():
             raise InputError(f"{dst}: unsupported output format {dst.suffix or '(no extension)'!r}; "
                              f"use one of {', '.join(all_output_exts())}")
+        if dst.resolve() == src.resolve():
+            raise InputError(f"{dst}: output would overwrite the input")
         if _skip_existing_output(src, dst, args):
             return 0
         c = read_container(src)
@@ -375,7 +379,8 @@ def _cmd_serve(args) -> int:
 
     if args.idle_timeout <= 0:
         raise UserError(f"--idle-timeout must be positive, got {args.idle_timeout}")
-    return serve(args.cli_main, args.pair, args.idle_timeout, log=lambda m: print(m, file=sys.stderr, flush=True))
+    # bound to the stream now: while a command runs, sys.stderr is its captured output
+    return serve(args.cli_main, args.pair, args.idle_timeout, log=functools.partial(print, file=sys.stderr, flush=True))
 
 
 class _SplitAction(argparse.Action):

@@ -125,9 +125,8 @@ def resolve_default(pair):
         if cached is not None:
             _say_champion(pair, cached)
             return cached
-        champ = registry.champion(pair.name)
-        if champ is not None:
-            r = registry.resolve_version(champ)
+        r = registry.bounded(_registered_champion, pair)  # the lookup and the download, in one budget
+        if r is not None:
             _remember_champion(pair, r)
             _say_champion(pair, r)
             return r
@@ -143,6 +142,25 @@ def resolve_default(pair):
     return s
 
 
+def _registered_champion(pair):
+    from squeeze3d import registry
+
+    champ = registry.champion(pair.name)
+    return registry.resolve_version(champ) if champ is not None else None
+
+
+def _registered_with_hash(pair, prefix: str):
+    from squeeze3d import registry
+
+    champ = registry.champion(pair.name)
+    if champ is not None and champ.tags.get("weights_hash", "").startswith(prefix):
+        return registry.resolve_version(champ)
+    for v in registry.list_versions(pair.name):
+        if v.tags.get("weights_hash", "").startswith(prefix):
+            return registry.resolve_version(v)
+    return None
+
+
 def resolve_for_hash(pair, prefix: str):
     """The model whose weights hash starts with ``prefix`` (a version 2 header's model id)."""
     from squeeze3d import registry
@@ -154,12 +172,9 @@ def resolve_for_hash(pair, prefix: str):
         cached = _cached_champion(pair)
         if cached is not None and cached.weights_hash.startswith(prefix):
             return cached
-        champ = registry.champion(pair.name)
-        if champ is not None and champ.tags.get("weights_hash", "").startswith(prefix):
-            return registry.resolve_version(champ)
-        for v in registry.list_versions(pair.name):
-            if v.tags.get("weights_hash", "").startswith(prefix):
-                return registry.resolve_version(v)
+        found = registry.bounded(_registered_with_hash, pair, prefix)
+        if found is not None:
+            return found
     raise UserError(f"the file was written by {pair.name} model {prefix}, which is neither the shipped model nor "
                     "in the registry; pass it with --model PATH (a checkpoint directory) or point "
                     "MLFLOW_TRACKING_URI at the registry that holds it")

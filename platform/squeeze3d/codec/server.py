@@ -7,13 +7,36 @@ loading E, G and the mapping before it does ~0.1 s of work; nothing inside torch
 skipped. A served command pays Python's start-up and a socket round trip. Directory mode is not
 forwarded: one process already amortises the start-up over its files.
 
-- The socket lives in the state folder (``<state>/run/codec.sock``; a short path under the temp dir
-  when that one is too long for a Unix socket) and is created with mode 0600: only this user's
-  processes can use it, and the server acts with this user's rights on the paths given.
-- A request carries the client's working directory, umask and environment settings
-  (``MLFLOW_TRACKING_URI``, every ``SQUEEZE3D_*``); a server started under other settings refuses it,
-  and so does a server given no request for ``idle_timeout`` seconds: it has exited. In either case
-  the client runs the command itself, so a served command never behaves differently from a cold one.
+Trust: the server acts with its user's rights on the paths a request names, so only that user may
+talk to it, and a client talks only to a server of its own user.
+
+- The socket is ``<state>/run/codec.sock``; ``<state>/run`` is a private directory (mode 0700, owned
+  by the user, not a symlink). When that path is too long for a Unix socket, the server makes a fresh
+  private directory under the temp dir (``mkdtemp``: unpredictable name, mode 0700) and leaves its
+  path in ``<state>/run/codec.sock-path``; nobody else can create anything in either place, so no
+  other user can squat the name and block a server.
+- Before sending anything, the client checks the directory (owner, mode, not a symlink), the socket
+  (owner, mode) and the peer's credentials (``SO_PEERCRED``: the serving process runs as this user);
+  the server checks the peer's credentials too. Otherwise the command runs in its own process.
+- A request carries only what the command needs: argv, working directory, umask, and a hash of the
+  client's settings (``MLFLOW_TRACKING_URI`` and every ``SQUEEZE3D_*``), never their values (a
+  tracking URI may hold a password). The server uses its own environment; a client whose settings
+  hash differs is refused and runs the command itself.
+- Timeouts (client side): connecting, ``CONNECT_TIMEOUT_S`` (2 s); the first answer, and each
+  answer after it, ``ANSWER_TIMEOUT_S`` (5 s): the server says "accepted" at once and sends a
+  heartbeat every second while the command waits or runs. A server that is stopped, stuck or
+  gone means the command runs in its own process.
+- The server reads each connection in its own thread (a request must arrive whole within
+  ``REQUEST_TIMEOUT_S`` and be at most ``MAX_REQUEST_BYTES``); commands run one at a time (they
+  change the process's working directory and umask). A malformed request gets a one-line answer and
+  a one-line log entry; the server keeps serving.
+- Ctrl-C on a served command: the client asks the server to cancel, the server interrupts the
+  command as Ctrl-C would a cold one (``KeyboardInterrupt`` in the thread running it; outputs are
+  written atomically, so an interrupted command leaves no file) and the client prints
+  "interrupted" and exits 130 once the server has answered. A client that disappears cancels its
+  command the same way.
+- One server per state folder: ``<state>/run/serve.lock`` (``flock``); a second ``serve`` refuses with
+  one line. SIGTERM (and Ctrl-C) stop the server and remove its socket.
 - The model is resolved for every request (the champion cache makes that cheap), so a new champion
   is used as soon as it is registered; loaded weights stay cached by path and hash.
 - ``SQUEEZE3D_NO_SERVER=1`` (or ``--no-server``) makes a command run in its own process.
@@ -22,31 +45,94 @@ forwarded: one process already amortises the start-up over its files.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import fcntl
 import hashlib
 import io
 import json
 import os
+import queue
+import select
+import signal
 import socket
+import stat
 import struct
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from squeeze3d.errors import UserError
 
 FORWARDED = ("compress", "decompress", "inspect")
+CONNECT_TIMEOUT_S = 2.0
+ANSWER_TIMEOUT_S = 5.0
+HEARTBEAT_S = 1.0
+REQUEST_TIMEOUT_S = 5.0
+MAX_REQUEST_BYTES = 1 << 20
+_MAX_ANSWER_BYTES = 64 << 20
+_MAX_CONNECTIONS = 64
 _MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux
+_INTERRUPTED = "squeeze3d: interrupted\n"
+
+
+class ProtocolError(ValueError):
+    """A frame that is too large, cut short, late, or not a JSON object."""
+
+
+def run_dir() -> Path:
+    from squeeze3d.tracking import state_dir
+
+    return state_dir() / "run"
+
+
+def _pointer() -> Path:
+    return run_dir() / "codec.sock-path"
 
 
 def socket_path() -> Path:
-    from squeeze3d.tracking import state_dir
-
-    p = state_dir() / "run" / "codec.sock"
+    """Where this user's server for this state folder listens (the file may not exist)."""
+    p = run_dir() / "codec.sock"
     if len(str(p)) <= _MAX_SOCKET_PATH:
         return p
-    tag = hashlib.blake2b(str(state_dir()).encode(), digest_size=6).hexdigest()
-    return Path(tempfile.gettempdir()) / f"squeeze3d-{os.getuid()}-{tag}.sock"
+    with contextlib.suppress(OSError, ValueError):
+        return Path(_pointer().read_text().strip())
+    return p
+
+
+def _private_dir_problem(d: Path) -> str | None:
+    """None when ``d`` is a directory (not a symlink) owned by this user that nobody else can enter."""
+    try:
+        st = os.lstat(d)
+    except OSError as e:
+        return f"{d}: {e.strerror}"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"{d} is not a directory"
+    if st.st_uid != os.getuid():
+        return f"{d} belongs to uid {st.st_uid}, not to this user ({os.getuid()})"
+    if st.st_mode & 0o077:
+        return f"{d} is open to other users (mode {stat.S_IMODE(st.st_mode):o}, must be 700)"
+    return None
+
+
+def _socket_problem(p: Path) -> str | None:
+    problem = _private_dir_problem(p.parent)
+    if problem:
+        return problem
+    try:
+        st = os.lstat(p)
+    except OSError as e:
+        return f"{p}: {e.strerror}"
+    if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        return f"{p} is not a private socket of this user"
+    return None
+
+
+def _peer_uid(conn: socket.socket) -> int:
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
 
 
 def _settings(env=None) -> dict:
@@ -55,141 +141,427 @@ def _settings(env=None) -> dict:
             if (k.startswith("SQUEEZE3D_") and k != "SQUEEZE3D_NO_SERVER") or k == "MLFLOW_TRACKING_URI"}
 
 
+def settings_digest(env=None) -> str:
+    """What a request says about the client's settings: a hash, so no value (password) travels."""
+    return hashlib.sha256(json.dumps(_settings(env), sort_keys=True).encode()).hexdigest()
+
+
 def _send(conn: socket.socket, doc: dict) -> None:
     data = json.dumps(doc).encode()
     conn.sendall(struct.pack(">I", len(data)) + data)
 
 
-def _recv(conn: socket.socket) -> dict:
+def _recv(conn: socket.socket, limit: int, deadline: float | None = None) -> dict:
+    """One length-prefixed JSON object; ``deadline`` (time.monotonic) bounds the whole frame."""
     def exactly(n: int) -> bytes:
-        buf = b""
+        buf = bytearray()
         while len(buf) < n:
-            chunk = conn.recv(n - len(buf))
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ProtocolError("the request did not arrive in time")
+                conn.settimeout(left)
+            try:
+                chunk = conn.recv(min(n - len(buf), 1 << 16))
+            except TimeoutError:
+                raise ProtocolError("the request did not arrive in time") from None
             if not chunk:
                 raise ConnectionError("the peer closed the connection")
             buf += chunk
-        return buf
+        return bytes(buf)
 
     (n,) = struct.unpack(">I", exactly(4))
-    return json.loads(exactly(n))
+    if n > limit:
+        raise ProtocolError(f"a {n}-byte request exceeds the {limit}-byte limit")
+    body = exactly(n)
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ProtocolError(f"not JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise ProtocolError(f"expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+# --- client ---------------------------------------------------------------------------------------
+
+def _connect() -> socket.socket | None:
+    """A connection to this user's server, verified before anything is sent; None when there is none."""
+    path = socket_path()
+    if _socket_problem(path):
+        return None
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.settimeout(CONNECT_TIMEOUT_S)
+        conn.connect(str(path))
+        if _peer_uid(conn) != os.getuid():
+            raise ConnectionError("the socket is served by another user")
+    except (OSError, ConnectionError):
+        conn.close()
+        return None
+    return conn
+
+
+def _answer(conn: socket.socket) -> dict:
+    """The server's next frame other than a heartbeat; ``ANSWER_TIMEOUT_S`` of silence is a dead server."""
+    while True:
+        conn.settimeout(ANSWER_TIMEOUT_S)
+        doc = _recv(conn, _MAX_ANSWER_BYTES)
+        if not doc.get("wait"):
+            return doc
 
 
 def forward(argv: list[str]) -> int | None:
-    """Run ``argv`` in a serving process and relay its output; None when none serves this client."""
-    path = socket_path()
-    if os.environ.get("SQUEEZE3D_NO_SERVER") or not path.exists():
+    """Run ``argv`` in this user's serving process and relay its output; None when none serves this
+    client (then the caller runs the command itself)."""
+    if os.environ.get("SQUEEZE3D_NO_SERVER"):
         return None
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            conn.settimeout(2.0)
-            conn.connect(str(path))
-            conn.settimeout(None)  # a compress may take as long as it takes
-            _send(conn, {"argv": list(argv), "cwd": os.getcwd(), "umask": umask, "settings": _settings()})
-            resp = _recv(conn)
-    except (OSError, ConnectionError, ValueError):
-        return None  # not serving (stale socket, exited, refused): run here
-    if resp.get("refused"):
+    conn = _connect()
+    if conn is None:
         return None
-    sys.stdout.write(resp.get("out", ""))
-    sys.stderr.write(resp.get("err", ""))
+    umask = _current_umask()
+    with conn:
+        try:
+            _send(conn, {"argv": [str(a) for a in argv], "cwd": os.getcwd(), "umask": umask,
+                         "settings": settings_digest()})
+            if not _answer(conn).get("accepted"):
+                return None  # refused (other settings, not forwardable): run here
+            try:
+                resp = _answer(conn)
+            except KeyboardInterrupt:
+                return _cancel(conn)
+        except (OSError, ConnectionError, ProtocolError):
+            return None  # stopped, stuck or gone before it answered: run here
+        except KeyboardInterrupt:
+            print(_INTERRUPTED, end="", file=sys.stderr)
+            return 130
+    sys.stdout.write(str(resp.get("out", "")))
+    sys.stderr.write(str(resp.get("err", "")))
     return int(resp.get("rc", 1))
+
+
+def _cancel(conn: socket.socket) -> int:
+    """Ctrl-C while the server runs our command: have it interrupt the command, and return once it has
+    (so that, as in a cold run, nothing is written after "interrupted" is printed)."""
+    with contextlib.suppress(OSError, ConnectionError, ProtocolError, KeyboardInterrupt):
+        _send(conn, {"cancel": True})
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if not _answer(conn).get("wait"):
+                break
+    print(_INTERRUPTED, end="", file=sys.stderr)
+    return 130
+
+
+# --- server ---------------------------------------------------------------------------------------
+
+@dataclass
+class _Job:
+    argv: list[str]
+    cwd: str
+    umask: int
+    result: tuple[int, str, str] | None = None
+    cancelled: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+def _check_request(req: dict, own: str) -> tuple[_Job | None, dict]:
+    """(job, answer) for a request; job None when refused or malformed (the answer says why)."""
+    argv, cwd, umask, settings = req.get("argv"), req.get("cwd"), req.get("umask"), req.get("settings")
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        return None, {"error": "'argv' must be a list of strings"}
+    if not isinstance(cwd, str) or not isinstance(umask, int) or isinstance(umask, bool) \
+            or not 0 <= umask <= 0o777 or not isinstance(settings, str):
+        return None, {"error": "'cwd' (string), 'umask' (0..0o777) and 'settings' (string) are required"}
+    if settings != own:
+        return None, {"refused": "settings differ"}
+    if not argv or argv[0] not in FORWARDED:
+        return None, {"refused": "not forwarded"}
+    if not os.path.isdir(cwd):
+        return None, {"refused": "working directory not found"}
+    return _Job(argv, cwd, umask), {"accepted": True}
 
 
 def _run(main, argv: list[str]) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = main(argv)
-        except SystemExit as e:  # argparse
-            rc = e.code if isinstance(e.code, int) else 2
-        except Exception as e:  # noqa: BLE001 - one bad request must not take the server down
-            print(f"squeeze3d: error: {type(e).__name__}: {e}", file=sys.stderr)
-            rc = 1
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                rc = main(argv)
+            except SystemExit as e:  # argparse
+                rc = e.code if isinstance(e.code, int) else 2
+            except Exception as e:  # noqa: BLE001 - one bad request must not take the server down
+                print(f"squeeze3d: error: {type(e).__name__}: {e}", file=sys.stderr)
+                rc = 1
+    except KeyboardInterrupt:  # cancelled outside the command's own handler
+        return 130, out.getvalue(), err.getvalue() + _INTERRUPTED
     return int(rc), out.getvalue(), err.getvalue()
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def _forget_resolved_models() -> None:
     """Codec objects hold their resolved model; drop them (not the loaded weights) between requests."""
-    from squeeze3d.codec import compressor
-
+    compressor = sys.modules.get("squeeze3d.codec.compressor")
+    if compressor is None:  # nothing loaded yet
+        return
     for k in [k for k in compressor._CACHE if k and k[0] == "codec"]:
         del compressor._CACHE[k]
 
 
-def serve(main, pair: str | None = None, idle_timeout: float = 900.0, log=print) -> int:
-    """Serve until ``idle_timeout`` seconds pass without a request. ``main(argv) -> exit status`` runs
-    one command here (the console command's entry point, without forwarding: it is handed in
-    because it sits above this module); ``pair``: load its models first."""
-    path = socket_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            try:
-                probe.connect(str(path))
-            except OSError:
-                path.unlink()  # left behind by a server that died
-            else:
-                raise UserError(f"a codec server already serves {path}")
-    if pair:
-        from squeeze3d.codec.compressor import get_codec
+def _interrupt(thread: threading.Thread) -> None:
+    """Raise KeyboardInterrupt in ``thread`` at its next bytecode, as Ctrl-C would in a cold command."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(KeyboardInterrupt))
 
-        c = get_codec(pair)
-        _ = c.encoder, c.generator
+
+def _clear_interrupt(thread: threading.Thread) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), None)
+
+
+class _Server:
+    def __init__(self, main, log):
+        self.main, self.log = main, log
+        self.own = settings_digest()
+        self.jobs: queue.Queue[_Job | None] = queue.Queue()
+        self.lock = threading.Lock()
+        self.running: _Job | None = None
+        self.busy = 0  # connections open now
+        self.last_activity = time.monotonic()
+        self.served = 0
+        self.home, self.home_umask = os.getcwd(), _current_umask()
+        self.worker = threading.Thread(target=self._work, name="squeeze3d-codec", daemon=True)
+
+    # the one thread that runs commands
+    def _work(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            streams = sys.stdout, sys.stderr
+            t0 = time.perf_counter()
+            try:
+                self._execute(job)
+            except KeyboardInterrupt:  # a cancel that arrived after the command had returned
+                pass
+            with self.lock:  # no interrupt can be raised once running is cleared
+                self.running = None
+                _clear_interrupt(self.worker)
+            sys.stdout, sys.stderr = streams
+            os.chdir(self.home)
+            os.umask(self.home_umask)
+            _forget_resolved_models()
+            if job.result is None:
+                job.result = (130, "", _INTERRUPTED)
+            self.served += 1
+            self.log(f"squeeze3d: {job.argv[0]} rc={job.result[0]}{' (cancelled)' if job.cancelled else ''} "
+                     f"{1e3 * (time.perf_counter() - t0):.0f} ms")
+            self.last_activity = time.monotonic()
+            job.done.set()
+
+    def _execute(self, job: _Job) -> None:
+        with self.lock:
+            if job.cancelled:
+                job.result = (130, "", _INTERRUPTED)
+                return
+            self.running = job
         try:
-            _ = c.f_e, c.f_d  # the default model (the champion or the shipped one)
-        except UserError as e:
-            log(f"squeeze3d: {pair}'s default model not loaded ({e}); models load on first use")
-        _forget_resolved_models()
-    own = _settings()
-    old = os.umask(0o077)
+            os.chdir(job.cwd)
+        except OSError as e:
+            job.result = (2, "", f"squeeze3d: error: working directory {job.cwd}: {e.strerror}\n")
+            return
+        os.umask(job.umask)
+        job.result = _run(self.main, job.argv)
+
+    def cancel(self, job: _Job) -> None:
+        with self.lock:
+            if job.cancelled:
+                return
+            job.cancelled = True
+            if self.running is job:
+                _interrupt(self.worker)
+
+    # one thread per connection
+    def handle(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                self._handle(conn)
+            except (OSError, ConnectionError):
+                pass
+            finally:
+                with self.lock:
+                    self.busy -= 1
+                self.last_activity = time.monotonic()
+
+    def _handle(self, conn: socket.socket) -> None:
+        if _peer_uid(conn) != os.getuid():
+            self.log("squeeze3d: refused a connection from another user")
+            return
+        try:
+            req = _recv(conn, MAX_REQUEST_BYTES, time.monotonic() + REQUEST_TIMEOUT_S)
+        except ProtocolError as e:
+            self.log(f"squeeze3d: bad request: {e}")
+            with contextlib.suppress(OSError):
+                conn.settimeout(1.0)
+                _send(conn, {"error": str(e)})
+            return
+        job, answer = _check_request(req, self.own)
+        conn.settimeout(HEARTBEAT_S)
+        _send(conn, answer)
+        if job is None:
+            if "error" in answer:
+                self.log(f"squeeze3d: bad request: {answer['error']}")
+            return
+        self.jobs.put(job)
+        try:
+            while not job.done.is_set():
+                readable, _, _ = select.select([conn], [], [], HEARTBEAT_S)
+                if readable:  # a cancel, or the client went away (EOF, reset): interrupt its command
+                    try:
+                        conn.settimeout(HEARTBEAT_S)
+                        _recv(conn, 1024)
+                    except (OSError, ConnectionError, ProtocolError):
+                        self.cancel(job)
+                        job.done.wait()
+                        return
+                    self.cancel(job)
+                    continue
+                if not job.done.is_set():
+                    _send(conn, {"wait": 1})
+        except (OSError, ConnectionError):
+            self.cancel(job)
+            job.done.wait()
+            return
+        rc, out, err = job.result
+        conn.settimeout(ANSWER_TIMEOUT_S)
+        _send(conn, {"rc": rc, "out": out, "err": err})
+
+    def idle_for(self) -> float:
+        with self.lock:
+            if self.busy or self.running is not None or not self.jobs.empty():
+                return 0.0
+        return time.monotonic() - self.last_activity
+
+    def stop(self) -> None:
+        with self.lock:
+            job = self.running
+        if job is not None:
+            self.cancel(job)
+        self.jobs.put(None)
+        self.worker.join(timeout=30)
+
+
+@contextlib.contextmanager
+def _serve_lock(d: Path):
+    """One server per state folder: an exclusive ``flock`` held for the server's life."""
+    fd = os.open(d / "serve.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise UserError(f"a codec server (pid {pid}) already serves {d}; stop it first, or use "
+                            "another SQUEEZE3D_STATE_DIR") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _make_private_run_dir() -> Path:
+    d = run_dir()
+    d.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        d.mkdir(mode=0o700)
+    st = os.lstat(d)
+    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and st.st_mode & 0o077:
+        os.chmod(d, 0o700)  # made by an older version with the default umask
+    problem = _private_dir_problem(d)
+    if problem:
+        raise UserError(f"cannot serve: {problem}")
+    return d
+
+
+def _bind(d: Path) -> tuple[socket.socket, Path, Path | None]:
+    """The listening socket in a private directory: ``d`` when the path fits in a Unix socket address,
+    else a fresh ``mkdtemp`` directory (returned third, to remove on exit)."""
+    path, extra = d / "codec.sock", None
+    if len(str(path)) > _MAX_SOCKET_PATH:
+        extra = Path(tempfile.mkdtemp(prefix=f"squeeze3d-{os.getuid()}-"))  # mode 0700, unpredictable name
+        path = extra / "codec.sock"
+        if len(str(path)) > _MAX_SOCKET_PATH:
+            os.rmdir(extra)
+            raise UserError(f"cannot serve: {path} is too long for a Unix socket; set TMPDIR to a shorter folder")
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # left by a server that died: we hold the lock, so nobody serves it
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o077)
     try:
         srv.bind(str(path))
     finally:
         os.umask(old)
-    srv.listen(16)
-    srv.settimeout(float(idle_timeout))
-    log(f"squeeze3d: serving codec commands on {path} (idle timeout {idle_timeout:.0f} s)")
-    served = 0
-    try:
-        while True:
+    if extra is not None:
+        from squeeze3d.io import atomic_write_bytes
+
+        atomic_write_bytes(_pointer(), f"{path}\n".encode())
+    return srv, path, extra
+
+
+def serve(main, pair: str | None = None, idle_timeout: float = 900.0, log=print) -> int:
+    """Serve until ``idle_timeout`` seconds pass without a request (or SIGTERM). ``main(argv) -> exit
+    status`` runs one command here (the console command's entry point, without forwarding: it is
+    handed in because it sits above this module); ``pair``: load its models first."""
+    d = _make_private_run_dir()
+    with _serve_lock(d):
+        if pair:
+            from squeeze3d.codec.compressor import get_codec
+
+            c = get_codec(pair)
+            _ = c.encoder, c.generator
             try:
-                conn, _ = srv.accept()
-            except TimeoutError:
-                log(f"squeeze3d: no request for {idle_timeout:.0f} s; {served} served, exiting")
-                return 0
-            with conn:
-                conn.settimeout(10.0)  # a client that connects and says nothing does not block the others
+                _ = c.f_e, c.f_d  # the default model (the champion or the shipped one)
+            except UserError as e:
+                log(f"squeeze3d: {pair}'s default model not loaded ({e}); models load on first use")
+            _forget_resolved_models()
+        server = _Server(main, log)
+        srv, path, extra = _bind(d)
+
+        def on_term(signum, frame):
+            raise SystemExit(0)
+
+        old_term = signal.signal(signal.SIGTERM, on_term)
+        try:
+            srv.listen(16)
+            srv.settimeout(0.5)
+            server.worker.start()
+            log(f"squeeze3d: serving codec commands on {path} (idle timeout {idle_timeout:.0f} s)")
+            while True:
                 try:
-                    req = _recv(conn)
-                except (ConnectionError, ValueError, OSError):
+                    conn, _ = srv.accept()
+                except TimeoutError:
+                    if server.idle_for() > idle_timeout:
+                        log(f"squeeze3d: no request for {idle_timeout:.0f} s; {server.served} served, exiting")
+                        return 0
                     continue
-                conn.settimeout(None)
-                argv = [str(a) for a in req.get("argv", [])]
-                if req.get("settings") != own or not argv or argv[0] not in FORWARDED:
-                    _send(conn, {"refused": "settings differ" if req.get("settings") != own else "not forwarded"})
-                    continue
-                t0 = time.perf_counter()
-                cwd, umask = os.getcwd(), os.umask(int(req.get("umask", 0o022)))
-                try:
-                    try:
-                        os.chdir(req.get("cwd", cwd))
-                    except OSError:
-                        with contextlib.suppress(OSError):
-                            _send(conn, {"refused": "working directory not found"})
+                with server.lock:
+                    if server.busy >= _MAX_CONNECTIONS:
+                        conn.close()
                         continue
-                    rc, out, err = _run(main, argv)
-                finally:
-                    os.chdir(cwd)
-                    os.umask(umask)
-                    _forget_resolved_models()
+                    server.busy += 1
+                server.last_activity = time.monotonic()
+                threading.Thread(target=server.handle, args=(conn,), daemon=True).start()
+        finally:
+            signal.signal(signal.SIGTERM, old_term)
+            srv.close()
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            if extra is not None:
                 with contextlib.suppress(OSError):
-                    _send(conn, {"rc": rc, "out": out, "err": err})
-                served += 1
-                log(f"squeeze3d: {argv[0]} rc={rc} {1e3 * (time.perf_counter() - t0):.0f} ms")
-    finally:
-        srv.close()
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+                    _pointer().unlink()
+                with contextlib.suppress(OSError):
+                    extra.rmdir()
+            server.stop()

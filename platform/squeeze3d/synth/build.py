@@ -391,38 +391,60 @@ def _plan(cfg: BuildConfig, overwrite: bool, log) -> _Plan:
                                        "replace it or choose another --output") from e
             have = {"manifest": "unreadable"}
     foreign = have is not None and have != want
-    listed = {(s.index, s.bytes) for s in manifest.shards} if manifest is not None and not foreign else set()
+    # A file at a shard name whose footer cannot be read is damage (shards are written atomically),
+    # recomputed when something shows the folder holds this build; readable shards must all be ours.
+    unreadable: list[str] = []
+    ours = manifest is not None and not foreign
     if not foreign:
-        for k, (loc, size) in sorted(files.items()):
-            if (k, size) in listed:
-                continue  # the matching manifest vouches for it; saves a request per shard on S3
+        for loc, _ in sorted(files.values(), key=lambda v: v[0].name):
             fp = _footer_fingerprint(loc)
-            fp_id = {kk: vv for kk, vv in (fp or {}).items() if kk in want}
+            if fp is None:
+                unreadable.append(loc.name)
+                continue
+            fp_id = {kk: vv for kk, vv in fp.items() if kk in want}
             if fp_id != want:
                 have, foreign = fp_id or {"shard": f"{loc.name} without a squeeze3d fingerprint"}, True
                 break
+            ours = True
     if foreign and not overwrite:
         diff = describe_difference(have, want) if "pair" in have else str(have)
         raise BuildConfigError(f"{root.uri} already holds a different dataset ({diff}); pass --overwrite to "
                                "replace it, or choose another --output")
+    if unreadable and not ours and not overwrite:
+        raise BuildConfigError(f"{root.uri} holds {', '.join(unreadable[:3])}, which "
+                               f"{'is not a readable Parquet file' if len(unreadable) == 1 else 'are not readable Parquet files'}"
+                               ", and nothing that shows it is this build; pass --overwrite to replace it, or choose "
+                               "another --output")
     if overwrite:
         return _Plan(cfg, root, source, want, encoder, generator, {}, list(range(cfg.num_shards)),
                      clear_first=bool(files) or manifest is not None or have is not None)
 
     reuse: dict[int, ShardEntry] = {}
     by_manifest = {s.index: s for s in manifest.shards} if manifest is not None else {}
-    for k, (loc, size) in files.items():
+    check = _SampleCheck(cfg, source, enc, gen, want["z_e_shape"], want["z_g_shape"])
+    for k, (loc, _) in sorted(files.items()):
         if k >= cfg.num_shards:
             continue
-        entry = by_manifest.get(k)
-        if entry is not None and entry.bytes == size:
-            reuse[k] = entry  # finished build: trust the manifest, validate re-reads everything
+        if loc.name in unreadable:
+            log(f"shard {loc.name}: unreadable (truncated or corrupt); recomputing it")
             continue
-        entry = _inspect_shard(cfg, k, loc)
-        if entry is None:
-            log(f"shard {loc.name} is incomplete or stale; recomputing it")
-        else:
-            reuse[k] = entry
+        try:
+            data = storage.read_bytes(loc)
+        except OSError as e:
+            log(f"shard {loc.name}: cannot be read ({e}); recomputing it")
+            continue
+        entry = by_manifest.get(k)
+        if entry is not None:
+            if entry.bytes == len(data) and hashlib.sha256(data).hexdigest() == entry.sha256:
+                reuse[k] = entry  # the manifest vouches for exactly these bytes
+                continue
+            why = "its sha256 does not match the manifest (changed or corrupt)"
+        else:  # a killed run's shard: no checksum to trust, so check its content
+            entry, why = _inspect_shard(cfg, k, loc, data, check)
+            if entry is not None:
+                reuse[k] = entry
+                continue
+        log(f"shard {loc.name}: {why}; recomputing it")
     todo = [k for k in range(cfg.num_shards) if k not in reuse]
     finished = manifest if manifest is not None and not todo and \
         all(reuse[s.index] is s for s in manifest.shards) else None
@@ -431,28 +453,73 @@ def _plan(cfg: BuildConfig, overwrite: bool, log) -> _Plan:
 
 
 def _footer_fingerprint(loc: storage.Location) -> dict | None:
+    """The build fingerprint in a shard's footer; None when the footer cannot be read."""
     try:
         with loc.fs.open_input_file(loc.path) as f:
-            return schema.shard_fingerprint(pq.read_metadata(f))
+            return schema.shard_fingerprint(pq.read_metadata(f)) or {}  # {}: Parquet, but not ours
     except (OSError, pa.ArrowInvalid):
         return None
 
 
-def _inspect_shard(cfg: BuildConfig, k: int, loc: storage.Location) -> ShardEntry | None:
-    """Re-derive the manifest entry of a shard left by an earlier (killed) run; None if unusable."""
+class _SampleCheck:
+    """Recompute a few rows of a shard in this process (sample ids fix each row's condition and
+    noise) and compare them with the stored ones: a shard with no manifest checksum is reused only
+    if they agree. Rows are compared to 1% of their norm: float32 results differ slightly across
+    devices and batch sizes, while damage or another build's rows differ by far more (bit-level damage
+    is caught before this by the Parquet page checksums)."""
+
+    RTOL = 1e-2
+
+    def __init__(self, cfg: BuildConfig, source: ConditionSource, encoder, generator, z_e_shape, z_g_shape):
+        self.cfg, self.source, self.encoder, self.generator = cfg, source, encoder, generator
+        self.shapes = {"z_e": z_e_shape, "z_g": z_g_shape}
+
+    @staticmethod
+    def positions(n: int) -> list[int]:
+        return sorted({0, n // 2, n - 1})
+
+    def mismatch(self, table: pa.Table, lo: int) -> str | None:
+        import torch
+
+        pos = self.positions(table.num_rows)
+        idx = np.asarray([lo + p for p in pos], dtype=np.int64)
+        ids = schema.sample_ids(self.cfg.seed, idx)
+        batch = {"index": idx, "sample_id": ids, **self.source.input_columns(ids, idx)}
+        with torch.no_grad():
+            z_g, assets = self.generator.sample(self.source.generator_conditions(batch))
+            z_e = self.encoder.encode(assets)
+        rows = table.take(pa.array(pos))
+        if rows.column("condition").to_pylist() != np.asarray(batch["condition"]).tolist():
+            return f"its conditions at rows {pos} differ from those of seed {self.cfg.seed}"
+        for name, want in (("z_g", z_g), ("z_e", z_e)):
+            have = schema.column_to_numpy(rows.column(name), self.shapes[name]).reshape(len(pos), -1)
+            want = want.detach().cpu().numpy().astype(np.float32).reshape(len(pos), -1)
+            err = np.linalg.norm(have - want, axis=1)
+            bad = ~(err <= self.RTOL * np.linalg.norm(want, axis=1) + 1e-6)  # NaN counts as bad
+            if bad.any():
+                return f"its {name} at rows {[p for p, b in zip(pos, bad) if b]} differs from a recomputation"
+        return None
+
+
+def _inspect_shard(cfg: BuildConfig, k: int, loc: storage.Location, data: bytes,
+                   check: _SampleCheck) -> tuple[ShardEntry | None, str]:
+    """Re-derive the manifest entry of a shard left by an earlier (killed) run: (entry, "") when it
+    can be reused, else (None, why not)."""
     lo, hi = cfg.shard_range(k)
     try:
-        data = storage.read_bytes(loc)
-        table = pq.read_table(pa.BufferReader(data), columns=["sample_id", "split"])
-    except (OSError, pa.ArrowInvalid):
-        return None
+        table = schema.open_shard(data).read()
+    except (OSError, pa.ArrowInvalid) as e:
+        return None, f"unreadable ({str(e).splitlines()[0][:200]})"
     ids = table.column("sample_id").to_numpy()
     if len(ids) != hi - lo or not np.array_equal(ids, schema.sample_ids(cfg.seed, np.arange(lo, hi))):
-        return None
+        return None, f"its sample ids are not those of seed {cfg.seed}, indices {lo}..{hi - 1}"
+    why = check.mismatch(table, lo)
+    if why is not None:
+        return None, why
     splits = table.column("split").to_pylist()
     return ShardEntry(index=k, path=f"{schema.SHARDS_DIR}/{loc.name}", first_index=lo, rows=hi - lo,
                       bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
-                      split_counts={sp: splits.count(sp) for sp in schema.SPLITS})
+                      split_counts={sp: splits.count(sp) for sp in schema.SPLITS}), ""
 
 
 def _ensure_ray(address: str | None) -> bool:

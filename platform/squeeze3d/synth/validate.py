@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from squeeze3d import storage
 from squeeze3d.synth import schema
@@ -95,7 +94,7 @@ def validate_dataset(uri: str, max_problems: int = 50) -> ValidationReport:
         if hashlib.sha256(data).hexdigest() != s.sha256:
             problem(f"{s.path}: sha256 mismatch (file changed or corrupt)")
         try:
-            pf = pq.ParquetFile(pa.BufferReader(data))
+            pf = schema.open_shard(data)
             table = pf.read()
         except (OSError, pa.ArrowInvalid) as e:
             problem(f"{s.path}: unreadable Parquet ({e})")

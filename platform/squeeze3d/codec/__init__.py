@@ -14,7 +14,7 @@ DEFAULT_DTYPE = None
 DEFAULT_QUANT = "per_vector"
 DEFAULT_MIN_QUALITY_DB = 30.0
 """Quality gate floor in dB of the kind's metric (D1-PSNR / render PSNR); see ``squeeze3d.codec.compressor``."""
-DEFAULT_EFFORT = 40
+DEFAULT_EFFORT = 150
 """Test-time refinement steps at compress time (``codec.refine``; 0: off): measured trade-off of time
 against quality in ``jobs/bench_codec.py --efforts`` (README, "Compress your own files")."""
 OFF_BUDGET_BYTES = 200

@@ -9,3 +9,7 @@ class UserError(Exception):
 class ContainerError(UserError):
     """A .sq3d file (or a payload inside it) is malformed, corrupted, of an unknown version, or does
     not fit the model. Defined here, below ``codec`` and ``baselines``, which both raise it."""
+
+
+class InputError(UserError):
+    """An input asset cannot be read or is not a usable 3D shape."""

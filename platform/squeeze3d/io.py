@@ -3,7 +3,7 @@
 Inputs (through trimesh and numpy): PLY, OBJ, OFF, STL, GLB/GLTF meshes (sampled area-uniformly to
 the requested number of points with a seeded generator) or point clouds (a PLY/OBJ without faces,
 NPY, NPZ with a ``points`` array or a single array; ``allow_pickle`` is always off; PCD, XYZ, PTS,
-LAS and LAZ through ``squeeze3d.assets.cloud_io``). Clouds larger than the requested count are
+LAS and LAZ through ``squeeze3d.cloud_io``). Clouds larger than the requested count are
 reduced to a seeded random subset.
 
 Every input is validated before anything is written: a missing file, an unsupported extension, an
@@ -28,28 +28,17 @@ from pathlib import Path
 
 import numpy as np
 
-from squeeze3d.errors import UserError
+from squeeze3d.errors import InputError  # noqa: F401 - re-exported: the readers' error type
+from squeeze3d.limits import max_input_bytes, max_points  # noqa: F401 - re-exported
 
 MESH_EXTS = (".ply", ".obj", ".off", ".stl", ".glb", ".gltf")
 ARRAY_EXTS = (".npy", ".npz")
-CLOUD_EXTS = (".pcd", ".xyz", ".pts", ".las", ".laz")  # squeeze3d.assets.cloud_io
+CLOUD_EXTS = (".pcd", ".xyz", ".pts", ".las", ".laz")  # squeeze3d.cloud_io
 INPUT_EXTS = MESH_EXTS + ARRAY_EXTS + CLOUD_EXTS
 OUTPUT_EXTS = (".ply", ".npz", ".obj", ".pcd")
 MIN_POINTS = 3
 
 
-def max_points() -> int:
-    """Largest point/vertex count accepted (``$SQUEEZE3D_MAX_POINTS``, default 20 million)."""
-    return int(os.environ.get("SQUEEZE3D_MAX_POINTS", 20_000_000))
-
-
-def max_input_bytes() -> int:
-    """Largest input file accepted (``$SQUEEZE3D_MAX_INPUT_BYTES``, default 2 GiB)."""
-    return int(os.environ.get("SQUEEZE3D_MAX_INPUT_BYTES", 2 << 30))
-
-
-class InputError(UserError):
-    """An input asset cannot be read or is not a usable 3D shape."""
 
 
 @dataclass
@@ -299,7 +288,7 @@ def read_asset(path: str | Path, num_points: int | None = None, seed: int = 0) -
     elif ext == ".npz":
         kind, geom = "points", _npz_array(p)
     elif ext in CLOUD_EXTS:
-        from squeeze3d.assets.cloud_io import read_cloud
+        from squeeze3d.cloud_io import read_cloud
 
         kind, geom = "points", read_cloud(p)
     else:
@@ -414,7 +403,7 @@ def encode_points(points: np.ndarray, fmt: str) -> bytes:
         np.savez(buf, points=pts)
         return buf.getvalue()
     if fmt == "pcd":
-        from squeeze3d.assets.cloud_io import encode_pcd
+        from squeeze3d.cloud_io import encode_pcd
 
         return encode_pcd(pts)
     if fmt == "obj":

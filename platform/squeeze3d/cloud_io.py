@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from squeeze3d.io import InputError, max_points
+from squeeze3d.errors import InputError
+from squeeze3d.limits import max_points
 
 
 def _one_line(e: BaseException) -> str:

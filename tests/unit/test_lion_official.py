@@ -121,9 +121,11 @@ def test_pickled_objects_are_refused_and_convert_gives_safetensors(tmp_path, rel
         lo.load_lion_official(path, TINY)
     assert "\n" not in str(e.value)
     out = tmp_path / "model.safetensors"
-    assert lo.main(["convert", str(path), str(out)]) == 2  # refused without --allow-pickle
+    assert lo.main(["convert", str(path), str(out)]) == 2  # never unpickled, not even to convert
     assert not out.exists()
-    assert lo.main(["convert", str(path), str(out), "--allow-pickle"]) == 0
+    tensors = tmp_path / "model_tensors.pt"  # what the user re-saves in LION's own environment
+    torch.save({"vae_state_dict": release[1], "dae_state_dict": release[2]}, tensors)
+    assert lo.main(["convert", str(tensors), str(out)]) == 0
     conv = lo.build_generator(out, "cpu", config=TINY, sampler="ddim", steps=2)
     z = torch.randn(1, TINY.z_dim, generator=torch.Generator().manual_seed(0))
     # same weights in other tensors: float32 kernels may sum in another order (last-bit differences)

@@ -19,9 +19,11 @@ Architecture: ``squeeze3d.zoo.lion_official_pvcnn`` (networks) and ``lion_offici
 CUDA operators in pure torch). Key/shape manifest of the published configuration, derived by
 running the official constructors: ``manifests/lion_official.json``.
 
-Convert a checkpoint that ``weights_only`` refuses (only if you trust the file)::
+This project never unpickles: a checkpoint that ``weights_only`` refuses is re-saved once in the
+environment that made it, with the two state dicts alone, then read (or converted) here::
 
-    python -m squeeze3d.zoo.lion_official convert model.pt model.safetensors --allow-pickle
+    torch.save({k: ckpt[k] for k in ("vae_state_dict", "dae_state_dict")}, "model_tensors.pt")  # LION's env
+    python -m squeeze3d.zoo.lion_official convert model_tensors.pt model.safetensors
 """
 
 from __future__ import annotations
@@ -290,8 +292,9 @@ def read_state_dicts(path: str | Path) -> dict[str, dict[str, torch.Tensor]]:
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()  # torch's message carries terminal colours
         first = text.splitlines()[0] if text else type(e).__name__
         raise LionOfficialCheckpointError(
-            f"{path}: torch.load(weights_only=True) refused the file ({first}); if you trust it, convert it "
-            f"with: python -m squeeze3d.zoo.lion_official convert {path} out.safetensors --allow-pickle") from e
+            f"{path}: torch.load(weights_only=True) refused the file ({first}); this project never unpickles: "
+            "re-save its vae_state_dict and dae_state_dict alone with torch.save in the environment that made "
+            "it, then convert that (docs/models/lion_official.md)") from e
     if not isinstance(ckpt, dict):
         raise LionOfficialCheckpointError(f"{path}: expected a dict with vae_state_dict and dae_state_dict, "
                                           f"got {type(ckpt).__name__}")
@@ -421,17 +424,12 @@ def config_from_file(config_path: str | Path | None, checkpoint_path: Path | Non
     return LionOfficialConfig.from_lion_cfg(cfg)
 
 
-def convert(src: str | Path, dst: str | Path, allow_pickle: bool = False) -> None:
-    """Write the two state dicts of a LION ``.pt`` as one safetensors file (keys prefixed with
-    their section). ``allow_pickle`` loads with ``weights_only=False``: only for files you trust."""
+def convert(src: str | Path, dst: str | Path) -> None:
+    """Write the two state dicts of a LION ``.pt`` (read with ``weights_only=True``) as one
+    safetensors file (keys prefixed with their section)."""
     from safetensors.torch import save_file
 
-    if allow_pickle:
-        ckpt = torch.load(src, map_location="cpu", weights_only=False)  # the user's own, trusted file
-        if not isinstance(ckpt, dict) or any(s not in ckpt for s in SECTIONS):
-            raise LionOfficialCheckpointError(f"{src}: not a LION checkpoint (no vae_state_dict/dae_state_dict)")
-    else:
-        ckpt = read_state_dicts(src)
+    ckpt = read_state_dicts(src)
     flat = {f"{s}.{k}": v.detach().contiguous() for s in SECTIONS for k, v in ckpt[s].items()}
     save_file(flat, str(dst), metadata={"format": "lion-official", "source": Path(src).name})
 
@@ -564,15 +562,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     cv = sub.add_parser("convert", help="write a LION .pt's vae/dae state dicts as safetensors")
     cv.add_argument("src")
     cv.add_argument("dst")
-    cv.add_argument("--allow-pickle", action="store_true",
-                    help="load with weights_only=False (runs code from the file: only for files you trust)")
     ck = sub.add_parser("check", help="load a checkpoint strictly and print its configuration")
     ck.add_argument("checkpoint")
     ck.add_argument("--config", default=None, help="LION cfg.yml (default: beside the checkpoint)")
     a = p.parse_args(argv)
     try:
         if a.cmd == "convert":
-            convert(a.src, a.dst, a.allow_pickle)
+            convert(a.src, a.dst)
             print(f"wrote {a.dst}")
         else:
             model = load_lion_official(a.checkpoint, config_path=a.config)

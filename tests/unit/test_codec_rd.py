@@ -5,6 +5,7 @@ Draco plus the header), version 2 files found by their model hash, and the shipp
 import numpy as np
 import pytest
 import torch
+from tiny_mappings import BOUNDED, train_debug_checkpoint
 
 from squeeze3d.baselines import draco
 from squeeze3d.codec import compressor
@@ -18,21 +19,7 @@ PAIR = "debug"
 @pytest.fixture(scope="module")
 def bounded_ckpt(tmp_path_factory):
     """A tiny debug model with tanh-bounded codes trained with 8-bit quantisation noise."""
-    from squeeze3d.config import train_config_for_pair
-    from squeeze3d.mapping.checkpoint import save_checkpoint
-    from squeeze3d.synth.in_process import synthesise
-    from squeeze3d.train.loop import TensorPairs, fit
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        z_e, z_g, _ = synthesise(PAIR, list(range(256)))
-        cfg = train_config_for_pair(PAIR, sets=["optim.epochs=2", "mapping.code_bound=tanh", "loss.code_noise_bits=8",
-                                                "mapping.d_code=24"])
-        r = fit(cfg, z_e.shape[1:], z_g.shape[1:], TensorPairs(z_e, z_g, 64))
-    finally:
-        torch.set_num_threads(threads)
-    return str(save_checkpoint(tmp_path_factory.mktemp("bck") / "m", r.f_e, r.f_d, cfg))
+    return train_debug_checkpoint(tmp_path_factory.mktemp("bck") / "m", BOUNDED)
 
 
 def _cloud():
@@ -120,7 +107,6 @@ def test_v2_file_finds_its_model_by_hash_and_shipped_default(bounded_ckpt, tmp_p
 
 def test_nearest_neighbour_distances_match_exact_float64():
     """The fast float32-pick / float64-recompute NN search gives cdist's float64 distances."""
-    import torch
 
     from squeeze3d.metrics.pointcloud import _nn_sq
 

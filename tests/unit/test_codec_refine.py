@@ -4,6 +4,7 @@ and the own-frame Draco fallback (never larger than bare Draco; decodes whatever
 import numpy as np
 import pytest
 import torch
+from tiny_mappings import BOUNDED, train_debug_checkpoint
 
 from squeeze3d.baselines import draco
 from squeeze3d.codec.compressor import Variant, compress_points, decompress_bytes, get_codec
@@ -26,21 +27,7 @@ def test_prefix_mask_keeps_a_listed_prefix_per_row():
 @pytest.fixture(scope="module")
 def nested_ckpt(tmp_path_factory):
     """A tiny debug model with nested 24-number codes (prefixes 6, 12, 24)."""
-    from squeeze3d.config import train_config_for_pair
-    from squeeze3d.mapping.checkpoint import save_checkpoint
-    from squeeze3d.synth.in_process import synthesise
-    from squeeze3d.train.loop import TensorPairs, fit
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        z_e, z_g, _ = synthesise(PAIR, list(range(256)))
-        cfg = train_config_for_pair(PAIR, sets=["optim.epochs=2", "mapping.code_bound=tanh", "loss.code_noise_bits=8",
-                                                "mapping.d_code=24", "mapping.code_prefixes=[6,12,24]"])
-        r = fit(cfg, z_e.shape[1:], z_g.shape[1:], TensorPairs(z_e, z_g, 64))
-    finally:
-        torch.set_num_threads(threads)
-    return str(save_checkpoint(tmp_path_factory.mktemp("nck") / "m", r.f_e, r.f_d, cfg))
+    return train_debug_checkpoint(tmp_path_factory.mktemp("nck") / "m", [*BOUNDED, "mapping.code_prefixes=[6,12,24]"])
 
 
 def _cloud(seed=5):

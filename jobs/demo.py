@@ -9,6 +9,7 @@ import sys
 import time
 
 from squeeze3d.codec import DEFAULT_PAIR
+from squeeze3d.config import ConfigError
 from squeeze3d.console import StageConsole
 from squeeze3d.demo import run_core_demo, run_platform_demo
 from squeeze3d.errors import UserError
@@ -32,7 +33,7 @@ def main() -> int:
     if a.core:
         try:
             run_core_demo(a.pair, epochs=a.epochs, device=a.device, out_dir=a.out)
-        except (UnknownPairError, UserError) as e:
+        except (UnknownPairError, UserError, ConfigError) as e:
             print(f"demo: error: {e}", file=sys.stderr)
             return 2
         return 0
@@ -40,9 +41,9 @@ def main() -> int:
     console = StageConsole(log_path, total_stages=4, verbose=a.verbose)
     console.print(f"squeeze3d demo: {a.pair} on this machine (the libraries' logs: {log_path})")
     try:
-        run_platform_demo(a.pair, num_samples=a.samples, epochs=a.epochs or 20, d_code=a.d_code,
+        run_platform_demo(a.pair, num_samples=a.samples, epochs=20 if a.epochs is None else a.epochs, d_code=a.d_code,
                           eval_limit=a.eval, out_dir=a.out, console=console)
-    except (UnknownPairError, UserError) as e:
+    except (UnknownPairError, UserError, ConfigError) as e:
         console.print(f"demo: error: {e}")
         return 2
     finally:

@@ -96,6 +96,29 @@ def _recipe_train_yaml(pair_name: str, out: Path) -> Path | None:
     return path
 
 
+def demo_train_config(pair_name: str, epochs: int = 20, d_code: int | None = 128,
+                      out_dir: str | Path = ".state/demo"):
+    """The demo's training config, from one place: the pair's defaults, then its champion recipe (if the
+    pair has one: e.g. the output loss through G rather than the paper's latent MSE), then the demo's
+    shortening (epochs, AdamW on CPU, optionally a smaller code). Raises ``ConfigError`` at once on a
+    bad combination."""
+    recipe = _recipe_train_yaml(pair_name, Path(out_dir))
+    base = train_config_for_pair(pair_name, recipe)
+    extra: dict = {}
+    if d_code is not None:
+        extra["mapping"] = {"d_code": d_code}
+        if base.mapping.code_prefixes:
+            # the recipe's nested rungs that fit the smaller code, ending at the whole code (the
+            # config requires the last prefix to be d_code)
+            extra["mapping"]["code_prefixes"] = sorted({p for p in base.mapping.code_prefixes if p < d_code}
+                                                       | {d_code})
+    # Muon's Newton–Schulz costs ~0.6 TFLOP per step at pointnet_lion sizes (the 1024×8320 output
+    # layer dominates): 5.5 s/step on this CPU even in float32, vs 0.24 s for AdamW. The CPU demo uses
+    # AdamW; GPU runs keep the paper's Muon.
+    sets = [f"optim.epochs={epochs}", "optim.optimizer=adamw"]
+    return train_config_for_pair(pair_name, recipe, sets=sets, extra=extra)
+
+
 @dataclass
 class PlatformDemoReport:
     dataset: str
@@ -125,6 +148,9 @@ def run_platform_demo(pair_name: str = "pointnet_lion", num_samples: int = 600, 
     con = console or PlainConsole(log, total_stages=4)
     out = Path(out_dir)
     secs: dict[str, float] = {}
+    # resolved and validated before anything is built: a bad combination fails in seconds, not after
+    # minutes of building pairs
+    cfg = demo_train_config(pair_name, epochs=epochs, d_code=d_code, out_dir=out)
     if get_pair(pair_name).shipped_model and registry.champion(pair_name) is None:
         from squeeze3d.train.champion import register_shipped
 
@@ -148,15 +174,6 @@ def run_platform_demo(pair_name: str = "pointnet_lion", num_samples: int = 600, 
     secs["build"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    sets = [f"optim.epochs={epochs}"] + ([f"mapping.d_code={d_code}"] if d_code else [])
-    # Muon's Newton–Schulz costs ~0.6 TFLOP per step at pointnet_lion sizes (the 1024×8320 output
-    # layer dominates): 5.5 s/step on this CPU even in float32, vs 0.24 s for AdamW. The CPU demo uses
-    # AdamW; GPU runs keep the paper's Muon.
-    sets.append("optim.optimizer=adamw")
-    # A pair with a champion recipe trains with the recipe's objective (e.g. the output loss through
-    # G) rather than the paper's latent MSE; the demo only shortens it.
-    recipe = _recipe_train_yaml(pair_name, out)
-    cfg = train_config_for_pair(pair_name, recipe, sets=sets)
     with con.stage(f"Ray Train: fitting F_E/F_D ({cfg.mapping.arch}, d_C={cfg.mapping.d_code}, {epochs} epochs) "
                    "→ MLflow") as st:
         datasets, info = open_training_data(summary.output, pair_name)

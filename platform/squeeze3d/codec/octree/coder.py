@@ -1,0 +1,237 @@
+"""The octree geometry coder: a point cloud on a grid of the encoder's choosing → a few bytes.
+
+Stream layout (all of it is the payload of a ``.sq3d`` layer)::
+
+    depth        u8        octree levels D (the grid is 2**D cells a side), 0..MAX_DEPTH
+    step         i16       grid step = 2 ** (e / 16), e the stored integer (exact, see ``step_of``)
+    origin       3 × zigzag varint   grid origin in steps: a point of cell q sits at (q + origin) * step
+    occupancy    rest      one range-coded stream (``constriction``): level 0 → D, per level 8
+                           passes (one per child index) over the occupied nodes in key order
+
+Every probability comes from an integer table (``tables.py``, 16-bit) indexed by an integer context
+(``context.py``), so the decoder's arithmetic sees bit-identical models on any machine, thread
+count or batch. Decoding stops after any level on request (``max_level``): each level is a valid,
+coarser cloud of cell centres (progressive decode). The leaves decode to one point per occupied cell
+(the input's exact duplicates on the grid merge).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import numpy as np
+
+from squeeze3d.codec.octree.context import LevelContexts, NeuralPrior, children_of, keys, lookup
+from squeeze3d.errors import ContainerError
+
+MAX_DEPTH = 21  # 2**21 cells a side; keys stay in int64 (3 × 23 bits)
+MAX_NODES = 1 << 22  # a corrupted stream must not explode memory before the CRC-free payload fails
+
+# 2 ** (i / 16) as exact float64 literals: no pow() whose last bit could differ between C libraries
+_STEP_FRAC = tuple(float.fromhex(h) for h in (
+    "0x1.0000000000000p+0", "0x1.0b5586cf9890fp+0", "0x1.172b83c7d517bp+0", "0x1.2387a6e756238p+0",
+    "0x1.306fe0a31b715p+0", "0x1.3dea64c123422p+0", "0x1.4bfdad5362a27p+0", "0x1.5ab07dd485429p+0",
+    "0x1.6a09e667f3bcdp+0", "0x1.7a11473eb0187p+0", "0x1.8ace5422aa0dbp+0", "0x1.9c49182a3f090p+0",
+    "0x1.ae89f995ad3adp+0", "0x1.c199bdd85529cp+0", "0x1.d5818dcfba487p+0", "0x1.ea4afa2a490dap+0"))
+_HEAD = struct.Struct("<Bh")
+
+
+def step_of(e: int) -> float:
+    """Grid step for the stored exponent: 2 ** (e / 16), computed exactly (a power of two times a
+    tabulated constant)."""
+    return math.ldexp(_STEP_FRAC[e % 16], e // 16)
+
+
+def exponent_for(step: float) -> int:
+    """The stored exponent whose step is the largest not above ``step``."""
+    e = math.floor(16 * math.log2(step))
+    while step_of(e + 1) <= step:
+        e += 1
+    while step_of(e) > step:
+        e -= 1
+    return e
+
+
+def _varint(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _zigzag(v: int) -> int:
+    return (v << 1) if v >= 0 else ((-v << 1) - 1)
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    v = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ContainerError("octree stream: truncated or corrupted grid header")
+        b = data[pos]
+        pos += 1
+        v |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return v, pos
+
+
+class Grid:
+    """A cubic grid: ``depth`` levels, step ``2 ** (e / 16)``, integer origin (in steps)."""
+
+    def __init__(self, e: int, origin: tuple[int, int, int], depth: int):
+        if not -32768 <= e <= 32767:
+            raise ValueError(f"grid step exponent {e} out of range")
+        self.e, self.origin, self.depth = int(e), tuple(int(o) for o in origin), int(depth)
+        self.step = step_of(self.e)
+
+    @classmethod
+    def fit(cls, points: np.ndarray, e: int) -> tuple[Grid, np.ndarray]:
+        """The grid of step exponent ``e`` that holds ``points``, and their unique cells (sorted)."""
+        step = step_of(e)
+        q = np.round(np.asarray(points, np.float64) / step)
+        if not np.all(np.isfinite(q)) or np.abs(q).max() > 2 ** 52:
+            raise ValueError("points do not fit a grid of this step")
+        q = q.astype(np.int64)
+        origin = q.min(axis=0)
+        q -= origin
+        depth = max(int(q.max()).bit_length(), 0) if len(q) else 0
+        if depth > MAX_DEPTH:
+            raise ValueError(f"a grid of step 2^({e}/16) needs {depth} levels (at most {MAX_DEPTH})")
+        cells = np.unique(q, axis=0)
+        return cls(e, tuple(int(v) for v in origin), depth), cells
+
+    def header(self) -> bytes:
+        return _HEAD.pack(self.depth, self.e) + b"".join(_varint(_zigzag(o)) for o in self.origin)
+
+    @classmethod
+    def parse(cls, data: bytes) -> tuple[Grid, int]:
+        if len(data) < _HEAD.size:
+            raise ContainerError("octree stream: truncated grid header")
+        depth, e = _HEAD.unpack_from(data, 0)
+        if depth > MAX_DEPTH:
+            raise ContainerError(f"octree stream: {depth} levels (at most {MAX_DEPTH}): corrupted")
+        pos = _HEAD.size
+        origin = []
+        for _ in range(3):
+            z, pos = _read_varint(data, pos)
+            origin.append((z >> 1) if not z & 1 else -((z + 1) >> 1))
+        return cls(e, tuple(origin), depth), pos
+
+    def to_points(self, cells: np.ndarray, level: int | None = None) -> np.ndarray:
+        """Cell centres (float32, the grid's frame) of integer cells at ``level`` (default: leaves)."""
+        level = self.depth if level is None else level
+        size = 1 << (self.depth - level)
+        c = np.asarray(cells, np.float64) * size + (size - 1) / 2.0 + np.asarray(self.origin, np.float64)
+        return (c * self.step).astype(np.float32)
+
+    def prior_cells(self, points: np.ndarray | None) -> np.ndarray | None:
+        """Points (the grid's frame) → their integer cells at the leaves (may fall outside)."""
+        if points is None:
+            return None
+        return np.floor(np.asarray(points, np.float64) / self.step + 0.5).astype(np.int64) \
+            - np.asarray(self.origin, np.int64)
+
+
+def _bernoulli():
+    import constriction
+
+    return constriction.stream.model.Bernoulli(perfect=False)
+
+
+def _probabilities(table: np.ndarray, ctx: np.ndarray) -> np.ndarray:
+    return table[ctx].astype(np.float64) / 65536.0  # exact: 16-bit integers over a power of two
+
+
+def coded_bits(depth: int, cells: np.ndarray, prior: NeuralPrior):
+    """Every coded occupancy bit of the octree of ``cells``, in stream order: yields ``(contexts,
+    bits)`` per pass. Shared by the encoder and the table fit (``fit.py``)."""
+    cells = np.asarray(cells, np.int64)
+    kvec = np.array([[(k >> 2) & 1, (k >> 1) & 1, k & 1] for k in range(8)], np.int64)
+    nodes = np.zeros((1, 3), np.int64)
+    parents = 1
+    for level in range(depth):
+        lc = LevelContexts(nodes, level, parents, prior)
+        below = np.unique(keys(cells >> (depth - level - 1), level + 1))
+        ch = (2 * nodes[:, None, :] + kvec[None]).reshape(-1, 3)
+        truth = (lookup(below, keys(ch, level + 1)) >= 0).reshape(-1, 8).astype(np.int8)
+        occ = np.zeros_like(truth)
+        for k in range(8):
+            ctx, coded = lc.pass_contexts(k, occ)
+            if coded.any():
+                yield ctx[coded], truth[coded, k]
+            occ[:, k] = truth[:, k]
+        parents = len(nodes)
+        nodes = _sorted(children_of(nodes, occ), level + 1)
+
+
+def encode_cells(grid: Grid, cells: np.ndarray, table: np.ndarray, prior_points: np.ndarray | None = None) -> bytes:
+    """Occupied leaf cells (unique, inside the grid) → the stream (header + occupancy)."""
+    import constriction
+
+    enc = constriction.stream.queue.RangeEncoder()
+    model = _bernoulli()
+    prior = NeuralPrior(grid.prior_cells(prior_points), grid.depth)
+    for ctx, bits in coded_bits(grid.depth, cells, prior):
+        enc.encode(bits.astype(np.int32), model, _probabilities(table, ctx))
+    words = enc.get_compressed()
+    return grid.header() + np.asarray(words, "<u4").tobytes()
+
+
+def _sorted(cells: np.ndarray, level: int) -> np.ndarray:
+    return cells[np.argsort(keys(cells, level), kind="stable")]
+
+
+def decode_cells(data: bytes, table: np.ndarray, prior_points: np.ndarray | None = None,
+                 max_level: int | None = None) -> tuple[Grid, np.ndarray, int]:
+    """The stream → (grid, occupied cells at the last decoded level, that level). ``max_level``: stop
+    after that many levels (progressive decode; default: all)."""
+    import constriction
+
+    grid, pos = Grid.parse(data)
+    body = data[pos:]
+    if len(body) % 4:
+        raise ContainerError("octree stream: truncated or corrupted occupancy (not whole 32-bit words)")
+    words = np.frombuffer(body, "<u4").copy()
+    dec = constriction.stream.queue.RangeDecoder(words)
+    model = _bernoulli()
+    prior = NeuralPrior(grid.prior_cells(prior_points), grid.depth)
+    last = grid.depth if max_level is None else max(0, min(int(max_level), grid.depth))
+    nodes = np.zeros((1, 3), np.int64)
+    parents = 1
+    for level in range(last):
+        lc = LevelContexts(nodes, level, parents, prior)
+        occ = np.zeros((len(nodes), 8), np.int8)
+        for k in range(8):
+            ctx, coded = lc.pass_contexts(k, occ)
+            bit = np.ones(len(nodes), np.int8)
+            n = int(coded.sum())
+            if n:
+                try:
+                    bit[coded] = dec.decode(model, _probabilities(table, ctx[coded])).astype(np.int8)
+                except (ValueError, RuntimeError) as e:
+                    raise ContainerError(f"octree stream: corrupted occupancy ({e})") from None
+            occ[:, k] = bit
+        parents = len(nodes)
+        nodes = _sorted(children_of(nodes, occ), level + 1)
+        if len(nodes) > MAX_NODES:
+            raise ContainerError("octree stream: corrupted (more occupied cells than any file can hold)")
+    return grid, nodes, last
+
+
+def encode(points: np.ndarray, e: int, table: np.ndarray, prior_points: np.ndarray | None = None) -> bytes:
+    grid, cells = Grid.fit(points, e)
+    return encode_cells(grid, cells, table, prior_points)
+
+
+def decode(data: bytes, table: np.ndarray, prior_points: np.ndarray | None = None,
+           max_level: int | None = None) -> np.ndarray:
+    """The stream → points (float32): leaf cell centres, or cell centres of ``max_level``."""
+    grid, cells, level = decode_cells(data, table, prior_points, max_level)
+    return grid.to_points(cells, level)

@@ -32,6 +32,8 @@ class PointCloudHandler(AssetHandler):
     kind = "point_cloud"
     quality_name = "D1-PSNR"
     fallback_name = "Draco"
+    classical_codecs = ("octree", "draco")
+    """The classical codecs ``--classical`` picks from (``codec.classical``), the default first."""
     metric_columns = (MetricColumn("chamfer", "Chamfer", 5), MetricColumn("d1_psnr", "D1-PSNR dB", 2))
     primary_metric = "d1_psnr"
 

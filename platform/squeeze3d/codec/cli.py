@@ -50,7 +50,12 @@ def _resample_desc(codec) -> str:
 def _summary_line(src, res, codec) -> str:
     handler = codec.handler
     c = res.container
-    kind = res.variant if c.codec == "neural" else f"fallback {handler.fallback_name} {c.draco_bits}-bit"
+    if c.codec == "neural":
+        kind = res.variant
+    elif c.coder == "octree":
+        kind = "fallback octree"
+    else:
+        kind = f"fallback {handler.fallback_name} {c.draco_bits}-bit"
     q = f", {handler.quality_name} {res.psnr:.2f} dB" if res.psnr is not None else ""
     # the paper's ratio: input file bytes / .sq3d bytes; the file decodes to the pair's resample, not
     # to every point of the input, so say so next to the number
@@ -198,7 +203,7 @@ def _cmd_compress(args) -> int:
     opts = dict(pair=args.pair, model=args.model, dtype=args.dtype, quant=args.quant,
                 min_quality=args.min_quality, device=args.device, seed=args.seed,
                 target_bytes=args.target_bytes, bits=args.bits, overwrite=bool(args.force),
-                effort=args.effort, prefix=args.prefix)
+                effort=args.effort, prefix=args.prefix, classical=args.classical)
     if not src.is_dir():
         _check_sq3d_output(dst, src)  # before "exists, pass --force", which would not help
         if _skip_existing_output(src, dst, args):
@@ -456,6 +461,9 @@ def add_commands(sub) -> None:
     effort_flag(p)
     p.add_argument("--prefix", type=int, default=None, metavar="K",
                    help="nested-code models: store only the first K code numbers (default: the ladder decides)")
+    p.add_argument("--classical", default=None, choices=["octree", "draco"],
+                   help="point clouds: the classical codec the quality floor may fall back to (default octree: "
+                        "octree coding with trained contexts; draco: for interoperability)")
     p.add_argument("--seed", type=int, default=0, help="seed of the mesh surface sampling")
     p.add_argument("--device", default="cpu")
     jobs_flag(p)

@@ -46,7 +46,15 @@ from squeeze3d.codec import (
     DEFAULT_QUANT,
     OFF_BUDGET_BYTES,
 )
-from squeeze3d.codec.container import Container, ContainerError, pack, read_container, unpack
+from squeeze3d.codec.container import (
+    FORMAT_VERSION,
+    LAYERED_VERSION,
+    Container,
+    ContainerError,
+    pack,
+    read_container,
+    unpack,
+)
 from squeeze3d.codec.quantise import DTYPE_CHOICES, QUANT_CHOICES, dequantise, quantise
 from squeeze3d.errors import UserError
 from squeeze3d.io import InputError, atomic_write_bytes
@@ -274,6 +282,13 @@ class Codec:
 
         return sorted(rungs, key=lambda v: (-payload_bytes(v), -v.prefix))
 
+    def rung_decode(self, code: np.ndarray, prefix: int, bits: int) -> np.ndarray:
+        """What the decoder reconstructs (normalised frame) from ``code`` stored as its first ``prefix``
+        numbers at ``bits`` bits (a fixed-range rung); the enhancement layer's prior."""
+        flat = np.asarray(code, np.float32).reshape(-1)[:int(prefix)]
+        q = dequantise(quantise(flat, "fixed", "none", int(bits)), "fixed", "none", flat.shape, int(bits))
+        return np.asarray(self.decode_asset(self._padded(q)), np.float32)
+
     # ---------------------------------------------------------------- refinement
     def _loss_decoder(self):
         def build():
@@ -327,7 +342,7 @@ class Codec:
     def compress_asset(self, data: np.ndarray, dtype: str | None = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
                        min_quality: float | None = DEFAULT_MIN_QUALITY_DB, target_bytes: int | None = None,
                        bits: int | None = None, *, effort: int | None = None,
-                       prefix: int | None = None) -> CompressResult:
+                       prefix: int | None = None, classical: str | None = None) -> CompressResult:
         """One raw asset (any frame) → .sq3d bytes. The handler validates it and brings it to the pair's
         size first (point clouds larger than the pair's count: a seeded subset; grids: resampled to R);
         the gate measures against that.
@@ -339,7 +354,11 @@ class Codec:
         the model's largest variant (nested codes: the largest of at most ``OFF_BUDGET_BYTES``), unmeasured.
 
         ``effort``: test-time refinement steps (``codec.refine``; None: ``DEFAULT_EFFORT``, 0: off);
-        ``prefix``: store only this many code numbers (nested-code models)."""
+        ``prefix``: store only this many code numbers (nested-code models); ``classical``: the kind's
+        classical codec (``codec.classical``; point clouds: ``octree`` by default, or ``draco``)."""
+        from squeeze3d.codec.classical import classical_for
+
+        cc = classical_for(self.handler, classical)
         effort = DEFAULT_EFFORT if effort is None else int(effort)
         if effort < 0:
             raise UserError(f"--effort must be >= 0 refinement steps, got {effort}")
@@ -399,14 +418,16 @@ class Codec:
         # A classical codec that keeps its own frame (Draco) codes the asset as prepared, and the
         # file then stores no normalisation (container modes 6/7): never larger than the bare codec.
         # Its quality is the same either way (D1-PSNR is invariant to the normalisation).
-        own = bool(h.fallback_own_frame)
+        own = cc.own_frame
         classical_in = prepared if own else norm
 
         def fallback(blob: bytes, b: int) -> Container:
             if own:
+                octree = cc.coder == "octree"
                 return Container(codec="fallback", num_points=0, code_shape=(), dtype="none", quant="none",
                                  draco_bits=b, payload=blob, pair=self.pair.name, model_version=None,
-                                 model_hash="00000000", centre=(0.0, 0.0, 0.0), scale=1.0, own_frame=True)
+                                 model_hash="00000000", centre=(0.0, 0.0, 0.0), scale=1.0, own_frame=True,
+                                 coder=cc.coder, version=LAYERED_VERSION if octree else FORMAT_VERSION)
             return Container(codec="fallback", num_points=self.asset_size, code_shape=(), dtype="none",
                              quant="none", draco_bits=b, payload=blob, **common)
 
@@ -414,8 +435,7 @@ class Codec:
         neural_q = top[2]
         if target_bytes is not None:
             cands = [top] + [measure(c) for c in neural[1:]]
-            for b in h.fallback_bits:
-                blob, q = h.fallback_at(classical_in, b)
+            for blob, b, q in cc.ladder(classical_in):
                 c = fallback(blob, b)
                 cands.append((pack(c), c, float(q)))
             fits = [x for x in cands if len(x[0]) <= int(target_bytes)]
@@ -440,9 +460,8 @@ class Codec:
                         kept = x
                         break
                 kept = kept or top
-            cheapest = min(h.fallback_bits)  # the classical codec's smallest file: its fewest bits
-            if kept is None or len(pack(fallback(h.fallback_blob(classical_in, cheapest), cheapest))) < len(kept[0]):
-                blob, b, fq = h.fallback_encode(classical_in, float(min_quality))  # fewest classical bits meeting the floor
+            if kept is None or len(pack(fallback(cc.smallest(classical_in), 1))) < len(kept[0]):
+                blob, b, fq = cc.at_floor(classical_in, float(min_quality))  # fewest classical bits meeting the floor
                 fb = fallback(blob, b)
                 cands.append((pack(fb), fb, float(fq)))
             ok = [x for x in cands if x[2] >= min_quality]
@@ -455,8 +474,10 @@ class Codec:
         (cheap; neural payloads are checked by the parse: their decode is the model's)."""
         c = unpack(res.data)
         if c.codec == "fallback":
+            from squeeze3d.codec.classical import for_container
+
             try:
-                self.handler.fallback_decode(c.payload, c.draco_bits, None)
+                for_container(self.handler, c.coder).decode(c.payload, c.draco_bits)
             except ContainerError as e:
                 raise UserError(f"internal error: the classical codec wrote a payload it cannot read ({e}); "
                                 "nothing was written") from None
@@ -514,7 +535,7 @@ def get_codec(pair: str = DEFAULT_PAIR, model: str | None = None, device: str = 
 def _label(c: Container) -> str:
     """A variant's name for messages and tables: ``neural fixed-6``, ``neural int8``, ``fallback 4-bit``."""
     if c.codec == "fallback":
-        return f"fallback {c.draco_bits}-bit"
+        return "fallback octree" if c.coder == "octree" else f"fallback {c.draco_bits}-bit"
     return f"neural {c.dtype}{'-' + str(c.draco_bits) if c.dtype == 'fixed' else ''}"
 
 
@@ -522,8 +543,10 @@ def _decode_any(c: Container, model: str | None, device: str, where: str = "") -
     if c.codec == "fallback":
         pair = _get_pair(c.pair)  # an unknown pair is an error even though the fallback needs no model
         h = handler_for(pair.asset_kind)
-        try:  # no count check: Draco merges duplicate points, so it may hold fewer than the header says
-            decoded = h.fallback_decode(c.payload, c.draco_bits, None)
+        from squeeze3d.codec.classical import for_container
+
+        try:  # no count check: Draco and the octree merge duplicate points: their count wins
+            decoded = for_container(h, c.coder).decode(c.payload, c.draco_bits)
         except ContainerError as e:
             raise ContainerError(f"{where}{e}") from None
         return decoded.astype(np.float32) if c.own_frame else h.denormalise(decoded, c.centre, c.scale)
@@ -555,20 +578,20 @@ def compress_points(points: np.ndarray, *, pair: str = DEFAULT_PAIR, model: str 
                     dtype: str | None = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
                     min_quality: float | None = DEFAULT_MIN_QUALITY_DB, device: str = "cpu",
                     target_bytes: int | None = None, bits: int | None = None, effort: int | None = None,
-                    prefix: int | None = None) -> CompressResult:
+                    prefix: int | None = None, classical: str | None = None) -> CompressResult:
     """``[N, 3]`` points in any frame → ``CompressResult`` (``.data`` is the .sq3d bytes)."""
     return get_codec(pair, model, device).compress_asset(points, dtype, quant, min_quality, target_bytes, bits,
-                                                         effort=effort, prefix=prefix)
+                                                         effort=effort, prefix=prefix, classical=classical)
 
 
 def compress_asset(data: np.ndarray, *, pair: str = DEFAULT_PAIR, model: str | None = None,
                    dtype: str | None = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
                    min_quality: float | None = DEFAULT_MIN_QUALITY_DB, device: str = "cpu",
                    target_bytes: int | None = None, bits: int | None = None, effort: int | None = None,
-                   prefix: int | None = None) -> CompressResult:
+                   prefix: int | None = None, classical: str | None = None) -> CompressResult:
     """One asset of the pair's kind (``[N, 3]`` points, ``[4, R, R, R]`` grid) → ``CompressResult``."""
     return get_codec(pair, model, device).compress_asset(data, dtype, quant, min_quality, target_bytes, bits,
-                                                         effort=effort, prefix=prefix)
+                                                         effort=effort, prefix=prefix, classical=classical)
 
 
 def decompress_bytes(data: bytes, *, model: str | None = None, device: str = "cpu") -> DecompressResult:
@@ -596,7 +619,8 @@ def compress_file(input: str | Path, output: str | Path, *, pair: str = DEFAULT_
                   dtype: str = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
                   min_quality: float | None = DEFAULT_MIN_QUALITY_DB, device: str = "cpu",
                   seed: int = 0, target_bytes: int | None = None, bits: int | None = None,
-                  overwrite: bool = True, effort: int | None = None, prefix: int | None = None) -> CompressResult:
+                  overwrite: bool = True, effort: int | None = None, prefix: int | None = None,
+                  classical: str | None = None) -> CompressResult:
     """Read an asset file through the pair's handler (meshes sampled to the pair's point count with
     ``seed``; grids resampled to its resolution), compress it and write ``output`` (.sq3d)
     atomically (``overwrite=False``: never over an existing file). Nothing is written if anything fails."""
@@ -604,7 +628,8 @@ def compress_file(input: str | Path, output: str | Path, *, pair: str = DEFAULT_
     _check_sq3d_output(out, inp)
     codec = get_codec(pair, model, device)
     asset = codec.handler.read(inp, codec.pair, seed)
-    res = codec.compress_asset(asset.data, dtype, quant, min_quality, target_bytes, bits, effort=effort, prefix=prefix)
+    res = codec.compress_asset(asset.data, dtype, quant, min_quality, target_bytes, bits, effort=effort, prefix=prefix,
+                               classical=classical)
     res.asset = asset
     try:  # overwrite=False: refused atomically at the rename, so a file that appeared meanwhile survives
         res.output = atomic_write_bytes(out, res.data, overwrite=overwrite)

@@ -55,6 +55,16 @@ and mode 6 also elides the 11 bytes every Draco 2.3 point-cloud file starts with
 so a fallback file is 3 bytes *smaller* than the bare Draco file it wraps (mode 7 keeps a Draco
 file whose first bytes differ, at +8 bytes).
 
+Layered files (format version 3: version 2's layout, version nibble 3; versions 1-2 still decode).
+The octree coder (``squeeze3d.codec.octree``) writes two kinds:
+
+- an octree fallback: the own-frame layout of mode 7 (no normalisation, size or model hash), its
+  payload an octree stream that carries its own grid (``magic 2 · version 1 · mode 1 · pair_tag 2 ·
+  octree stream · crc16 2``: 8 bytes of container);
+- a neural code with an enhancement layer: a neural header and code exactly as version 2, followed
+  by an octree stream of the asset in the normalised frame, coded with the neural decode as context
+  (the code's size follows from mode and d_code, so the layer needs no length).
+
 Parsing is strict: magic and version first (so a wrong file or a newer format gets a specific
 message), then every length is bounds-checked as it is read ("truncated or corrupted"), then the
 CRC, then the semantics (enums known, d_C consistent with the payload size, finite normalisation).
@@ -80,7 +90,11 @@ from squeeze3d.errors import ContainerError  # noqa: F401 - re-exported: the cod
 
 MAGIC = b"SQ3D"
 FORMAT_VERSION = 2
-SUPPORTED_VERSIONS = (1, 2)
+SUPPORTED_VERSIONS = (1, 2, 3)
+LAYERED_VERSION = 3
+"""Octree layers (``codec.octree``): an own-frame octree fallback, or a neural code followed by an
+octree enhancement layer. Version 2's layout with the version nibble 3 (see the module docstring)."""
+CODERS = ("draco", "octree")
 MAGIC_V2 = b"S3"
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_POINTS = 1 << 24
@@ -145,6 +159,11 @@ class Container:
     own_frame: bool = False
     """Fallback only: the payload is the asset in its own frame (Draco keeps its quantisation frame),
     so there is no normalisation, size or model hash in the file (format version 2, modes 6/7)."""
+    coder: str = "draco"
+    """Fallback only: the classical coder of the payload (``draco``, or ``octree``: version 3)."""
+    enhancement: bytes = field(default=b"", repr=False)
+    """Neural only (version 3): an octree stream of the asset, coded with the neural decode as
+    context (``codec.octree``); decoded, it replaces the neural points."""
 
     @property
     def d_code(self) -> int:
@@ -170,7 +189,8 @@ class Container:
             "model_hash": self.model_hash, "num_points": self.num_points,
             "code_shape": list(self.code_shape), "d_code": self.d_code, "dtype": self.dtype,
             "quant": self.quant, "draco_bits": self.draco_bits, "centre": list(self.centre),
-            "scale": self.scale, "own_frame": self.own_frame, "payload_bytes": len(self.payload),
+            "scale": self.scale, "own_frame": self.own_frame, "coder": self.coder if self.codec == "fallback" else None,
+            "enhancement_bytes": len(self.enhancement), "payload_bytes": len(self.payload),
             "total_bytes": len(pack(self)),
         }
 
@@ -184,10 +204,16 @@ def _check_semantics(c: Container) -> None:
         raise ContainerError(f"invalid pair name {c.pair!r} in header")
     if not re.fullmatch(r"[0-9a-f]{16}" if c.version == 1 else r"[0-9a-f]{8}", c.model_hash):
         raise ContainerError(f"invalid model hash {c.model_hash!r} in header")
+    if c.coder not in CODERS or (c.coder == "octree") != (c.version == LAYERED_VERSION and c.codec == "fallback"):
+        raise ContainerError(f"classical coder {c.coder!r} in a version {c.version} {c.codec} container")
+    if c.enhancement and (c.codec != "neural" or c.version != LAYERED_VERSION):
+        raise ContainerError("only version 3 neural containers carry an enhancement layer")
+    if c.version == LAYERED_VERSION and not (c.own_frame or c.enhancement):
+        raise ContainerError("a version 3 container is an octree fallback or a neural code with an enhancement layer")
     if c.own_frame:
-        if c.codec != "fallback" or c.version != 2:
-            raise ContainerError("only version 2 fallback containers keep the asset's own frame")
-        if not 1 <= c.draco_bits <= 30 or not c.payload:
+        if c.codec != "fallback" or c.version not in (2, LAYERED_VERSION):
+            raise ContainerError("only version 2 and 3 fallback containers keep the asset's own frame")
+        if not (0 if c.coder == "octree" else 1) <= c.draco_bits <= 30 or not c.payload:
             raise ContainerError(f"own-frame fallback with bits {c.draco_bits} and {len(c.payload)} payload bytes")
         return
     if c.model_version is not None and not 0 < c.model_version < 2**32:
@@ -227,7 +253,7 @@ def _check_semantics(c: Container) -> None:
 def pack(c: Container) -> bytes:
     """Serialise (validating first: a container that ``unpack`` would refuse is never written)."""
     _check_semantics(c)
-    if c.version == 2:
+    if c.version in (2, LAYERED_VERSION):
         return _pack_v2(c)
     pair = c.pair.encode("ascii")
     out = bytearray()
@@ -398,7 +424,7 @@ def _norm_fits_f16(centre, scale, tol: float) -> bool:
 
 def _mode_of(c: Container) -> int:
     if c.own_frame:
-        return 6 if c.payload.startswith(DRACO_PREFIX) else 7
+        return 6 if c.coder == "draco" and c.payload.startswith(DRACO_PREFIX) else 7
     if c.codec == "fallback":
         return 5
     key = c.dtype if c.dtype != "int8" else f"int8/{c.quant}"
@@ -414,19 +440,19 @@ def _pack_v2(c: Container) -> bytes:
     bits = c.draco_bits
     if c.own_frame:
         mode = _mode_of(c)
-        out = bytearray(MAGIC_V2) + bytes([2, mode << 5 | bits]) + pair_tag(c.pair)
+        out = bytearray(MAGIC_V2) + bytes([c.version, mode << 5 | bits]) + pair_tag(c.pair)
         out += c.payload[len(DRACO_PREFIX):] if mode == 6 else c.payload
         out += struct.pack("<H", binascii.crc_hqx(bytes(out), 0xFFFF))
         return bytes(out)
     out = bytearray(MAGIC_V2)
-    out.append(2 | (0 if f16 else _FLAG_NORM_F32))
+    out.append(c.version | (0 if f16 else _FLAG_NORM_F32))
     out.append(_mode_of(c) << 5 | bits)
     out += pair_tag(c.pair) + bytes.fromhex(c.model_hash)
     out += _varint(c.num_points)
     if c.codec == "neural":
         out += _varint(c.d_code)
     out += (_NORM16 if f16 else _NORM32).pack(*c.centre, c.scale)
-    out += c.payload
+    out += c.payload + c.enhancement
     out += struct.pack("<H", binascii.crc_hqx(bytes(out), 0xFFFF))
     return bytes(out)
 
@@ -435,7 +461,8 @@ def _unpack_v2(data: bytes) -> Container:
     r = _Reader(data)
     r.take(2, "magic")
     (vf,) = r.take(1, "format version")
-    if vf & 0x0F != 2 or vf & 0xE0:
+    version = vf & 0x0F
+    if version not in (2, LAYERED_VERSION) or vf & 0xE0:
         raise ContainerError(f".sq3d format version {vf & 0x0F} (flags {vf >> 4:#x}) is not supported; this build "
                              f"reads version(s) {', '.join(map(str, SUPPORTED_VERSIONS))}")
     if len(data) < 2 or binascii.crc_hqx(data[:-2], 0xFFFF) != struct.unpack("<H", data[-2:])[0]:
@@ -451,8 +478,8 @@ def _unpack_v2(data: bytes) -> Container:
         payload = data[r.off:-2]
         c = Container(pair=pair, codec="fallback", model_version=None, model_hash="00000000", num_points=0,
                       code_shape=(), dtype="none", quant="none", draco_bits=bits, centre=(0.0, 0.0, 0.0),
-                      scale=1.0, payload=(DRACO_PREFIX + payload) if mode == 6 else payload, version=2,
-                      own_frame=True)
+                      scale=1.0, payload=(DRACO_PREFIX + payload) if mode == 6 else payload, version=version,
+                      own_frame=True, coder="octree" if version == LAYERED_VERSION else "draco")
         _check_semantics(c)
         return c
     model_hash = r.take(4, "model hash").hex()
@@ -469,14 +496,22 @@ def _unpack_v2(data: bytes) -> Container:
         quant = quant or "none"
     if codec == "neural" and not 1 <= d_code <= MAX_CODE_NUMBERS:
         raise ContainerError(f"corrupted header: code of {d_code} numbers")
+    enhancement = b""
+    if version == LAYERED_VERSION:
+        if codec != "neural":
+            raise ContainerError("corrupted header: a version 3 file is an octree fallback or a layered neural file")
+        n = payload_size(dtype, quant, d_code, bits)
+        payload, enhancement = payload[:n], payload[n:]
+        if not enhancement:
+            raise ContainerError("truncated or corrupted: the enhancement layer is missing")
     c = Container(pair=pair, codec=codec, model_version=None, model_hash=model_hash, num_points=size,
                   code_shape=(d_code,) if codec == "neural" else (), dtype=dtype, quant=quant,
                   draco_bits=bits, centre=(float(centre[0]), float(centre[1]), float(centre[2])),
-                  scale=float(scale), payload=payload, version=2)
+                  scale=float(scale), payload=payload, version=version, enhancement=enhancement)
     _check_semantics(c)
     return c
 
 
 def header_bytes(c: Container) -> int:
     """Container overhead: file size minus payload."""
-    return len(pack(c)) - len(c.payload)
+    return len(pack(c)) - len(c.payload) - len(c.enhancement)

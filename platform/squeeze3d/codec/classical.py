@@ -1,0 +1,116 @@
+"""The classical codecs behind one interface, for the compressor's rate–distortion choice.
+
+Each asset kind names its classical codecs (``handler.classical_codecs``, the default first):
+point clouds ``octree`` (``codec.octree``: G-PCC-class octree coding with trained contexts, on
+the de-duplicated grid) and ``draco`` (interoperability); meshes ``draco``; radiance grids ``qz``.
+A codec turns the asset into ``(blob, param, quality)`` candidates and a blob back into the asset;
+``param`` is what the container's rate field stores (Draco / qz bits; 0 for the octree, whose grid
+travels in its own stream).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from squeeze3d.errors import UserError
+
+
+class Classical:
+    name = ""
+    coder = "draco"
+    """The container's ``coder`` field for this codec's files."""
+
+    def __init__(self, handler):
+        self.h = handler
+
+    @property
+    def own_frame(self) -> bool:
+        return bool(self.h.fallback_own_frame)
+
+    def smallest(self, x) -> bytes:
+        raise NotImplementedError
+
+    def at_floor(self, x, floor_db: float) -> tuple[bytes, int, float]:
+        raise NotImplementedError
+
+    def ladder(self, x) -> list[tuple[bytes, int, float]]:
+        raise NotImplementedError
+
+    def decode(self, blob: bytes, param: int):
+        raise NotImplementedError
+
+
+class HandlerClassical(Classical):
+    """The kind handler's own fallback (Draco for point clouds and meshes, quantise + zstd for grids)."""
+
+    def __init__(self, handler):
+        super().__init__(handler)
+        self.name = handler.fallback_name
+
+    def smallest(self, x) -> bytes:
+        return self.h.fallback_blob(x, min(self.h.fallback_bits))
+
+    def at_floor(self, x, floor_db):
+        return self.h.fallback_encode(x, float(floor_db))
+
+    def ladder(self, x):
+        out = []
+        for b in self.h.fallback_bits:
+            blob, q = self.h.fallback_at(x, b)
+            out.append((blob, b, float(q)))
+        return out
+
+    def decode(self, blob, param):
+        return self.h.fallback_decode(blob, param, None)
+
+
+class OctreeClassical(Classical):
+    """Point clouds on an octree (``codec.octree``): one point per occupied grid cell."""
+
+    name = "octree"
+    coder = "octree"
+    LADDER_STEP = 4  # quarter-bit rungs for ``--target-bytes``
+
+    @property
+    def own_frame(self) -> bool:
+        return True  # the stream carries its own grid (origin and step)
+
+    def smallest(self, x) -> bytes:
+        from squeeze3d.codec import octree
+
+        return octree.encode_points(x, octree.exponent_range(x)[1])
+
+    def at_floor(self, x, floor_db):
+        from squeeze3d.codec import octree
+
+        blob, _, q = octree.encode_min_quality(np.asarray(x), float(floor_db), self.h.quality)
+        return blob, 0, q
+
+    def ladder(self, x):
+        from squeeze3d.codec import octree
+
+        fine, coarse = octree.exponent_range(x)
+        out = []
+        for e in range(coarse, fine - 1, -self.LADDER_STEP):
+            out.append((octree.encode_points(x, e), 0, float(self.h.quality(x, octree.reconstruct(x, e)))))
+        return out
+
+    def decode(self, blob, param):
+        from squeeze3d.codec import octree
+
+        return octree.decode_points(blob)
+
+
+def classical_for(handler, name: str | None = None) -> Classical:
+    """The kind's classical codec called ``name`` (default: its first)."""
+    names = tuple(getattr(handler, "classical_codecs", ()))  # point clouds: ("octree", "draco")
+    if name is not None and name not in names:
+        raise UserError(f"--classical {name}: this asset kind's classical codec is not selectable"
+                        if not names else f"--classical {name}: choose one of {', '.join(names)}")
+    name = name or (names[0] if names else None)
+    return OctreeClassical(handler) if name == "octree" else HandlerClassical(handler)
+
+
+def for_container(handler, coder: str) -> Classical:
+    """The codec that reads a fallback container's payload."""
+    return OctreeClassical(handler) if coder == "octree" else HandlerClassical(handler)

@@ -1,0 +1,90 @@
+"""Octree point-cloud coding: the classical path (G-PCC-class, no model) and the enhancement layer
+whose contexts see the neural reconstruction.
+
+    blob = encode_points(points, e)                       # classical, grid step 2**(e/16)
+    points = decode_points(blob)                          # leaf cell centres
+    coarse = decode_points(blob, max_level=4)             # progressive: any prefix of the levels
+    blob, e, q = encode_min_quality(points, 30.0)         # the coarsest grid meeting a D1-PSNR floor
+    blob = encode_points(points, e, prior=neural_points)  # enhancement: same frame as ``points``
+
+See ``coder`` (stream layout), ``context`` (what a probability depends on) and ``tables`` (the
+shipped integer tables and how they were counted).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from squeeze3d.codec.octree import coder
+from squeeze3d.codec.octree.coder import MAX_DEPTH, Grid, exponent_for, step_of
+from squeeze3d.codec.octree.tables import table
+
+__all__ = ["MAX_DEPTH", "Grid", "decode_points", "encode_min_quality", "encode_points", "exponent_for",
+           "reconstruct", "step_of", "exponent_range"]
+
+
+def _table(prior) -> np.ndarray:
+    return table("classical" if prior is None else "neural")
+
+
+def encode_points(points: np.ndarray, e: int, prior: np.ndarray | None = None) -> bytes:
+    return coder.encode(points, e, _table(prior), prior)
+
+
+def decode_points(blob: bytes, prior: np.ndarray | None = None, max_level: int | None = None) -> np.ndarray:
+    return coder.decode(blob, _table(prior), prior, max_level)
+
+
+def reconstruct(points: np.ndarray, e: int) -> np.ndarray:
+    """What the decoder will return for ``points`` on grid ``e`` (without coding)."""
+    grid, cells = Grid.fit(points, e)
+    return grid.to_points(cells)
+
+
+def exponent_range(points: np.ndarray, max_bits: int = 16) -> tuple[int, int]:
+    """Grid exponents from the coarsest useful grid (2 cells along the longest side) to ``max_bits``
+    bits along it, clamped to what the octree can hold."""
+    p = np.asarray(points, np.float64)
+    side = float((p.max(axis=0) - p.min(axis=0)).max()) if len(p) else 0.0
+    if not side > 0:
+        return 0, 0  # a single point (or all duplicates): any grid holds it in one cell
+    coarse = exponent_for(side)
+    fine = exponent_for(side / (2.0 ** max_bits - 1))
+    while math.ceil(side / step_of(fine)) >= 2 ** MAX_DEPTH:
+        fine += 1
+    return fine, coarse
+
+
+def encode_min_quality(points: np.ndarray, floor_db: float, quality: Callable[[np.ndarray, np.ndarray], float],
+                       prior: np.ndarray | None = None, max_bits: int = 16) -> tuple[bytes, int, float]:
+    """The coarsest grid whose decode reaches ``floor_db`` (``quality(reference, test)``), by
+    bisection over the grid exponent (quality falls as the grid coarsens); the finest grid's coding
+    if none does. Returns ``(blob, e, quality)``."""
+    fine, coarse = exponent_range(points, max_bits)
+    memo: dict[int, float] = {}
+
+    def q(e: int) -> float:
+        if e not in memo:
+            memo[e] = float(quality(points, reconstruct(points, e)))
+        return memo[e]
+
+    if q(fine) < floor_db:
+        return encode_points(points, fine, prior), fine, q(fine)
+    lo, hi = fine, coarse  # invariant: q(lo) >= floor
+    if q(hi) >= floor_db:
+        lo = hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if q(mid) >= floor_db:
+            lo = mid
+        else:
+            hi = mid
+    # quality is not strictly monotone in the step: look a few grids coarser for a luckier one
+    best = lo
+    for e in range(lo + 1, min(lo + 4, coarse) + 1):
+        if q(e) >= floor_db:
+            best = e
+    return encode_points(points, best, prior), best, q(best)

@@ -108,8 +108,8 @@ def _heldout_input(pair_name: str, path: Path) -> Path:
     """A corpus *test* shape (never in any training set) as an (N, 3) .npy point cloud."""
     import numpy as np
 
+    from squeeze3d.corpora import points as corpus
     from squeeze3d.pairs import get_pair
-    from squeeze3d.zoo import corpus
 
     pair = get_pair(pair_name)
     idx = int(corpus.split_indices("test", 10 * len(corpus.CATEGORIES))[0])

@@ -26,8 +26,8 @@ def _isolated(monkeypatch, tmp_path):
 
 
 def _tiny(tmp: Path, name: str = "tiny_unit", **over) -> Path:
-    from squeeze3d.zoo.debug_models import TinyPointDecoder, TinyPointEncoder
-    from squeeze3d.zoo.mini_adapters import save_debug_checkpoint
+    from squeeze3d.zoo.debug.adapter import save_debug_checkpoint
+    from squeeze3d.zoo.debug.models import TinyPointDecoder, TinyPointEncoder
 
     torch.manual_seed(3)
     save_debug_checkpoint(TinyPointEncoder(latent_dim=20, hidden=16), tmp / "ck" / "e.safetensors")

@@ -97,7 +97,7 @@ LLM_STAMP := $(LLM_VENV)/.installed
 PROMPTS_N ?= 200
 PROMPTS_OUT ?= .state/prompts
 PROMPTS_BACKEND ?= template
-PROMPTS_TOPICS ?= datasets/prompts
+PROMPTS_TOPICS ?= platform/squeeze3d/data/prompts
 .PHONY: setup-llm test-llm build-prompts
 
 $(LLM_STAMP): pyproject.toml constraints.txt

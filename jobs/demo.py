@@ -7,12 +7,15 @@
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from squeeze3d.codec import DEFAULT_PAIR
 from squeeze3d.console import StageConsole
 from squeeze3d.demo import run_core_demo, run_platform_demo
 from squeeze3d.errors import run_main
 from squeeze3d.tracking import state_dir
+
+RECIPES = Path(__file__).resolve().parent / "recipes"  # the champion recipes beside this script
 
 
 def main() -> int:
@@ -37,7 +40,8 @@ def main() -> int:
     try:  # errors go to the console (and its log), not around it
         return run_main(lambda: run_platform_demo(a.pair, num_samples=a.samples, epochs=a.epochs or 20,
                                                   d_code=a.d_code, eval_limit=a.eval, out_dir=a.out,
-                                                  console=console), "demo", report=console.print)
+                                                  console=console, recipes_dir=RECIPES), "demo",
+                        report=console.print)
     finally:
         console.close()
 

@@ -81,12 +81,13 @@ def run_core_demo(pair_name: str = "debug", n_train: int = 1000, n_val: int = 10
     return report
 
 
-def _recipe_train_yaml(pair_name: str, out: Path) -> Path | None:
-    """The ``train`` section of ``jobs/recipes/<pair>_champion.yaml`` as a YAML layer, if the checkout
-    has one (the recipe that produced the shipped model)."""
+def _recipe_train_yaml(pair_name: str, out: Path, recipes_dir: str | Path | None = None) -> Path | None:
+    """The ``train`` section of ``<recipes_dir>/<pair>_champion.yaml`` as a YAML layer, if there is one
+    (the recipe that produced the shipped model). ``recipes_dir``: default ``jobs/recipes`` of the
+    working directory (``make demo`` runs in the checkout; ``jobs/demo.py`` passes its own)."""
     import yaml
 
-    recipe = Path(__file__).resolve().parents[2] / "jobs" / "recipes" / f"{pair_name}_champion.yaml"
+    recipe = Path(recipes_dir if recipes_dir is not None else "jobs/recipes") / f"{pair_name}_champion.yaml"
     if not recipe.is_file():
         return None
     train = (yaml.safe_load(recipe.read_text()) or {}).get("train") or {}
@@ -108,7 +109,7 @@ class PlatformDemoReport:
 
 def run_platform_demo(pair_name: str = "pointnet_lion", num_samples: int = 600, epochs: int = 20,
                       d_code: int | None = 128, eval_limit: int = 24, out_dir: str | Path = ".state/demo",
-                      log=print, console=None) -> PlatformDemoReport:
+                      log=print, console=None, recipes_dir: str | Path | None = None) -> PlatformDemoReport:
     """The main job on one machine: Ray Data builds the pairs, Ray Train fits and MLflow registers the
     mapping, the champion is looked up, and the codec compresses held-out shapes next to Draco.
 
@@ -155,7 +156,7 @@ def run_platform_demo(pair_name: str = "pointnet_lion", num_samples: int = 600, 
     sets.append("optim.optimizer=adamw")
     # A pair with a champion recipe trains with the recipe's objective (e.g. the output loss through
     # G) rather than the paper's latent MSE; the demo only shortens it.
-    recipe = _recipe_train_yaml(pair_name, out)
+    recipe = _recipe_train_yaml(pair_name, out, recipes_dir)
     cfg = train_config_for_pair(pair_name, recipe, sets=sets)
     with con.stage(f"Ray Train: fitting F_E/F_D ({cfg.mapping.arch}, d_C={cfg.mapping.d_code}, {epochs} epochs) "
                    "→ MLflow") as st:

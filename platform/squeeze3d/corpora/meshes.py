@@ -2,7 +2,7 @@
 
 The geometry is the point corpus's (``corpus_shapes.make_parts``: the same parametric assemblies, indices,
 categories and train/val/test splits); each part gets a material from the prompt vocabulary
-(``datasets/prompts/materials.yaml``) and that material's colour, and the object a caption in the
+(``squeeze3d/data/prompts/materials.yaml``) and that material's colour, and the object a caption in the
 template backend's phrasing (``a {style} {category} made of {material} ...``), so prompts the LLM
 stage writes are in the captions' distribution.
 
@@ -29,7 +29,7 @@ split_of = corpus.split_of
 split_indices = corpus.split_indices
 _STREAM_TEXTURE = 7  # corpus_shapes streams 0/1 are shape and sampling
 
-# The prompt vocabulary's materials (datasets/prompts/materials.yaml) and a base sRGB colour each.
+# The prompt vocabulary's materials (squeeze3d/data/prompts/materials.yaml) and a base sRGB colour each.
 MATERIAL_COLOURS: dict[str, tuple[float, float, float]] = {
     "oak wood": (0.66, 0.47, 0.27), "walnut": (0.36, 0.23, 0.14), "bamboo": (0.80, 0.72, 0.45),
     "brushed steel": (0.62, 0.63, 0.65), "cast iron": (0.22, 0.22, 0.23), "copper": (0.72, 0.42, 0.24),

@@ -38,7 +38,6 @@ the generator G (``LionGenerator``, ``LionLossDecoder``). Its training recipe is
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
@@ -50,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from squeeze3d.zoo.base import Generator, seeded_normal
-from squeeze3d.zoo.pretrained import SHIPPED_WEIGHTS
+from squeeze3d.zoo.pretrained import SHIPPED_WEIGHTS, load_pretrained, save_pretrained
 
 WEIGHTS_DIR = SHIPPED_WEIGHTS / "pointnet_lion"
 VAE_NAME, PRIORS_NAME = "lion_vae", "lion_priors"
@@ -328,22 +327,12 @@ def unpack_latents(z_g: torch.Tensor, cfg: LionConfig) -> tuple[torch.Tensor, to
 def save_state(module_state: dict, path: Path, config: dict, fp16: bool) -> None:
     """One weights file pair as ``load_lion`` reads it: ``path.safetensors`` (fp16 floats if ``fp16``)
     and ``path.json`` (``config``)."""
-    from safetensors.torch import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: (v.half() if fp16 and v.is_floating_point() else v).contiguous() for k, v in module_state.items()},
-              str(path.with_suffix(".safetensors")))
-    path.with_suffix(".json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    save_pretrained(module_state, path.parent, path.name, config, fp16=fp16)
 
 
 def _load_state(path: Path) -> tuple[dict, dict]:
-    from safetensors.torch import load_file
-
-    w, c = path.with_suffix(".safetensors"), path.with_suffix(".json")
-    if not w.exists() or not c.exists():
-        raise FileNotFoundError(f"LION mini weights not found at {w} (+ {c.name}); train them with "
-                                "`python jobs/train_zoo.py --pair pointnet_lion`")
-    return {k: v.float() for k, v in load_file(str(w)).items()}, json.loads(c.read_text())
+    return load_pretrained(path.parent, path.name, "LION mini",
+                           "train them with `python jobs/train_zoo.py --pair pointnet_lion`")
 
 
 def load_lion(directory: str | Path = WEIGHTS_DIR, with_priors: bool = True) -> tuple[LionModel, dict]:

@@ -29,7 +29,6 @@ builder then computes z_E = E(G(z_G)) as for every pair.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -43,7 +42,7 @@ from torch import nn
 
 from squeeze3d.corpora import radiance as radiance_corpus
 from squeeze3d.zoo.base import Encoder, Generator, per_sample, state_dict_hash
-from squeeze3d.zoo.pretrained import SHIPPED_WEIGHTS
+from squeeze3d.zoo.pretrained import SHIPPED_WEIGHTS, load_pretrained, save_pretrained
 
 WEIGHTS_DIR = SHIPPED_WEIGHTS / "nerfmae"
 WEIGHTS_NAME = "nerfmae"
@@ -175,39 +174,22 @@ class NerfMAE(nn.Module):
 
 def save_weights(model: NerfMAE, directory: str | Path, info: dict, name: str = WEIGHTS_NAME) -> Path:
     """``<name>.safetensors`` (fp16) + ``<name>.json`` (architecture, provenance, metrics)."""
-    from safetensors.torch import save_file
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
-    wpath = directory / f"{name}.safetensors"
-    tmp = wpath.with_suffix(".tmp")
-    save_file(tensors, str(tmp))
-    tmp.replace(wpath)
-    # the identity E/G report (zoo.base.state_dict_hash) of the model as loaded from this file
+    # the identity E/G report (zoo.base.state_dict_hash) of the model as loaded from the fp16 file
     shipped = NerfMAE(model.cfg)
-    shipped.load_state_dict({k: v.float() for k, v in tensors.items()})
+    shipped.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in model.state_dict().items()})
     cfg = {"architecture": asdict(model.cfg), **info, "state_dict_hash": state_dict_hash(shipped)}
-    (directory / f"{name}.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-    return wpath
+    return save_pretrained(model.state_dict(), directory, name, cfg, fp16=True)
 
 
 def load_weights(directory: str | Path = WEIGHTS_DIR, name: str = WEIGHTS_NAME) -> tuple[NerfMAE, dict]:
-    from safetensors.torch import load_file
-
-    directory = Path(directory)
-    wpath, cpath = directory / f"{name}.safetensors", directory / f"{name}.json"
-    if not wpath.exists() or not cpath.exists():
-        raise FileNotFoundError(f"NeRF-MAE weights not found at {wpath} (+ {cpath.name}); "
-                                "train them with `python jobs/train_zoo.py --pair nerfmae`")
-    info = json.loads(cpath.read_text())
+    state, info = load_pretrained(directory, name, "NeRF-MAE", "train them with `python jobs/train_zoo.py --pair nerfmae`")
+    wpath = Path(directory) / f"{name}.safetensors"
     model = NerfMAE(NerfMAEConfig(**info["architecture"]))
-    state = load_file(str(wpath))
     expected = model.state_dict()
     bad = sorted(set(state) ^ set(expected)) + [k for k in state if k in expected and state[k].shape != expected[k].shape]
     if bad:
         raise ValueError(f"{wpath}: keys/shapes do not match NerfMAE{asdict(model.cfg)}: {bad[:5]}")
-    model.load_state_dict({k: v.float() for k, v in state.items()})
+    model.load_state_dict(state)
     return model.eval(), info
 
 

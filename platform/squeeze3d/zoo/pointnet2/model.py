@@ -26,7 +26,6 @@ are tiled (duplicates do not change max-pooled features).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from torch import nn
 
 from squeeze3d.errors import CheckpointError
 from squeeze3d.zoo.base import Encoder
-from squeeze3d.zoo.pretrained import SHIPPED_WEIGHTS
+from squeeze3d.zoo.pretrained import SHIPPED_WEIGHTS, load_pretrained, save_pretrained
 
 NUM_INPUT_POINTS = 1024
 SUBSET_SEED = 20240611
@@ -283,32 +282,18 @@ def load_official_checkpoint(path: str | Path, num_classes: int | None = None) -
 
 def save_weights(model: PointNet2Cls, directory: str | Path, config: dict, name: str = WEIGHTS_NAME,
                  fp16: bool = True) -> Path:
-    """``<name>.safetensors`` (+ ``<name>.json`` with architecture and provenance). BN counters stay int64."""
-    from safetensors.torch import save_file
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tensors = {k: (v.half() if fp16 and v.is_floating_point() else v).contiguous()
-               for k, v in model.state_dict().items()}
-    save_file(tensors, str(directory / f"{name}.safetensors"))
-    (directory / f"{name}.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    return directory / f"{name}.safetensors"
+    """``<name>.safetensors`` (+ ``<name>.json`` with architecture and provenance), through
+    ``zoo.pretrained.save_pretrained``. BN counters stay int64."""
+    return save_pretrained(model.state_dict(), directory, name, config, fp16=fp16)
 
 
 def load_weights(directory: str | Path = WEIGHTS_DIR, name: str = WEIGHTS_NAME) -> tuple[PointNet2Cls, dict]:
-    from safetensors.torch import load_file
-
-    directory = Path(directory)
-    wpath, cpath = directory / f"{name}.safetensors", directory / f"{name}.json"
-    if not wpath.exists() or not cpath.exists():
-        raise FileNotFoundError(f"PointNet++ weights not found at {wpath} (+ {cpath.name}); "
-                                "train them with `python jobs/train_zoo.py --pair pointnet_lion`")
-    config = json.loads(cpath.read_text())
-    state = load_file(str(wpath))
+    state, config = load_pretrained(directory, name, "PointNet++",
+                                    "train them with `python jobs/train_zoo.py --pair pointnet_lion`")
     num_classes = int(config["num_classes"])
-    check_state_dict(state, num_classes, str(wpath))
+    check_state_dict(state, num_classes, str(Path(directory) / f"{name}.safetensors"))
     model = PointNet2Cls(num_classes)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    model.load_state_dict(state)
     return model.eval(), config
 
 

@@ -82,8 +82,11 @@ CORPUS_ARGS ?=
 corpus: $(STAMP)  ## real-object corpus from pinned Debian packages into SQUEEZE3D_CORPUS_DIR or ~/.cache/squeeze3d/realcorpus (docs/corpus.md); CORPUS_SOURCES= CORPUS_ARGS="--from DIR"
 	$(PY) -m squeeze3d corpus fetch --sources $(CORPUS_SOURCES) $(CORPUS_ARGS)
 
-bench:  ## (placeholder until the benchmark issues) run the benchmark scripts
-	@echo "make bench: not implemented yet"; exit 1
+BENCH_N ?= 8
+BENCH_SOURCES ?= corpus
+BENCH_OUT ?= .state/bench/codec
+bench: $(STAMP)  ## codec vs Draco on BENCH_N held-out objects (BENCH_SOURCES=corpus|real,corpus); prints where its table went
+	$(PY) jobs/bench_codec.py --sources $(BENCH_SOURCES) --limit $(BENCH_N) --out $(BENCH_OUT) --json $(BENCH_OUT).json
 
 clean:  ## remove the venv and local state
 	rm -rf $(VENV) .state
@@ -97,7 +100,7 @@ LLM_STAMP := $(LLM_VENV)/.installed
 PROMPTS_N ?= 200
 PROMPTS_OUT ?= .state/prompts
 PROMPTS_BACKEND ?= template
-PROMPTS_TOPICS ?= datasets/prompts
+PROMPTS_TOPICS ?= platform/squeeze3d/data/prompts
 .PHONY: setup-llm test-llm build-prompts
 
 $(LLM_STAMP): pyproject.toml constraints.txt

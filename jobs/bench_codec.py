@@ -138,7 +138,7 @@ def main() -> int:
             if inputs is not None and hasattr(get_generator_cls(a.pair), "encode_latents"):
                 s["g_posterior_median_d1_psnr"] = posterior_ceiling(a.pair, sorted(inputs.glob("*.npy"))[:a.limit])
             s.update(wall_s=time.perf_counter() - t0, load_avg=os.getloadavg(), model=rep.model_identity,
-                     effort=effort, rows=rep.rows, rd_png=str(rep.rd_png))
+                     effort=effort, rows=rep.rows, rd_png=str(rep.rd_png), table=str(rep.markdown_path))
             key = src if effort is None else f"{src}-effort{effort}"
             out["sources"][key] = s
             g = s["gate"]
@@ -153,6 +153,8 @@ def main() -> int:
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
     with open(a.json, "w") as f:
         json.dump(out, f, indent=2, default=float)
+    for key, s in out["sources"].items():
+        print(f"table ({key}): {s['table']}  (rate-distortion plot: {s['rd_png']})")
     print(f"json: {a.json}")
     return 0
 

@@ -1,4 +1,4 @@
-"""Measure the mesh pair's mini zoo (``squeeze3d.zoo.bench_mesh``): G's held-out reconstruction,
+"""Measure the mesh pair's mini zoo (``squeeze3d.zoo_training.bench_mesh``): G's held-out reconstruction,
 prompt adherence, diversity per prompt, time per mesh. Writes a JSON summary.
 
     python jobs/bench_mesh_zoo.py --objects 48 --out .state/bench/mesh_zoo.json
@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from squeeze3d.zoo import bench_mesh, corpus, shap_e
-from squeeze3d.zoo.meshanything import MeshAnythingEncoder
+from squeeze3d.corpora import points as corpus
+from squeeze3d.zoo.meshanything.model import MeshAnythingEncoder
+from squeeze3d.zoo.shap_e import model as shap_e
+from squeeze3d.zoo_training import bench_mesh
 
 
 def main(argv=None) -> None:

@@ -21,10 +21,11 @@ import torch
 import yaml
 
 from squeeze3d.config import train_config_for_pair
+from squeeze3d.corpora import radiance as radiance_corpus
 from squeeze3d.metrics.volume import radiance_metrics
 from squeeze3d.pairs import get_pair
 from squeeze3d.train.loop import TensorPairs, fit
-from squeeze3d.zoo import nerfmae, radiance_corpus
+from squeeze3d.zoo.nerfmae import model as nerfmae
 
 RECIPE = Path(__file__).parent / "recipes" / "nerfmae_champion.yaml"
 

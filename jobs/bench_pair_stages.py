@@ -26,7 +26,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pair", default="meshanything_shape")
     ap.add_argument("--prompts", type=int, default=24, help="prompt table size (0: a noise-conditioned pair)")
-    ap.add_argument("--topics", default="datasets/prompts/corpus")
+    ap.add_argument("--topics", default="platform/squeeze3d/data/prompts/corpus")
     ap.add_argument("--samples", type=int, default=96)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--eval", type=int, default=8, help="held-out objects for squeeze3d eval")

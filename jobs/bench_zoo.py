@@ -10,7 +10,7 @@ import json
 
 import torch
 
-from squeeze3d.zoo.train_zoo import benchmark_zoo
+from squeeze3d.zoo_training.recipes import benchmark_zoo
 
 ROWS = [
     ("classifier held-out accuracy", "classifier_test_accuracy", "{:.3f}"),

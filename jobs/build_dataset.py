@@ -56,19 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     a = parse_args(argv)
-    from squeeze3d.synth.build import BuildConfigError, build_dataset
+    from squeeze3d.synth.build import build_dataset
 
-    try:
-        s = build_dataset(a.pair, num_samples=a.num_samples, output=a.output, seed=a.seed,
-                          shard_rows=a.shard_rows, generator_workers=a.generator_workers,
-                          encoder_workers=a.encoder_workers, generator_batch_size=a.generator_batch_size,
-                          encoder_batch_size=a.encoder_batch_size, cpus_per_worker=a.cpus_per_worker,
-                          gpus_per_worker=a.gpus_per_worker, prompts=a.prompts,
-                          samples_per_prompt=a.samples_per_prompt, overwrite=a.overwrite,
-                          datasets_dir=a.datasets_dir, ray_address=a.address)
-    except BuildConfigError as e:
-        print(f"build_dataset: error: {e}", file=sys.stderr)
-        return 2
+    s = build_dataset(a.pair, num_samples=a.num_samples, output=a.output, seed=a.seed,
+                      shard_rows=a.shard_rows, generator_workers=a.generator_workers,
+                      encoder_workers=a.encoder_workers, generator_batch_size=a.generator_batch_size,
+                      encoder_batch_size=a.encoder_batch_size, cpus_per_worker=a.cpus_per_worker,
+                      gpus_per_worker=a.gpus_per_worker, prompts=a.prompts,
+                      samples_per_prompt=a.samples_per_prompt, overwrite=a.overwrite,
+                      datasets_dir=a.datasets_dir, ray_address=a.address)
     print(f"dataset:  {s.output}\nmanifest: {s.manifest}\nrows: {s.rows}  shards: {s.shards} "
           f"({s.shards_written} written, {s.shards_reused} reused)  bytes: {s.bytes}  "
           f"seconds: {s.seconds:.1f}  rows/s: {s.rows_per_s:.0f}")
@@ -80,4 +76,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from squeeze3d.errors import run_main
+    from squeeze3d.synth.build import BuildConfigError  # a user error the builder does not register yet
+
+    sys.exit(run_main(main, "build_dataset", user_errors=(BuildConfigError,)))

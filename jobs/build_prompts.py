@@ -17,18 +17,15 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from squeeze3d.errors import UserError
     from squeeze3d.prompts.cli import add_build_arguments, run_build
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_build_arguments(p)
     a = p.parse_args(argv)
-    try:
-        return run_build(a)
-    except UserError as e:
-        print(f"build_prompts: error: {e}", file=sys.stderr)
-        return 2
+    return run_build(a)
 
 
 if __name__ == "__main__":  # vLLM's engine processes re-import the main module: keep the guard
-    sys.exit(main())
+    from squeeze3d.errors import run_main
+
+    sys.exit(run_main(main, "build_prompts"))

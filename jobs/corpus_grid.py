@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from squeeze3d.zoo.corpus import DEFAULT_SEED
-from squeeze3d.zoo.corpus_plots import write_corpus_grid
+from squeeze3d.corpora.plots import write_corpus_grid
+from squeeze3d.corpora.points import DEFAULT_SEED
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,14 +7,15 @@
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from squeeze3d.codec import DEFAULT_PAIR
-from squeeze3d.config import ConfigError
 from squeeze3d.console import StageConsole
 from squeeze3d.demo import run_core_demo, run_platform_demo
-from squeeze3d.errors import UserError
-from squeeze3d.pairs import UnknownPairError
+from squeeze3d.errors import run_main
 from squeeze3d.tracking import state_dir
+
+RECIPES = Path(__file__).resolve().parent / "recipes"  # the champion recipes beside this script
 
 
 def main() -> int:
@@ -31,25 +32,19 @@ def main() -> int:
                     "sending it to .state/logs/")
     a = ap.parse_args()
     if a.core:
-        try:
-            run_core_demo(a.pair, epochs=a.epochs, device=a.device, out_dir=a.out)
-        except (UnknownPairError, UserError, ConfigError) as e:
-            print(f"demo: error: {e}", file=sys.stderr)
-            return 2
+        run_core_demo(a.pair, epochs=a.epochs, device=a.device, out_dir=a.out)
         return 0
     log_path = state_dir() / "logs" / f"demo-{a.pair}-{time.strftime('%Y%m%d-%H%M%S')}.log"
     console = StageConsole(log_path, total_stages=4, verbose=a.verbose)
     console.print(f"squeeze3d demo: {a.pair} on this machine (the libraries' logs: {log_path})")
-    try:
-        run_platform_demo(a.pair, num_samples=a.samples, epochs=20 if a.epochs is None else a.epochs, d_code=a.d_code,
-                          eval_limit=a.eval, out_dir=a.out, console=console)
-    except (UnknownPairError, UserError, ConfigError) as e:
-        console.print(f"demo: error: {e}")
-        return 2
+    try:  # errors go to the console (and its log), not around it
+        return run_main(lambda: run_platform_demo(a.pair, num_samples=a.samples, epochs=20 if a.epochs is None else a.epochs,
+                                                  d_code=a.d_code, eval_limit=a.eval, out_dir=a.out,
+                                                  console=console, recipes_dir=RECIPES), "demo",
+                        report=console.print)
     finally:
         console.close()
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "demo"))

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from squeeze3d import stack
-from squeeze3d.errors import UserError
+from squeeze3d.errors import run_main
 from squeeze3d.stack_demo import StackDemoConfig, run_stack_demo
 
 
@@ -29,13 +29,9 @@ def main() -> int:
     a = ap.parse_args()
     cfg = StackDemoConfig(pair=a.pair, samples=a.samples, shard_rows=a.shard_rows, epochs=a.epochs,
                           sweep_trials=a.sweep_trials, sweep_epochs=a.sweep_epochs, heldout=a.heldout)
-    try:
-        run_stack_demo(Path(a.dir), cfg)
-    except UserError as e:
-        print(f"demo_stack: error: {e}", file=sys.stderr)
-        return 2
+    run_stack_demo(Path(a.dir), cfg)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "demo_stack"))

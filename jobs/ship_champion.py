@@ -8,7 +8,7 @@ register (MLflow), export f16 weights into the package.
 import argparse
 import sys
 
-from squeeze3d.errors import UserError
+from squeeze3d.errors import run_main
 
 
 def main() -> int:
@@ -20,17 +20,13 @@ def main() -> int:
     a = ap.parse_args()
     from squeeze3d.train import champion
 
-    try:
-        if a.recipe:
-            s = champion.ship(a.recipe, workers=a.workers)
-            print({k: s[k] for k in ("pair", "rows", "build_s", "train_s", "metrics")})
-        else:
-            champion.register_shipped(a.register_shipped)
-    except UserError as e:
-        print(f"ship_champion: error: {e}", file=sys.stderr)
-        return 2
+    if a.recipe:
+        s = champion.ship(a.recipe, workers=a.workers)
+        print({k: s[k] for k in ("pair", "rows", "build_s", "train_s", "metrics")})
+    else:
+        champion.register_shipped(a.register_shipped)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "ship_champion"))

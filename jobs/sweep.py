@@ -7,9 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from squeeze3d.config import ConfigError, train_config_for_pair
-from squeeze3d.errors import UserError
-from squeeze3d.pairs import UnknownPairError
+from squeeze3d.config import train_config_for_pair
+from squeeze3d.errors import run_main
 from squeeze3d.pairs.declared import PAIR_HELP, pair_arg, search_space_path
 from squeeze3d.tracking import state_dir, tracking_uri
 from squeeze3d.train.data import open_training_data
@@ -34,16 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     a = build_parser().parse_args()
-    try:
-        space = SearchSpace.from_yaml(a.space or search_space_path(a.pair, Path(__file__).resolve().parents[1] / "tuning"))
-        cfg = train_config_for_pair(a.pair, extra=space.base, sets=a.set)
-        connect_ray()
-        datasets, info = open_training_data(a.data, a.pair)
-        out = run_sweep(cfg, space, datasets, info, workers=a.workers, use_gpu=a.use_gpu, storage_path=a.storage,
-                        out_dir=a.out or state_dir() / "sweeps", register=not a.no_register)
-    except (UserError, ConfigError, UnknownPairError) as e:
-        print(f"sweep: error: {e}", file=sys.stderr)
-        return 2
+    space = SearchSpace.from_yaml(a.space or search_space_path(a.pair, Path(__file__).resolve().parents[1] / "tuning"))
+    cfg = train_config_for_pair(a.pair, extra=space.base, sets=a.set)
+    connect_ray()
+    datasets, info = open_training_data(a.data, a.pair)
+    out = run_sweep(cfg, space, datasets, info, workers=a.workers, use_gpu=a.use_gpu, storage_path=a.storage,
+                    out_dir=a.out or state_dir() / "sweeps", register=not a.no_register)
     best = out.best or {}
     print(f"best: d_code={best.get('d_code')} lambda_gram={best.get('lambda_gram')}  model version "
           f"{out.model_version or '-'} ({out.reason})  plot {out.plot}  sweep run {out.parent_run_id}  ({out.wall_s:.0f}s)")
@@ -52,4 +47,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "sweep"))

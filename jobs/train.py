@@ -7,9 +7,8 @@
 import argparse
 import sys
 
-from squeeze3d.config import ConfigError, train_config_for_pair
-from squeeze3d.errors import UserError
-from squeeze3d.pairs import UnknownPairError
+from squeeze3d.config import train_config_for_pair
+from squeeze3d.errors import UserError, run_main
 from squeeze3d.pairs.declared import PAIR_HELP, pair_arg
 from squeeze3d.train.data import open_training_data
 from squeeze3d.train.ray_train import connect_ray
@@ -34,21 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     a = build_parser().parse_args()
-    try:
-        cfg = train_config_for_pair(a.pair, a.config, a.set)
-        if a.workers < 0:
-            raise UserError("--workers must be >= 0")
-        connect_ray()
-        datasets, info = open_training_data(a.data, a.pair)
-        out = run_training(cfg, datasets, info, workers=a.workers, use_gpu=a.use_gpu, storage_path=a.storage,
-                           max_failures=a.max_failures, register=not a.no_register, heldout_rows=a.heldout)
-    except (UserError, ConfigError, UnknownPairError) as e:
-        print(f"train: error: {e}", file=sys.stderr)
-        return 2
+    cfg = train_config_for_pair(a.pair, a.config, a.set)
+    if a.workers < 0:
+        raise UserError("--workers must be >= 0")
+    connect_ray()
+    datasets, info = open_training_data(a.data, a.pair)
+    out = run_training(cfg, datasets, info, workers=a.workers, use_gpu=a.use_gpu, storage_path=a.storage,
+                       max_failures=a.max_failures, register=not a.no_register, heldout_rows=a.heldout)
     print(f"outputs: checkpoint {out.extra.get('checkpoint_uri', out.checkpoint_dir)}  mlflow run {out.mlflow_run_id}  "
           f"model version {out.model_version or '-'}  ({out.wall_s:.1f}s)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "train"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from squeeze3d.zoo.train_zoo import RECIPES, ZOO_PAIRS, ZooConfig, train_zoo
+from squeeze3d.zoo_training.recipes import RECIPES, ZOO_PAIRS, ZooConfig, train_zoo
 
 
 def main(argv: list[str] | None = None) -> None:

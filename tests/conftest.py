@@ -101,7 +101,8 @@ def write_tiny_mesh_zoo(root) -> tuple[str, str]:
 
     import torch
 
-    from squeeze3d.zoo import meshanything, shap_e
+    from squeeze3d.zoo.meshanything import model as meshanything
+    from squeeze3d.zoo.shap_e import model as shap_e
 
     root = Path(root)
     g_dir, e_dir = root / "shap_e", root / "meshanything"

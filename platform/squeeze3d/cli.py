@@ -3,7 +3,8 @@
 Each area of the library contributes its subcommands from its own module (``add_commands(sub)``),
 listed in ``_COMMAND_MODULES``; modules are imported lazily only when the CLI starts, and heavy
 imports (torch, ray) happen inside the handlers so ``squeeze3d --help`` stays fast.
-Errors a user can fix are raised as ``UserError`` and exit with status 2 and one clear line.
+Errors a user can fix are raised as ``UserError`` and exit with status 2 and one clear line
+(``squeeze3d.errors.run_main``, which the jobs/ scripts share).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import argparse
 import importlib
 import sys
 
-from squeeze3d.errors import UserError
+from squeeze3d.errors import run_main
 
 # Modules exposing ``add_commands(subparsers)``. Adding a command group = one line here.
 _COMMAND_MODULES = [
@@ -48,13 +49,5 @@ def main(argv: list[str] | None = None, serve: bool = True) -> int:
             if rc is not None:
                 return rc
     args.cli_main = lambda a: main(a, serve=False)  # what `squeeze3d serve` runs per request
-    try:
-        rc = args.func(args)
-    except UserError as e:
-        print(f"squeeze3d: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("squeeze3d: interrupted", file=sys.stderr)
-        return 130
-    return int(rc or 0)
+    return run_main(args.func, "squeeze3d", args)
 

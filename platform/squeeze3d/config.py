@@ -20,9 +20,12 @@ from typing import Any
 
 import yaml
 
+from squeeze3d.errors import user_error
+
 ARCHS = ("residual_mlp", "deep_residual_mlp", "unet3d", "official_mlp")
 
 
+@user_error
 class ConfigError(ValueError):
     """A configuration key or value is invalid; the message says which and what is allowed."""
 

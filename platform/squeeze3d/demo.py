@@ -81,12 +81,13 @@ def run_core_demo(pair_name: str = "debug", n_train: int = 1000, n_val: int = 10
     return report
 
 
-def _recipe_train_yaml(pair_name: str, out: Path) -> Path | None:
-    """The ``train`` section of ``jobs/recipes/<pair>_champion.yaml`` as a YAML layer, if the checkout
-    has one (the recipe that produced the shipped model)."""
+def _recipe_train_yaml(pair_name: str, out: Path, recipes_dir: str | Path | None = None) -> Path | None:
+    """The ``train`` section of ``<recipes_dir>/<pair>_champion.yaml`` as a YAML layer, if there is one
+    (the recipe that produced the shipped model). ``recipes_dir``: default ``jobs/recipes`` of the
+    working directory (``make demo`` runs in the checkout; ``jobs/demo.py`` passes its own)."""
     import yaml
 
-    recipe = Path(__file__).resolve().parents[2] / "jobs" / "recipes" / f"{pair_name}_champion.yaml"
+    recipe = Path(recipes_dir if recipes_dir is not None else "jobs/recipes") / f"{pair_name}_champion.yaml"
     if not recipe.is_file():
         return None
     train = (yaml.safe_load(recipe.read_text()) or {}).get("train") or {}
@@ -97,12 +98,12 @@ def _recipe_train_yaml(pair_name: str, out: Path) -> Path | None:
 
 
 def demo_train_config(pair_name: str, epochs: int = 20, d_code: int | None = 128,
-                      out_dir: str | Path = ".state/demo"):
+                      out_dir: str | Path = ".state/demo", recipes_dir: str | Path | None = None):
     """The demo's training config, from one place: the pair's defaults, then its champion recipe (if the
     pair has one: e.g. the output loss through G rather than the paper's latent MSE), then the demo's
     shortening (epochs, AdamW on CPU, optionally a smaller code). Raises ``ConfigError`` at once on a
     bad combination."""
-    recipe = _recipe_train_yaml(pair_name, Path(out_dir))
+    recipe = _recipe_train_yaml(pair_name, Path(out_dir), recipes_dir)
     base = train_config_for_pair(pair_name, recipe)
     extra: dict = {}
     if d_code is not None:
@@ -131,7 +132,7 @@ class PlatformDemoReport:
 
 def run_platform_demo(pair_name: str = "pointnet_lion", num_samples: int = 600, epochs: int = 20,
                       d_code: int | None = 128, eval_limit: int = 24, out_dir: str | Path = ".state/demo",
-                      log=print, console=None) -> PlatformDemoReport:
+                      log=print, console=None, recipes_dir: str | Path | None = None) -> PlatformDemoReport:
     """The main job on one machine: Ray Data builds the pairs, Ray Train fits and MLflow registers the
     mapping, the champion is looked up, and the codec compresses held-out shapes next to Draco.
 
@@ -150,7 +151,7 @@ def run_platform_demo(pair_name: str = "pointnet_lion", num_samples: int = 600, 
     secs: dict[str, float] = {}
     # resolved and validated before anything is built: a bad combination fails in seconds, not after
     # minutes of building pairs
-    cfg = demo_train_config(pair_name, epochs=epochs, d_code=d_code, out_dir=out)
+    cfg = demo_train_config(pair_name, epochs=epochs, d_code=d_code, out_dir=out, recipes_dir=recipes_dir)
     if get_pair(pair_name).shipped_model and registry.champion(pair_name) is None:
         from squeeze3d.train.champion import register_shipped
 

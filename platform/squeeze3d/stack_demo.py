@@ -9,6 +9,7 @@ subprocess with the stack's environment (``squeeze3d.stack.client_env``).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -24,8 +25,18 @@ import yaml
 from squeeze3d import stack
 from squeeze3d.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[2]
-"""The repository: what ``ray job submit --working-dir`` ships (jobs/, datasets/, tuning/)."""
+
+@functools.cache
+def checkout_root() -> Path:
+    """The source checkout this demo runs from (the working directory or one above it): what
+    ``ray job submit --working-dir`` ships (jobs/, datasets/, tuning/) and where ``make`` runs. The
+    stack demo drives the checkout's jobs, so it is found from the working directory, never from
+    this file's location."""
+    here = Path.cwd().resolve()
+    for d in (here, *here.parents):
+        if (d / "pyproject.toml").is_file() and (d / "jobs").is_dir() and (d / "Makefile").is_file():
+            return d
+    raise UserError(f"the stack demo runs the checkout's jobs: run it from the source checkout (not {here})")
 # never ship these with a job: virtual envs, local state, caches (the .gitignore covers most)
 JOB_EXCLUDES = [".venv*", ".state", "mlruns", "out", ".git", "**/__pycache__"]
 
@@ -67,7 +78,7 @@ class StackDemoReport:
 
 def _run(cmd: list[str], env: dict[str, str], timeout: float, what: str, log) -> subprocess.CompletedProcess:
     log(f"$ {' '.join(cmd)}")
-    r = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run(cmd, env=env, cwd=checkout_root(), capture_output=True, text=True, timeout=timeout)
     if r.returncode != 0:
         raise RuntimeError(f"{what} failed (exit {r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
     return r
@@ -108,8 +119,8 @@ def _heldout_input(pair_name: str, path: Path) -> Path:
     """A corpus *test* shape (never in any training set) as an (N, 3) .npy point cloud."""
     import numpy as np
 
+    from squeeze3d.corpora import points as corpus
     from squeeze3d.pairs import get_pair
-    from squeeze3d.zoo import corpus
 
     pair = get_pair(pair_name)
     idx = int(corpus.split_indices("test", 10 * len(corpus.CATEGORIES))[0])
@@ -121,7 +132,7 @@ def _heldout_input(pair_name: str, path: Path) -> Path:
 
 def _sweep_space(pair: str, trials: int, epochs: int, path: Path) -> Path:
     """The pair's search space (tuning/<pair>.yaml) with fewer trials and epochs."""
-    doc = yaml.safe_load((ROOT / "tuning" / f"{pair}.yaml").read_text())
+    doc = yaml.safe_load((checkout_root() / "tuning" / f"{pair}.yaml").read_text())
     doc.setdefault("tune", {})["num_samples"] = trials
     doc["tune"]["grace_period"] = min(int(doc["tune"].get("grace_period", 1)), epochs)
     doc.setdefault("base", {}).setdefault("optim", {})["epochs"] = epochs
@@ -182,7 +193,7 @@ def run_stack_demo(state_dir: Path = stack.DEFAULT_DIR, cfg: StackDemoConfig | N
     space = _sweep_space(cfg.pair, cfg.sweep_trials, cfg.sweep_epochs, local / "sweep_space.yaml")
     sweep_args = f"--space {space} --storage {ckpts} --out {local / 'sweeps'} " + " ".join(sets)
     # this interpreter's venv, and `-o` its install stamp: `make sweep` must never reinstall mid-demo
-    venv = os.path.relpath(sys.prefix, ROOT)
+    venv = os.path.relpath(sys.prefix, checkout_root())
     r = _run(["make", "--no-print-directory", "-o", f"{venv}/.installed", "sweep", f"VENV={venv}",
               f"PAIR={cfg.pair}", f"DATA={data}", f"SWEEP_ARGS={sweep_args}"], env, cfg.job_timeout_s,
              "make sweep", log)

@@ -34,8 +34,8 @@ def _job(name: str):
 def _write_pair(tmp: Path) -> Path:
     """Random-weight E (latent 24) and G (latent 12, 128 points) in the debug checkpoint format, and the
     pair file naming them through ${TINY_CKPTS}; no latent shape is written anywhere."""
-    from squeeze3d.zoo.debug_models import TinyPointDecoder, TinyPointEncoder
-    from squeeze3d.zoo.mini_adapters import save_debug_checkpoint
+    from squeeze3d.zoo.debug.adapter import save_debug_checkpoint
+    from squeeze3d.zoo.debug.models import TinyPointDecoder, TinyPointEncoder
 
     torch.manual_seed(7)
     save_debug_checkpoint(TinyPointEncoder(latent_dim=24, hidden=32), tmp / "ckpts" / "enc.safetensors")

@@ -18,12 +18,17 @@ def test_demo_config_resolves_for_every_d_code(tmp_path):
     """The demo's defaults, and the smaller codes a user may ask for, give a valid config whose nested
     prefixes end at the demo's code size."""
     for d_code in (128, 32, 5, None):
-        cfg = demo_train_config("pointnet_lion", epochs=1, d_code=d_code, out_dir=tmp_path)
+        cfg = demo_train_config("pointnet_lion", epochs=1, d_code=d_code, out_dir=tmp_path,
+                                recipes_dir=ROOT / "jobs" / "recipes")
         assert cfg.optim.optimizer == "adamw" and cfg.optim.epochs == 1
         if d_code:
             assert cfg.mapping.d_code == d_code
             assert cfg.mapping.code_prefixes[-1] == d_code
             assert all(p <= d_code for p in cfg.mapping.code_prefixes)
+    # the champion recipe is what the demo shortens: its nested prefixes that fit, and its loss
+    cfg = demo_train_config("pointnet_lion", epochs=1, d_code=128, out_dir=tmp_path,
+                            recipes_dir=ROOT / "jobs" / "recipes")
+    assert cfg.mapping.code_prefixes == [32, 64, 128] and cfg.loss.lambda_output == 1.0
 
 
 @pytest.mark.integration

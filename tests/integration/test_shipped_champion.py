@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 
 def _test_shapes(n):
-    from squeeze3d.zoo import corpus
+    from squeeze3d.corpora import points as corpus
 
     idx = corpus.split_indices("test", 12 * 10 * 2)[:n]
     return [corpus.make_shape(corpus.DEFAULT_SEED, int(i), 2048).points * 5.0 + 1.0 for i in idx]

@@ -35,7 +35,7 @@ def write_lion_release(root: Path, config, seed: int = 1, with_cfg: bool = True)
     """A LION in the release layout: ``<root>/cfg.yml`` + ``<root>/checkpoints/model.pt``, the .pt
     holding both state dicts and the trainer's other entries (optimiser state with EMA copies).
     Returns (path of model.pt, vae state, dae state, EMA state)."""
-    from squeeze3d.zoo import lion_official as lo
+    from squeeze3d.zoo.lion import official as lo
 
     model = lo.LionOfficial(config)
     vae, dae = random_state(model.vae, seed), random_state(model.dae, seed + 1)
@@ -56,7 +56,7 @@ def write_lion_release(root: Path, config, seed: int = 1, with_cfg: bool = True)
 def write_nerfmae_checkpoint(path: Path, config, seed: int = 1):
     """A NeRF-MAE checkpoint as run_swin_mae3d.py saves it ({epoch, state_dict, train_args}).
     Returns (path, state)."""
-    from squeeze3d.zoo import nerfmae_swin3d as nm
+    from squeeze3d.zoo.nerfmae import swin3d as nm
 
     state = random_state(nm.SwinMAE3D(config), seed, scale=0.1, keep=("relative_position_index",))
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,11 +16,11 @@ from PIL import Image
 from squeeze3d.assets import handler_for
 from squeeze3d.assets.mesh_io import MeshFileError, encode_mesh, read_mesh
 from squeeze3d.baselines import draco_mesh
+from squeeze3d.corpora.meshes import make_textured
 from squeeze3d.errors import ContainerError, UserError
 from squeeze3d.meshdata import Mesh
 from squeeze3d.metrics import mesh as mm
 from squeeze3d.metrics.mesh_render import render
-from squeeze3d.zoo.mesh_corpus import make_textured
 
 H = handler_for("mesh")
 

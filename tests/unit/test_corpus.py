@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from squeeze3d.zoo import corpus, corpus_plots
+from squeeze3d.corpora import plots as corpus_plots
+from squeeze3d.corpora import points as corpus
 
 
 def test_shapes_are_deterministic_per_seed_and_index():

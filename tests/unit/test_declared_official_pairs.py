@@ -13,8 +13,8 @@ import torch
 from official_weights import write_lion_release, write_nerfmae_checkpoint
 
 from squeeze3d.pairs import declared, get_pair
-from squeeze3d.zoo import lion_official as lo
-from squeeze3d.zoo import nerfmae_swin3d as nm
+from squeeze3d.zoo.lion import official as lo
+from squeeze3d.zoo.nerfmae import swin3d as nm
 
 REAL = Path(__file__).resolve().parents[2] / "datasets" / "pairs" / "real"
 
@@ -47,7 +47,7 @@ def _no_weight_loading(monkeypatch):
 
 def _write_pointnet2(path: Path) -> None:
     """The reference PointNet++ training script's best_model.pth (random weights, 40 classes)."""
-    from squeeze3d.zoo import pointnet2 as pn
+    from squeeze3d.zoo.pointnet2 import model as pn
 
     torch.manual_seed(0)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from squeeze3d.pairs import UnknownPairError, all_names, declared, get_pair
 from squeeze3d.zoo import adapters
 
 ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_DEBUG_YAML = ROOT / "platform" / "squeeze3d" / "data" / "pairs" / "debug_yaml.yaml"
 
 
 @pytest.fixture(autouse=True)
@@ -26,8 +27,8 @@ def _isolated(monkeypatch, tmp_path):
 
 
 def _tiny(tmp: Path, name: str = "tiny_unit", **over) -> Path:
-    from squeeze3d.zoo.debug_models import TinyPointDecoder, TinyPointEncoder
-    from squeeze3d.zoo.mini_adapters import save_debug_checkpoint
+    from squeeze3d.zoo.debug.adapter import save_debug_checkpoint
+    from squeeze3d.zoo.debug.models import TinyPointDecoder, TinyPointEncoder
 
     torch.manual_seed(3)
     save_debug_checkpoint(TinyPointEncoder(latent_dim=20, hidden=16), tmp / "ck" / "e.safetensors")
@@ -41,7 +42,7 @@ def _tiny(tmp: Path, name: str = "tiny_unit", **over) -> Path:
 
 
 def test_shipped_debug_yaml_is_the_debug_pair():
-    """datasets/pairs/debug_yaml.yaml declares the registered debug pair's models and defaults."""
+    """The shipped squeeze3d/data/pairs/debug_yaml.yaml declares the registered debug pair's models and defaults."""
     a, b = get_pair("debug"), get_pair("debug_yaml")
     assert "debug_yaml" in all_names()
     for f in ("asset_kind", "condition_kind", "z_e_shape", "z_g_shape", "mapping", "optim", "loss",
@@ -49,7 +50,7 @@ def test_shipped_debug_yaml_is_the_debug_pair():
         assert getattr(a, f) == getattr(b, f), f
     assert a.build_encoder("cpu").weights_hash() == b.build_encoder("cpu").weights_hash()
     assert a.build_generator("cpu").weights_hash() == b.build_generator("cpu").weights_hash()
-    assert declared.source_of("debug_yaml") == ROOT / "datasets" / "pairs" / "debug_yaml.yaml"
+    assert declared.source_of("debug_yaml") == SHIPPED_DEBUG_YAML
 
 
 def test_latent_shapes_come_from_the_checkpoints(tmp_path):
@@ -153,9 +154,9 @@ def test_every_job_takes_a_pair_file(tmp_path):
         spec = importlib.util.spec_from_file_location(f"j_{job}", ROOT / "jobs" / f"{job}.py")
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
-        ns = mod.build_parser().parse_args(["--pair", str(ROOT / "datasets" / "pairs" / "debug_yaml.yaml"), "--data", "x"]
+        ns = mod.build_parser().parse_args(["--pair", str(SHIPPED_DEBUG_YAML), "--data", "x"]
                                            if job != "build_dataset" else
-                                           ["--pair", str(ROOT / "datasets" / "pairs" / "debug_yaml.yaml")])
+                                           ["--pair", str(SHIPPED_DEBUG_YAML)])
         assert ns.pair == "debug_yaml"
         with pytest.raises(SystemExit) as e:
             mod.build_parser().parse_args(["--pair", str(bad), "--data", "x"])

@@ -6,8 +6,8 @@ import torch
 
 from squeeze3d.metrics.generative import generative_metrics, metrics_from_distances, pairwise_chamfer
 from squeeze3d.metrics.pointcloud import chamfer
-from squeeze3d.zoo import lion
-from squeeze3d.zoo.lion_checkpoint import (
+from squeeze3d.zoo.lion import model as lion
+from squeeze3d.zoo.lion.checkpoint import (
     LionCheckpointError,
     export_official_layout,
     read_lion_checkpoint,
@@ -160,7 +160,7 @@ def test_generative_metrics_definitions():
 
 
 def test_shipped_generator_samples_and_reconstructs():
-    from squeeze3d.zoo import corpus
+    from squeeze3d.corpora import points as corpus
 
     gen = lion.LionGenerator("cpu", ddim_steps=8)
     assert gen.z_dim == 8320 and gen.configs["priors"]["vae_hash"] == gen.configs["vae"]["hash"]

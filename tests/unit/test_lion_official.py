@@ -1,4 +1,4 @@
-"""LION at the official architecture (squeeze3d.zoo.lion_official): layout against the manifest
+"""LION at the official architecture (squeeze3d.zoo.lion.official): layout against the manifest
 derived from nv-tlabs/LION, strict loading of the release's file layout, and G's contract on a
 tiny-width build with random weights (no download)."""
 
@@ -12,8 +12,8 @@ import torch
 import yaml
 from official_weights import write_lion_release
 
-from squeeze3d.zoo import lion_official as lo
-from squeeze3d.zoo import lion_official_ops as ops
+from squeeze3d.zoo.lion import official as lo
+from squeeze3d.zoo.lion import official_ops as ops
 
 TINY = lo.LionOfficialConfig(style_dim=16, num_points=1024, time_dim=16, prior_channels=16, prior_blocks=2,
                              embedding_dim=16, width=0.25, voxel_resolution=0.25)

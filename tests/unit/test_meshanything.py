@@ -11,18 +11,18 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from squeeze3d.zoo.meshanything import (
+from squeeze3d.zoo.meshanything.checkpoint import (
+    MeshAnythingCheckpointError,
+    export_meshanything_layout,
+    load_meshanything_checkpoint,
+)
+from squeeze3d.zoo.meshanything.model import (
     WEIGHTS_DIR,
     MeshAnythingConfig,
     MeshAnythingEncoder,
     MeshAnythingMini,
     load_weights,
     save_weights,
-)
-from squeeze3d.zoo.meshanything_checkpoint import (
-    MeshAnythingCheckpointError,
-    export_meshanything_layout,
-    load_meshanything_checkpoint,
 )
 
 TINY = dict(num_latents=8, width=16, heads=2, num_encoder_layers=1, num_decoder_layers=1, embed_dim=4,
@@ -155,8 +155,8 @@ def test_adapter_names_missing_misshaped_and_unexpected_keys(tmp_path):
 
 
 def test_training_smoke_reduces_loss(tmp_path):
-    from squeeze3d.zoo.meshanything_data import object_arrays
-    from squeeze3d.zoo.meshanything_train import MeshAnythingTrainConfig, fit, train_meshanything
+    from squeeze3d.zoo_training.meshanything import MeshAnythingTrainConfig, fit, train_meshanything
+    from squeeze3d.zoo_training.meshanything_data import object_arrays
 
     rows = [object_arrays(0, i) for i in (0, 1, 108)]  # 108: a test-split object (corpus.split_of)
     data = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
@@ -175,8 +175,8 @@ def test_training_smoke_reduces_loss(tmp_path):
 
 
 def test_shipped_weights():
-    from squeeze3d.zoo.meshanything_data import object_arrays
-    from squeeze3d.zoo.meshanything_train import evaluate
+    from squeeze3d.zoo_training.meshanything import evaluate
+    from squeeze3d.zoo_training.meshanything_data import object_arrays
 
     path = WEIGHTS_DIR / "meshanything_shape.safetensors"
     assert path.stat().st_size < 5 * 2**20

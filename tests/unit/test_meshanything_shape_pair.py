@@ -80,7 +80,7 @@ def test_prompt_source_leaves_out_what_g_cannot_take(tmp_path):
 
 def test_heldout_assets_are_corpus_test_meshes_sampled_as_the_codec_does():
     from squeeze3d.assets import handler_for
-    from squeeze3d.zoo import mesh_corpus
+    from squeeze3d.corpora import meshes as mesh_corpus
 
     x = get_pair(PAIR).heldout_assets(2)
     assert x.shape == (2, 2048, 9) and x.dtype == torch.float32 and torch.isfinite(x).all()
@@ -181,7 +181,7 @@ def test_codec_cli_obj_and_glb_in_glb_out_inspect_interpolate(ckpt, tmp_path, ca
     from squeeze3d.assets.mesh_io import encode_mesh, read_mesh
     from squeeze3d.cli import main
     from squeeze3d.codec.compressor import clear_cache
-    from squeeze3d.zoo import mesh_corpus
+    from squeeze3d.corpora import meshes as mesh_corpus
 
     obj = _textured_obj(tmp_path / "in")
     glb = tmp_path / "in" / "vase.glb"

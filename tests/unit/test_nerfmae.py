@@ -1,4 +1,4 @@
-"""The mini NeRF-MAE (zoo/nerfmae.py): shapes, contracts, weights round trip, shipped weights' quality."""
+"""The mini NeRF-MAE (zoo/nerfmae/model.py): shapes, contracts, weights round trip, shipped weights' quality."""
 
 import json
 
@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from squeeze3d.zoo import nerfmae as nm
-from squeeze3d.zoo import radiance_corpus as rc
+from squeeze3d.corpora import radiance as rc
 from squeeze3d.zoo.base import state_dict_hash
+from squeeze3d.zoo.nerfmae import model as nm
+from squeeze3d.zoo_training import nerfmae as nmt
 
 TINY = nm.NerfMAEConfig(resolution=16, enc_channels=(16, 16), feature_channels=8, dec_channels=16, head_channels=8)
 
@@ -60,9 +61,9 @@ def test_training_reduces_loss_and_weights_round_trip(tmp_path):
     x = torch.from_numpy(np.stack([rc.make_grid(0, i, rc.GridConfig(resolution=16)).grid for i in range(4)]))
     opt = torch.optim.AdamW(model.parameters(), 3e-3)
     first = None
-    cfg = nm.NerfMAETrainConfig(render_weight=0.5, render_size=16)
+    cfg = nmt.NerfMAETrainConfig(render_weight=0.5, render_size=16)
     for _ in range(40):
-        loss, terms = nm._loss(model, x, None, cfg, azimuth=0.3)
+        loss, terms = nmt._loss(model, x, None, cfg, azimuth=0.3)
         assert set(terms) == {"voxel", "render"}
         first = first if first is not None else loss.item()
         opt.zero_grad()
@@ -124,13 +125,13 @@ def test_loss_weights_the_object_and_renders_what_the_metric_sees():
     assert torch.equal(nm.grid_output_distance(target, target), torch.zeros(2))
     torch.manual_seed(0)
     model = nm.NerfMAE(TINY)
-    cfg = nm.NerfMAETrainConfig(render_weight=1.0, render_views=2, render_size=12)
-    loss, terms = nm._loss(model, x, None, cfg, azimuth=1.0)
+    cfg = nmt.NerfMAETrainConfig(render_weight=1.0, render_views=2, render_size=12)
+    loss, terms = nmt._loss(model, x, None, cfg, azimuth=1.0)
     loss.backward()
     assert terms["render"] > 0 and all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     assert model.head2[-1].weight.grad.abs().sum() > 0
-    off = nm.NerfMAETrainConfig(render_weight=0.0)
-    assert set(nm._loss(model, x, None, off)[1]) == {"voxel"}
+    off = nmt.NerfMAETrainConfig(render_weight=0.0)
+    assert set(nmt._loss(model, x, None, off)[1]) == {"voxel"}
 
 
 def test_loss_decoder_matches_decode_and_is_differentiable():
@@ -157,10 +158,10 @@ def test_training_keeps_a_learning_curve_and_stops_when_val_stops_improving(tmp_
     recorded with the weights."""
     monkeypatch.setenv("SQUEEZE3D_CACHE", str(tmp_path / "cache"))
     arch = {"resolution": 16, "enc_channels": [8, 8], "feature_channels": 8, "dec_channels": 8, "head_channels": 8}
-    cfg = nm.NerfMAETrainConfig(count=120, steps=40, batch_size=2, lr=0.0, lr_end=0.0, eval_every=2, patience=2,
+    cfg = nmt.NerfMAETrainConfig(count=120, steps=40, batch_size=2, lr=0.0, lr_end=0.0, eval_every=2, patience=2,
                                 curve_objects=2, eval_objects=2, render_size=8, empty_alpha_choices=(0.0, 0.1),
                                 threads=1, model=arch)
-    out = nm.train_nerfmae(cfg, None, 0, tmp_path / "w", log=lambda m: None)
+    out = nmt.train_nerfmae(cfg, None, 0, tmp_path / "w", log=lambda m: None)
     assert out["stopped_early"] and [p["step"] for p in out["curve"]] == [2, 4, 6]
     assert out["best_step"] == 2 and "render_psnr" in out["curve"][0] and "render_psnr" in out["test"]
     model, info = nm.load_weights(tmp_path / "w")
@@ -170,7 +171,7 @@ def test_training_keeps_a_learning_curve_and_stops_when_val_stops_improving(tmp_
 
 def test_train_zoo_recipe_writes_loadable_weights(tmp_path, monkeypatch):
     """``jobs/train_zoo.py --pair nerfmae`` runs this recipe (tiny here: 12 objects at 16³, 2 steps)."""
-    from squeeze3d.zoo.train_zoo import ZooConfig, train_zoo
+    from squeeze3d.zoo_training.recipes import ZooConfig, train_zoo
 
     monkeypatch.setenv("SQUEEZE3D_CACHE", str(tmp_path / "cache"))
     arch = {"resolution": 16, "enc_channels": [8, 8], "feature_channels": 8, "dec_channels": 8, "head_channels": 8}

@@ -8,8 +8,8 @@ import torch
 from squeeze3d.config import train_config_for_pair
 from squeeze3d.mapping import build_mapping, code_shape
 from squeeze3d.pairs import get_pair
-from squeeze3d.zoo import nerfmae as nm
 from squeeze3d.zoo.base import state_dict_hash
+from squeeze3d.zoo.nerfmae import model as nm
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""NeRF-MAE's Swin-3D MAE at the official architecture (squeeze3d.zoo.nerfmae_swin3d): layout against
+"""NeRF-MAE's Swin-3D MAE at the official architecture (squeeze3d.zoo.nerfmae.swin3d): layout against
 the manifest derived from zubair-irshad/NeRF-MAE, strict loading of run_swin_mae3d.py's checkpoint
 layout, and the E/G contracts on a tiny-width build with random weights (no download)."""
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 from official_weights import write_nerfmae_checkpoint
 
-from squeeze3d.zoo import nerfmae_swin3d as nm
+from squeeze3d.zoo.nerfmae import swin3d as nm
 
 # the published tree (swin_s depths and heads) at a tiny width and grid
 TINY = nm.NerfMAESwinConfig(resolution=32, embed_dim=12)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from squeeze3d.zoo import pointnet2 as pn
+from squeeze3d.zoo.pointnet2 import model as pn
 
 
 def _fps_reference(xyz: np.ndarray, npoint: int) -> list[int]:
@@ -105,7 +105,7 @@ def test_bad_checkpoints_name_what_is_wrong(tmp_path):
     bad["fc2.weight"] = torch.zeros(128, 512)
     bad["extra.weight"] = torch.zeros(1)
     torch.save({"model_state_dict": bad}, tmp_path / "bad.pth")
-    with pytest.raises(pn.CheckpointError) as e:
+    with pytest.raises(pn.PointNet2CheckpointError) as e:
         pn.load_official_checkpoint(tmp_path / "bad.pth")
     msg = str(e.value)
     assert "sa2.mlp_bns.1.running_var" in msg and "fc2.weight: got (128, 512), expected (256, 512)" in msg
@@ -113,10 +113,10 @@ def test_bad_checkpoints_name_what_is_wrong(tmp_path):
     normals = dict(sd)
     normals["sa1.mlp_convs.0.weight"] = torch.zeros(64, 6, 1, 1)  # a normal_channel=True model
     torch.save({"model_state_dict": normals}, tmp_path / "normals.pth")
-    with pytest.raises(pn.CheckpointError, match="xyz only"):
+    with pytest.raises(pn.PointNet2CheckpointError, match="xyz only"):
         pn.load_official_checkpoint(tmp_path / "normals.pth")
     torch.save({"state": 1}, tmp_path / "other.pth")
-    with pytest.raises(pn.CheckpointError, match="model_state_dict"):
+    with pytest.raises(pn.PointNet2CheckpointError, match="model_state_dict"):
         pn.load_official_checkpoint(tmp_path / "other.pth")
 
 
@@ -156,7 +156,7 @@ def test_input_subset_is_fixed_and_handles_any_size():
 
 
 def test_shipped_encoder_loads_and_classifies_held_out_shapes():
-    from squeeze3d.zoo import corpus
+    from squeeze3d.corpora import points as corpus
 
     enc = pn.PointNet2Encoder("cpu")
     assert enc.classes == list(corpus.CATEGORIES)

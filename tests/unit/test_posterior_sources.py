@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from squeeze3d.corpora import posterior as src
 from squeeze3d.realcorpus.index import mesh_file_for, split_of, write_index
 from squeeze3d.realcorpus.meshes import save_mesh
-from squeeze3d.zoo import posterior_sources as src
 
 
 def _box(sx, sy, sz):

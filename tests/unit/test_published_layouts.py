@@ -73,7 +73,7 @@ def test_shap_e_published_layout_on_meta(tmp_path, part, cls_path, name):
 
 
 def test_shap_e_prior_parameter_count_is_the_published_300m_and_z_g_is_1024x1024(tmp_path):
-    from squeeze3d.zoo.mini_adapters import shap_e_diffusers_generator
+    from squeeze3d.zoo.shap_e.adapter import shap_e_diffusers_generator
 
     n = _manifest("shap_e_prior")["num_parameters"]
     assert abs(n - TEXT300M) / TEXT300M < 0.06, n  # "300M" is rounded: 315.7 M
@@ -82,8 +82,8 @@ def test_shap_e_prior_parameter_count_is_the_published_300m_and_z_g_is_1024x1024
 
 
 def test_meshanything_350m_point_encoder_published_layout_on_meta():
-    from squeeze3d.zoo.meshanything import MeshAnythingMini, check_state_dict
-    from squeeze3d.zoo.meshanything_checkpoint import PREFIXES, config_from_state, to_mini_keys
+    from squeeze3d.zoo.meshanything.checkpoint import PREFIXES, config_from_state, to_mini_keys
+    from squeeze3d.zoo.meshanything.model import MeshAnythingMini, check_state_dict
 
     want = _manifest("meshanything_350m_encoder")
     published = {k: torch.empty(shape, device="meta") for k, shape in want["keys"].items()}
@@ -144,8 +144,8 @@ def test_shap_e_meshanything_example_with_tiny_weights_in_the_official_layout(mo
     import yaml
 
     from squeeze3d.pairs import declared, get_pair
-    from squeeze3d.zoo.meshanything import MeshAnythingConfig, MeshAnythingMini
-    from squeeze3d.zoo.meshanything_checkpoint import export_meshanything_layout
+    from squeeze3d.zoo.meshanything.checkpoint import export_meshanything_layout
+    from squeeze3d.zoo.meshanything.model import MeshAnythingConfig, MeshAnythingMini
 
     spec = importlib.util.spec_from_file_location("t_shap_e", Path(__file__).parent / "test_shap_e.py")
     t_shap_e = importlib.util.module_from_spec(spec)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from trimesh import creation
 
-from squeeze3d.zoo import corpus
-from squeeze3d.zoo import radiance_corpus as rc
+from squeeze3d.corpora import points as corpus
+from squeeze3d.corpora import radiance as rc
 
 
 def _centres(n):

@@ -172,7 +172,7 @@ refs 4
 3 0 0
 kids 0
 """
-FG_COPYRIGHT = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+FG_COPYRIGHT = """Format: machine-readable copyright 1.0
 
 Files: *
 Copyright: 1999-2017 Someone <a@b.c>
@@ -230,7 +230,7 @@ def debs(tmp_path_factory):
     srcs = {}
     for name, data in (("sweethome3d", sh), ("flightgear", fg)):
         src = dataclasses.replace(SOURCES[name], filename=f"fake-{name}.deb", aliases=(),
-                                  sha256=hashlib.sha256(data).hexdigest(), size=len(data), url="")
+                                  sha256=hashlib.sha256(data).hexdigest(), size=len(data))
         (d / src.filename).write_bytes(data)
         srcs[name] = src
     return d, srcs
@@ -496,3 +496,29 @@ def test_point_cache_augment(corpus):
 def test_index_json_is_plain_json(corpus):
     doc = json.loads((Path(corpus) / "index.json").read_text(encoding="utf-8"))
     assert doc["up_axis"] == "z" and doc["units"] == "metres" and doc["version"] == 1
+
+
+def test_a_missing_package_is_one_line_naming_the_client_command_and_the_folder(tmp_path, monkeypatch):
+    from squeeze3d.errors import UserError
+    from squeeze3d.realcorpus import fetch
+    from squeeze3d.realcorpus.sources import SOURCES
+
+    src = SOURCES["sweethome3d"]
+    (tmp_path / "from").mkdir()
+    with pytest.raises(UserError) as e:
+        fetch.obtain_archive(src, tmp_path / "cache", from_dir=tmp_path / "from", log=lambda m: None)
+    msg = str(e.value)
+    assert "\n" not in msg and f"apt-get download {src.package}={src.version}" in msg and "--from DIR" in msg
+    monkeypatch.setattr(fetch.shutil, "which", lambda name: None)
+    with pytest.raises(UserError, match="lacks.*apt-get download sweethome3d-furniture=1.8-1.*--from DIR"):
+        fetch.obtain_archive(src, tmp_path / "cache", log=lambda m: None)
+
+
+def test_sources_name_no_archive_host():
+    import dataclasses
+
+    from squeeze3d.realcorpus.sources import SOURCES, Source
+
+    assert "url" not in {f.name for f in dataclasses.fields(Source)}
+    for s in SOURCES.values():
+        assert "http" not in repr(s)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from squeeze3d.zoo import marching_cubes, shap_e
+from squeeze3d.zoo.shap_e import marching_cubes
+from squeeze3d.zoo.shap_e import model as shap_e
 
 TINY = dict(d_hidden=8, d_latent=16, prior_layers=1, prior_heads=2, prior_head_dim=8, grid_size=20,
             inference_steps=2)
@@ -246,7 +247,7 @@ def _tiny_pipeline_folder(path):
 
 
 def test_real_shap_e_pipeline_folder_samples_latents_and_decodes(tmp_path):
-    from squeeze3d.zoo.shap_e_pipeline import ShapEPipelineGenerator
+    from squeeze3d.zoo.shap_e.pipeline import ShapEPipelineGenerator
 
     folder = _tiny_pipeline_folder(tmp_path)
     for part in ("model_index.json", "prior", "shap_e_renderer", "text_encoder", "tokenizer"):
@@ -261,7 +262,7 @@ def test_real_shap_e_pipeline_folder_samples_latents_and_decodes(tmp_path):
 
 def test_pipeline_adapter_names_missing_parts(tmp_path):
     from squeeze3d.errors import UserError
-    from squeeze3d.zoo.shap_e_pipeline import load_pipeline
+    from squeeze3d.zoo.shap_e.pipeline import load_pipeline
 
     (tmp_path / "model_index.json").write_text("{}")
     (tmp_path / "prior").mkdir()

@@ -189,10 +189,10 @@ class MeshHandler(AssetHandler):
 
     # ------------------------------------------------------------------ evaluation
     def corpus_inputs(self, pair, split: str, limit: int, dest: Path, log: Callable[[str], None]) -> list[Path]:
-        """The first ``limit`` objects of the textured corpus split (``zoo.mesh_corpus``) as GLB files
+        """The first ``limit`` objects of the textured corpus split (``corpora.meshes``) as GLB files
         with vertex colours in ``dest`` (written once)."""
+        from squeeze3d.corpora import meshes as mesh_corpus
         from squeeze3d.io import atomic_write_bytes
-        from squeeze3d.zoo import mesh_corpus
 
         if split not in mesh_corpus.SPLITS:
             raise UserError(f"unknown split {split!r}; choose one of {', '.join(mesh_corpus.SPLITS)}")

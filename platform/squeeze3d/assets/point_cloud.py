@@ -132,10 +132,11 @@ class PointCloudHandler(AssetHandler):
 
     # ------------------------------------------------------------------ evaluation
     def corpus_inputs(self, pair, split: str, limit: int, dest: Path, log: Callable[[str], None]) -> list[Path]:
-        """The first ``limit`` objects of the procedural mesh corpus split (``squeeze3d.zoo.corpus``)
+        """The first ``limit`` objects of the procedural mesh corpus split (``squeeze3d.corpora.points``)
         as PLY meshes in ``dest``."""
+        from squeeze3d.corpora import points as corpus
+        from squeeze3d.corpora import shapes as corpus_shapes
         from squeeze3d.io import atomic_write_bytes
-        from squeeze3d.zoo import corpus, corpus_shapes
 
         out, idx = [], 0
         dest.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from squeeze3d.codec import DEFAULT_DTYPE, DEFAULT_MIN_QUALITY_DB, DEFAULT_PAIR, DEFAULT_QUANT, draco
+from squeeze3d.baselines import draco
+from squeeze3d.codec import DEFAULT_DTYPE, DEFAULT_MIN_QUALITY_DB, DEFAULT_PAIR, DEFAULT_QUANT
 from squeeze3d.codec.compressor import decompress_bytes, get_codec
 from squeeze3d.errors import UserError
 from squeeze3d.io import atomic_write_bytes, list_inputs

@@ -24,16 +24,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from squeeze3d.config import TrainConfig, from_dict, to_dict
+from squeeze3d.errors import CheckpointError
 from squeeze3d.mapping import Mapping, build_mapping
 from squeeze3d.mapping.common import MappingHalf
 from squeeze3d.zoo.base import state_dict_hash
 
 FORMAT = "squeeze3d-mapping"
 VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, malformed, or does not fit the model asked for."""
 
 
 @dataclass

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from squeeze3d.errors import user_error
+
 if TYPE_CHECKING:
     from squeeze3d.pairs.base import PairSpec
 
@@ -20,6 +22,7 @@ _REGISTRY: dict[str, str] = {
 }
 
 
+@user_error
 class UnknownPairError(KeyError):
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return self.args[0]

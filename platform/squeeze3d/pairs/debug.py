@@ -4,13 +4,13 @@ from squeeze3d.pairs.base import PairSpec
 
 
 def _encoder(device: str):
-    from squeeze3d.zoo.debug_models import DebugEncoder
+    from squeeze3d.zoo.debug.models import DebugEncoder
 
     return DebugEncoder(device)
 
 
 def _generator(device: str):
-    from squeeze3d.zoo.debug_models import DebugGenerator
+    from squeeze3d.zoo.debug.models import DebugGenerator
 
     return DebugGenerator(device)
 

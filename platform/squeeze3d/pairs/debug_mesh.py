@@ -7,13 +7,13 @@ NUM_POINTS = 512
 
 
 def _encoder(device: str):
-    from squeeze3d.zoo.debug_mesh_models import DebugMeshEncoder
+    from squeeze3d.zoo.debug.mesh_models import DebugMeshEncoder
 
     return DebugMeshEncoder(device)
 
 
 def _generator(device: str):
-    from squeeze3d.zoo.debug_mesh_models import DebugMeshGenerator
+    from squeeze3d.zoo.debug.mesh_models import DebugMeshGenerator
 
     return DebugMeshGenerator(device, num_points=NUM_POINTS)
 

@@ -3,20 +3,20 @@
 The plumbing check for text-conditioned pairs (the mesh pair to come): it is built from a prompt
 table (``jobs/build_prompts.py`` -> ``jobs/build_dataset.py --prompts URI``), each prompt sampled k
 times, in seconds and without any real text-to-3D model. The generator's z_G depends on the prompt's
-words and a per-sample seed (``zoo.debug_models.DebugTextGenerator``).
+words and a per-sample seed (``zoo.debug.models.DebugTextGenerator``).
 """
 
 from squeeze3d.pairs.base import PairSpec
 
 
 def _encoder(device: str):
-    from squeeze3d.zoo.debug_models import DebugEncoder
+    from squeeze3d.zoo.debug.models import DebugEncoder
 
     return DebugEncoder(device)
 
 
 def _generator(device: str):
-    from squeeze3d.zoo.debug_models import DebugTextGenerator
+    from squeeze3d.zoo.debug.models import DebugTextGenerator
 
     return DebugTextGenerator(device)
 

@@ -3,7 +3,8 @@ adapter + checkpoint (``zoo.adapters``), the asset and condition kinds and the m
 latent shapes are read from the models, never written in the file.
 
 Where pair files are found (``squeeze3d pairs`` lists them next to the registered pairs):
-- ``datasets/pairs/*.yaml`` of the source checkout (and of the working directory);
+- the pair files shipped with the package (``squeeze3d/data/pairs/*.yaml``) and ``datasets/pairs/*.yaml``
+  of the working directory;
 - every directory in ``$SQUEEZE3D_PAIRS_DIR`` (``os.pathsep``-separated), else the user directory
   ``$XDG_CONFIG_HOME/squeeze3d/pairs`` (``~/.config/squeeze3d/pairs``), where ``squeeze3d pairs add``
   copies files;
@@ -234,9 +235,10 @@ def user_dir() -> Path:
 
 
 def search_dirs() -> list[Path]:
-    repo = Path(__file__).resolve().parents[3] / "datasets" / "pairs"
+    from squeeze3d.package_data import shipped_path
+
     out: list[Path] = []
-    for d in [repo, Path("datasets/pairs"), *[Path(x).expanduser() for x in
+    for d in [shipped_path("pairs"), Path("datasets/pairs"), *[Path(x).expanduser() for x in
                                               os.environ.get(DIRS_ENV, "").split(os.pathsep) if x], user_dir()]:
         d = d.resolve()
         if d.is_dir() and d not in out:

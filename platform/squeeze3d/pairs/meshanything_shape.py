@@ -1,6 +1,6 @@
 """``meshanything_shape``: the paper's textured-mesh pair, a MeshAnything-style encoder and a
-text-conditioned Shap-E-style generator (the mini zoo, ``squeeze3d.zoo.meshanything`` and
-``squeeze3d.zoo.shap_e``, trained in-project on the captioned corpus ``zoo.mesh_corpus``).
+text-conditioned Shap-E-style generator (the mini zoo, ``squeeze3d.zoo.meshanything.model`` and
+``squeeze3d.zoo.shap_e.model``, trained in-project on the captioned corpus ``corpora.meshes``).
 
 - assets: coloured meshes (``meshdata.Mesh``); the models and shards see ``[B, 2048, 9]`` surface
   samples (xyz, normal, sRGB) of the unit-sphere-normalised mesh (``assets.mesh``);
@@ -69,7 +69,7 @@ def _shap_e_path():
 
 
 def _encoder(device: str):
-    from squeeze3d.zoo.meshanything import MeshAnythingEncoder
+    from squeeze3d.zoo.meshanything.model import MeshAnythingEncoder
 
     return MeshAnythingEncoder(device, weights=os.environ.get(MESHANYTHING_PATH_ENV) or None)
 
@@ -82,13 +82,13 @@ POSTERIOR_MIX = 0.5
 
 
 def _posterior():
-    from squeeze3d.zoo.shap_e_train import posterior_latents
+    from squeeze3d.zoo_training.shap_e import posterior_latents
 
     return posterior_latents()
 
 
 def _generator(device: str):
-    from squeeze3d.zoo.shap_e import ShapEGenerator
+    from squeeze3d.zoo.shap_e.model import ShapEGenerator
 
     path = _shap_e_path()
     mix = POSTERIOR_MIX if path is None else 0.0
@@ -101,8 +101,8 @@ def query_points():
     building the corpus objects takes ~0.1 s each)."""
     import numpy as np
 
+    from squeeze3d.corpora import meshes as mesh_corpus
     from squeeze3d.meshdata import sample_surface
-    from squeeze3d.zoo import mesh_corpus
 
     if "points" not in _QUERIES:
         rng = np.random.default_rng(QUERY_SEED)
@@ -125,7 +125,7 @@ def _field_decoder_class():
     import torch
     from torch import nn
 
-    from squeeze3d.zoo import shap_e
+    from squeeze3d.zoo.shap_e import model as shap_e
 
     class ShapEFieldDecoder(nn.Module):
         """G's field as a frozen, differentiable ``z_G [B, 8192] (or [B, 128, 64]) -> [B, P, 4]``:
@@ -188,8 +188,8 @@ def _heldout(n: int):
     cached per process."""
     import torch
 
+    from squeeze3d.corpora import meshes as mesh_corpus
     from squeeze3d.meshdata import normalise_unit_sphere, sample_surface
-    from squeeze3d.zoo import mesh_corpus
 
     if len(_HELDOUT) < n:
         idx = mesh_corpus.split_indices("test", 10 * len(mesh_corpus.CATEGORIES) * (1 + n // len(mesh_corpus.CATEGORIES)))

@@ -1,7 +1,7 @@
 """``nerfmae``: the paper's radiance-field pair, a NeRF-MAE-style autoencoder as both E and G.
 
 Both models are the mini zoo trained in-project on the procedural radiance corpus
-(``squeeze3d.zoo.radiance_corpus``) and shipped under ``squeeze3d/zoo/weights/nerfmae``.
+(``squeeze3d.corpora.radiance``) and shipped under ``squeeze3d/zoo/weights/nerfmae``.
 - assets: ``[B, 4, 32, 32, 32]`` (r, g, b, σ) grids, axes (x, y, z), σ per voxel length, the object
   in the cube [-1, 1]³ (grids need no normalisation at the codec: ``identity``);
 - z_E = z_G: the ¼-resolution decoder features, 32 channels at 8³ (NeRF-MAE: 96 at 40³ for 160³);
@@ -23,25 +23,25 @@ Z_SHAPE = (FEATURE_CHANNELS, RESOLUTION // 4, RESOLUTION // 4, RESOLUTION // 4)
 
 
 def _encoder(device: str):
-    from squeeze3d.zoo.nerfmae import NerfMAEEncoder
+    from squeeze3d.zoo.nerfmae.model import NerfMAEEncoder
 
     return NerfMAEEncoder(device)
 
 
 def _generator(device: str):
-    from squeeze3d.zoo.nerfmae import NerfMAEGenerator
+    from squeeze3d.zoo.nerfmae.model import NerfMAEGenerator
 
     return NerfMAEGenerator(device)
 
 
 def _loss_decoder(device: str):
-    from squeeze3d.zoo.nerfmae import NerfMAEGenerator
+    from squeeze3d.zoo.nerfmae.model import NerfMAEGenerator
 
     return NerfMAEGenerator(device).loss_decoder()
 
 
 def _output_distance(pred, target):
-    from squeeze3d.zoo.nerfmae import grid_output_distance
+    from squeeze3d.zoo.nerfmae.model import grid_output_distance
 
     return grid_output_distance(pred, target)
 
@@ -57,7 +57,8 @@ def _heldout(n: int):
     mapping networks), cached per process."""
     import torch
 
-    from squeeze3d.zoo import corpus, radiance_corpus
+    from squeeze3d.corpora import points as corpus
+    from squeeze3d.corpora import radiance as radiance_corpus
 
     if len(_HELDOUT) < n:
         idx = corpus.split_indices("test", 10 * len(corpus.CATEGORIES) * (1 + n // len(corpus.CATEGORIES)))[:n]

@@ -1,7 +1,7 @@
 """``pointnet_lion``: the paper's point-cloud pair, PointNet++ (SSG) encoder + LION-style generator.
 
 The embedded default: both models are the mini zoo trained in-project on the procedural corpus
-(``squeeze3d.zoo.corpus``) and shipped under ``squeeze3d/zoo/weights/pointnet_lion``.
+(``squeeze3d.corpora.points``) and shipped under ``squeeze3d/zoo/weights/pointnet_lion``.
 - assets: ``[B, 2048, 3]`` point clouds in the unit sphere (bounding-box centre, max radius 1);
 - z_E: the 1024-d PointNet++ global feature (of a fixed-seed 1024-point subset);
 - z_G: ``[z_glob (128) | 2048 latent points x (3 + 1)]`` = 8320 numbers, latent points in Morton order;
@@ -19,7 +19,7 @@ Z_G_DIM = GLOBAL_DIM + NUM_POINTS * POINT_DIM  # 8320
 
 
 def _encoder(device: str):
-    from squeeze3d.zoo.pointnet2 import PointNet2Encoder
+    from squeeze3d.zoo.pointnet2.model import PointNet2Encoder
 
     return PointNet2Encoder(device)
 
@@ -29,7 +29,7 @@ def _heldout(n: int):
     each; cached per process because building the meshes (boolean unions) takes a while."""
     import torch
 
-    from squeeze3d.zoo import corpus
+    from squeeze3d.corpora import points as corpus
 
     if len(_HELDOUT) < n:
         idx = corpus.split_indices("test", 10 * len(corpus.CATEGORIES) * (1 + n // len(corpus.CATEGORIES)))[:n]
@@ -51,13 +51,13 @@ DDIM_STEPS = 16  # measured trade-off: jobs/bench_zoo.py --ddim-steps (README, "
 def _generator(device: str, posterior_mix: float = POSTERIOR_MIX, real_share: float = 0.0):
     """``real_share`` > 0 (the champion recipe's build): that share of the posterior draws are
     augmented real objects of the corpus ``squeeze3d corpus fetch`` builds."""
-    from squeeze3d.zoo.lion import LionGenerator
+    from squeeze3d.zoo.lion.model import LionGenerator
 
     return LionGenerator(device, ddim_steps=DDIM_STEPS, posterior_mix=posterior_mix, real_share=real_share)
 
 
 def _loss_decoder(device: str):
-    from squeeze3d.zoo.lion import LionGenerator, load_lion
+    from squeeze3d.zoo.lion.model import LionGenerator, load_lion
 
     model, configs = load_lion(with_priors=False)
     return LionGenerator(device, model=model, configs=configs).loss_decoder()

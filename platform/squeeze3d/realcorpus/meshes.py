@@ -1,6 +1,6 @@
 """Triangle meshes of the real-object corpus: checks, the common frame, and the ``.npz`` files.
 
-Every object is stored in the procedural corpus's frame (``squeeze3d.zoo.corpus``: z up), in metres,
+Every object is stored in the procedural corpus's frame (``squeeze3d.corpora.points``: z up), in metres,
 as ``vertices`` float32 ``[V, 3]`` and ``faces`` int32 ``[F, 3]`` in one ``.npz`` (no pickle)."""
 
 from __future__ import annotations

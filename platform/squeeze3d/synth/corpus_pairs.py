@@ -17,10 +17,10 @@ import torch
 
 def corpus_pairs(count: int, level: str = "global", cache_dir: str | Path | None = None, log=print) -> dict:
     """Objects ``0..count-1``: ``points [n, 2048, 3]``, ``z_e``, ``z_g``, ``splits`` (0/1/2)."""
+    from squeeze3d.corpora import points as corpus
     from squeeze3d.tracking import state_dir
-    from squeeze3d.zoo import corpus
-    from squeeze3d.zoo.lion import LionGenerator, load_lion
-    from squeeze3d.zoo.pointnet2 import PointNet2Encoder
+    from squeeze3d.zoo.lion.model import LionGenerator, load_lion
+    from squeeze3d.zoo.pointnet2.model import PointNet2Encoder
 
     d = Path(cache_dir) if cache_dir else state_dir() / "cache"
     path = d / f"corpus_pairs_{level}_{count}.npz"

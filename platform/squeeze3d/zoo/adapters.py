@@ -19,34 +19,50 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from pathlib import Path
 
 ENCODERS: dict[str, str] = {
     # tiny random-weight point MLP (fixed seed, or a checkpoint written by debug_models.save_checkpoint)
-    "debug": "squeeze3d.zoo.mini_adapters:debug_encoder",
+    "debug": "squeeze3d.zoo.debug.adapter:debug_encoder",
     # mini zoo (shipped weights when checkpoint is null; else a folder in the zoo's own format)
-    "pointnet2": "squeeze3d.zoo.mini_adapters:pointnet2_encoder",
-    "meshanything_mini": "squeeze3d.zoo.mini_adapters:meshanything_mini_encoder",
-    "nerfmae_mini": "squeeze3d.zoo.mini_adapters:nerfmae_mini_encoder",
+    "pointnet2": "squeeze3d.zoo.pointnet2.adapter:pointnet2_encoder",
+    "meshanything_mini": "squeeze3d.zoo.meshanything.adapter:meshanything_mini_encoder",
+    "nerfmae_mini": "squeeze3d.zoo.nerfmae.adapter:nerfmae_mini_encoder",
     # real checkpoints in their published layout
-    "meshanything_350m": "squeeze3d.zoo.mini_adapters:meshanything_350m_encoder",
+    "meshanything_350m": "squeeze3d.zoo.meshanything.adapter:meshanything_350m_encoder",
     # NeRF-MAE's run_swin_mae3d.py checkpoint file (.pt, or a .safetensors of its state dict)
-    "nerfmae_swin3d": "squeeze3d.zoo.nerfmae_swin3d:build_encoder",
+    "nerfmae_swin3d": "squeeze3d.zoo.nerfmae.swin3d:build_encoder",
 }
 
 GENERATORS: dict[str, str] = {
-    "debug": "squeeze3d.zoo.mini_adapters:debug_generator",
-    "debug_text": "squeeze3d.zoo.mini_adapters:debug_text_generator",
-    "lion_mini": "squeeze3d.zoo.mini_adapters:lion_mini_generator",
-    "shap_e_mini": "squeeze3d.zoo.mini_adapters:shap_e_mini_generator",
-    "nerfmae_mini": "squeeze3d.zoo.mini_adapters:nerfmae_mini_generator",
+    "debug": "squeeze3d.zoo.debug.adapter:debug_generator",
+    "debug_text": "squeeze3d.zoo.debug.adapter:debug_text_generator",
+    "lion_mini": "squeeze3d.zoo.lion.adapter:lion_mini_generator",
+    "shap_e_mini": "squeeze3d.zoo.shap_e.adapter:shap_e_mini_generator",
+    "nerfmae_mini": "squeeze3d.zoo.nerfmae.adapter:nerfmae_mini_generator",
     # a diffusers ShapEPipeline folder (openai/shap-e layout)
-    "shap_e_diffusers": "squeeze3d.zoo.mini_adapters:shap_e_diffusers_generator",
+    "shap_e_diffusers": "squeeze3d.zoo.shap_e.adapter:shap_e_diffusers_generator",
     # LION's released checkpoints/model.pt (cfg.yml beside it or one folder up); LION has no encoder role
-    "lion_official": "squeeze3d.zoo.lion_official:build_generator",
-    "nerfmae_swin3d": "squeeze3d.zoo.nerfmae_swin3d:build_generator",
+    "lion_official": "squeeze3d.zoo.lion.official:build_generator",
+    "nerfmae_swin3d": "squeeze3d.zoo.nerfmae.swin3d:build_generator",
 }
 
 KINDS = {"encoder": ENCODERS, "generator": GENERATORS}
+
+
+def need_checkpoint(checkpoint_path, adapter: str) -> Path:
+    """The checkpoint path an adapter without shipped weights needs; missing or absent: one line."""
+    if not checkpoint_path:
+        raise ValueError(f"adapter {adapter!r} needs a checkpoint path (it has no shipped weights)")
+    p = Path(checkpoint_path)
+    if not p.exists():
+        raise FileNotFoundError(f"adapter {adapter!r}: checkpoint {p} does not exist")
+    return p
+
+
+def dir_or_shipped(checkpoint_path, adapter: str) -> Path | None:
+    """None (the shipped weights) when no checkpoint is given, else the checked path."""
+    return None if checkpoint_path is None else need_checkpoint(checkpoint_path, adapter)
 
 
 class AdapterError(ValueError):

@@ -89,14 +89,14 @@ def psnr(reference: np.ndarray, test: np.ndarray) -> float:
 
 
 def encode_min_bits(points: np.ndarray, floor_db: float, level: int = DEFAULT_LEVEL,
-                    start_bits: int = 2) -> tuple[bytes, int, float]:
+                    start_bits: int = 2, attributes: dict | None = None) -> tuple[bytes, int, float]:
     """Fewest bits whose decoded cloud reaches ``floor_db`` D1-PSNR against ``points``.
 
     Returns ``(draco bytes, bits, achieved psnr)``. If even ``MAX_BITS`` misses the floor (only for
     absurd floors) the ``MAX_BITS`` encoding is returned with its PSNR."""
     best = None
     for bits in range(max(MIN_BITS, start_bits), MAX_BITS + 1):
-        data = encode_points(points, bits, level)
+        data = encode_points(points, bits, level, attributes)
         p = psnr(points, decode_points(data))
         best = (data, bits, p)
         if p >= floor_db:

@@ -315,3 +315,36 @@ def decode_for_points(payload: bytes, decoded: np.ndarray, names) -> dict:
     qv = _unpack_bits(payload[off:], m, bits)
     vals = _spread(dec, dec[anchor_index(n, m)], _dequantise(qv, bits))
     return _attributes(vals, names, rng)
+
+
+# ------------------------------------------------------------------------- the user's side
+
+
+def for_codec(asset, path, drop: bool = False) -> tuple[np.ndarray, dict]:
+    """What ``compress_file`` hands the codec from a read asset: every point of a cloud (the mesh
+    samples for a mesh) and the attributes it keeps. Per-point data that no mode keeps (``asset.unkept``:
+    normals, labels, LAS classification, ...) are refused in one line unless ``drop`` (the user's
+    ``--drop-attributes``), which drops colour and intensity too: geometry only."""
+    from squeeze3d.errors import UserError
+
+    unkept = tuple(getattr(asset, "unkept", ()) or ())
+    if unkept and not drop:
+        them = "it" if len(unkept) == 1 else "them"
+        raise UserError(f"{path}: the file holds per-point {'; '.join(unkept)}, which no compression mode keeps; "
+                        f"pass --drop-attributes to compress without {them} (nothing was written)")
+    cloud = getattr(asset, "cloud", None)
+    data = cloud if cloud is not None else asset.data
+    return data, ({} if drop else dict(getattr(asset, "attributes", None) or {}))
+
+
+def check_output(out, names, drop: bool = False, where: str = "") -> None:
+    """Refuse (one line) an output format that cannot hold a kept attribute, before decoding."""
+    from squeeze3d.io import KEEPS, InputError
+
+    fmt = str(out).rsplit(".", 1)[-1].lower()
+    if drop or not names or fmt not in KEEPS:
+        return
+    lost = [n for n in names if n not in KEEPS[fmt]]
+    if lost:
+        raise InputError(f"{where}{out}: .{fmt} cannot hold the file's {', '.join(lost)}; write .ply, .pcd, .las "
+                         "or .npz, or pass --drop-attributes")

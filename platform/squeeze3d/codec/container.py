@@ -55,6 +55,18 @@ and mode 6 also elides the 11 bytes every Draco 2.3 point-cloud file starts with
 so a fallback file is 3 bytes *smaller* than the bare Draco file it wraps (mode 7 keeps a Draco
 file whose first bytes differ, at +8 bytes).
 
+Format version 3 (written only when the asset keeps per-point attributes; files without them stay
+version 2, byte for byte) is version 2 with an attribute section right after the pair tag, in every
+mode::
+
+    magic 2 · version|flags 1 (low nibble 3) · mode|bits 1 · pair_tag 2 ·
+    attr_mask u8 (bit 0 colour RGB, bit 1 intensity; nonzero) · attr_len varint · attr_payload ·
+    ... the rest exactly as version 2 (own-frame: payload · crc16)
+
+``attr_payload`` is empty when the classical payload carries the attributes itself (Draco's colour
+and generic attributes); otherwise it is ``squeeze3d.codec.attributes.encode_for_points``'s coding
+of them for the decoded points (the neural rungs).
+
 Parsing is strict: magic and version first (so a wrong file or a newer format gets a specific
 message), then every length is bounds-checked as it is read ("truncated or corrupted"), then the
 CRC, then the semantics (enums known, d_C consistent with the payload size, finite normalisation).
@@ -80,7 +92,9 @@ from squeeze3d.errors import ContainerError  # noqa: F401 - re-exported: the cod
 
 MAGIC = b"SQ3D"
 FORMAT_VERSION = 2
-SUPPORTED_VERSIONS = (1, 2)
+ATTRIBUTES_VERSION = 3
+"""Files that keep per-point attributes (see the module doc); others are still written as version 2."""
+SUPPORTED_VERSIONS = (1, 2, 3)
 MAGIC_V2 = b"S3"
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_POINTS = 1 << 24
@@ -145,6 +159,10 @@ class Container:
     own_frame: bool = False
     """Fallback only: the payload is the asset in its own frame (Draco keeps its quantisation frame),
     so there is no normalisation, size or model hash in the file (format version 2, modes 6/7)."""
+    attributes: tuple[str, ...] = ()
+    """Per-point attributes the file keeps (``squeeze3d.codec.attributes.NAMES``; format version 3)."""
+    attr_payload: bytes = field(default=b"", repr=False)
+    """Their coding for the decoded points; empty when the classical payload carries them (Draco)."""
 
     @property
     def d_code(self) -> int:
@@ -170,12 +188,26 @@ class Container:
             "model_hash": self.model_hash, "num_points": self.num_points,
             "code_shape": list(self.code_shape), "d_code": self.d_code, "dtype": self.dtype,
             "quant": self.quant, "draco_bits": self.draco_bits, "centre": list(self.centre),
-            "scale": self.scale, "own_frame": self.own_frame, "payload_bytes": len(self.payload),
-            "total_bytes": len(pack(self)),
+            "scale": self.scale, "own_frame": self.own_frame,
+            "attributes": ", ".join(self.attributes) if self.attributes else "none",
+            "attribute_coding": (("in the classical payload" if not self.attr_payload else
+                                  f"transferred to the decoded points ({len(self.attr_payload)} bytes)")
+                                 if self.attributes else "none"),
+            "payload_bytes": len(self.payload), "total_bytes": len(pack(self)),
         }
 
 
 def _check_semantics(c: Container) -> None:
+    if c.attributes or c.attr_payload:
+        from squeeze3d.codec.attributes import mask_of
+
+        mask_of(c.attributes)  # known names only
+        if not c.attributes or c.version != ATTRIBUTES_VERSION:
+            raise ContainerError(f"attributes need format version {ATTRIBUTES_VERSION} and at least one name")
+        if tuple(sorted(c.attributes, key=lambda n: mask_of([n]))) != tuple(c.attributes) or len(set(c.attributes)) != len(c.attributes):
+            raise ContainerError(f"attributes {c.attributes} are not distinct names in their canonical order")
+    elif c.version == ATTRIBUTES_VERSION:
+        raise ContainerError(f"format version {ATTRIBUTES_VERSION} is for files with attributes; this one has none")
     if c.codec not in CODECS:
         raise ContainerError(f"unknown codec {c.codec!r}; known: {', '.join(CODECS)}")
     if c.dtype not in DTYPES or c.quant not in QUANTS:
@@ -185,7 +217,7 @@ def _check_semantics(c: Container) -> None:
     if not re.fullmatch(r"[0-9a-f]{16}" if c.version == 1 else r"[0-9a-f]{8}", c.model_hash):
         raise ContainerError(f"invalid model hash {c.model_hash!r} in header")
     if c.own_frame:
-        if c.codec != "fallback" or c.version != 2:
+        if c.codec != "fallback" or c.version not in (2, ATTRIBUTES_VERSION):
             raise ContainerError("only version 2 fallback containers keep the asset's own frame")
         if not 1 <= c.draco_bits <= 30 or not c.payload:
             raise ContainerError(f"own-frame fallback with bits {c.draco_bits} and {len(c.payload)} payload bytes")
@@ -227,7 +259,7 @@ def _check_semantics(c: Container) -> None:
 def pack(c: Container) -> bytes:
     """Serialise (validating first: a container that ``unpack`` would refuse is never written)."""
     _check_semantics(c)
-    if c.version == 2:
+    if c.version in (2, ATTRIBUTES_VERSION):
         return _pack_v2(c)
     pair = c.pair.encode("ascii")
     out = bytearray()
@@ -405,6 +437,14 @@ def _mode_of(c: Container) -> int:
     return _V2_MODES.index(key)
 
 
+def _attr_section(c: Container) -> bytes:
+    if c.version != ATTRIBUTES_VERSION:
+        return b""
+    from squeeze3d.codec.attributes import mask_of
+
+    return bytes([mask_of(c.attributes)]) + _varint(len(c.attr_payload)) + c.attr_payload
+
+
 def _pack_v2(c: Container) -> bytes:
     if c.model_version is not None:
         raise ContainerError("format version 2 does not store a registry version (the weights hash names the model)")
@@ -414,14 +454,14 @@ def _pack_v2(c: Container) -> bytes:
     bits = c.draco_bits
     if c.own_frame:
         mode = _mode_of(c)
-        out = bytearray(MAGIC_V2) + bytes([2, mode << 5 | bits]) + pair_tag(c.pair)
+        out = bytearray(MAGIC_V2) + bytes([c.version, mode << 5 | bits]) + pair_tag(c.pair) + _attr_section(c)
         out += c.payload[len(DRACO_PREFIX):] if mode == 6 else c.payload
         out += struct.pack("<H", binascii.crc_hqx(bytes(out), 0xFFFF))
         return bytes(out)
     out = bytearray(MAGIC_V2)
-    out.append(2 | (0 if f16 else _FLAG_NORM_F32))
+    out.append(c.version | (0 if f16 else _FLAG_NORM_F32))
     out.append(_mode_of(c) << 5 | bits)
-    out += pair_tag(c.pair) + bytes.fromhex(c.model_hash)
+    out += pair_tag(c.pair) + _attr_section(c) + bytes.fromhex(c.model_hash)
     out += _varint(c.num_points)
     if c.codec == "neural":
         out += _varint(c.d_code)
@@ -435,7 +475,8 @@ def _unpack_v2(data: bytes) -> Container:
     r = _Reader(data)
     r.take(2, "magic")
     (vf,) = r.take(1, "format version")
-    if vf & 0x0F != 2 or vf & 0xE0:
+    version = vf & 0x0F
+    if version not in (2, ATTRIBUTES_VERSION) or vf & 0xE0:
         raise ContainerError(f".sq3d format version {vf & 0x0F} (flags {vf >> 4:#x}) is not supported; this build "
                              f"reads version(s) {', '.join(map(str, SUPPORTED_VERSIONS))}")
     if len(data) < 2 or binascii.crc_hqx(data[:-2], 0xFFFF) != struct.unpack("<H", data[-2:])[0]:
@@ -445,14 +486,25 @@ def _unpack_v2(data: bytes) -> Container:
     if mode >= len(_V2_MODES):
         raise ContainerError(f"unknown codec mode {mode}; this build knows {', '.join(_V2_MODES)}")
     pair = _pair_from_tag(r.take(2, "pair tag"))
+    attrs, attr_payload = (), b""
+    if version == ATTRIBUTES_VERSION:
+        from squeeze3d.codec.attributes import names_of
+
+        (amask,) = r.take(1, "attribute mask")
+        attrs = names_of(amask)
+        if not attrs:
+            raise ContainerError("corrupted header: a version 3 file names no attributes")
+        attr_payload = r.take(_read_varint(r, "attribute length"), "attribute payload")
+        if r.off > len(data) - 2:
+            raise ContainerError("truncated or corrupted: the attribute payload runs into the checksum")
     if _V2_MODES[mode].startswith("fallback/own"):
         if vf & 0xF0:
             raise ContainerError("corrupted header: an own-frame fallback has no flags")
         payload = data[r.off:-2]
         c = Container(pair=pair, codec="fallback", model_version=None, model_hash="00000000", num_points=0,
                       code_shape=(), dtype="none", quant="none", draco_bits=bits, centre=(0.0, 0.0, 0.0),
-                      scale=1.0, payload=(DRACO_PREFIX + payload) if mode == 6 else payload, version=2,
-                      own_frame=True)
+                      scale=1.0, payload=(DRACO_PREFIX + payload) if mode == 6 else payload, version=version,
+                      own_frame=True, attributes=attrs, attr_payload=attr_payload)
         _check_semantics(c)
         return c
     model_hash = r.take(4, "model hash").hex()
@@ -472,7 +524,8 @@ def _unpack_v2(data: bytes) -> Container:
     c = Container(pair=pair, codec=codec, model_version=None, model_hash=model_hash, num_points=size,
                   code_shape=(d_code,) if codec == "neural" else (), dtype=dtype, quant=quant,
                   draco_bits=bits, centre=(float(centre[0]), float(centre[1]), float(centre[2])),
-                  scale=float(scale), payload=payload, version=2)
+                  scale=float(scale), payload=payload, version=version, attributes=attrs,
+                  attr_payload=attr_payload)
     _check_semantics(c)
     return c
 
@@ -480,3 +533,13 @@ def _unpack_v2(data: bytes) -> Container:
 def header_bytes(c: Container) -> int:
     """Container overhead: file size minus payload."""
     return len(pack(c)) - len(c.payload)
+
+
+def with_attributes(c: Container, names, attr_payload: bytes = b"") -> Container:
+    """``c`` keeping per-point attributes ``names`` (format version 3), or ``c`` itself when none."""
+    from squeeze3d.codec.attributes import NAMES
+
+    names = tuple(n for n in NAMES if n in set(names))
+    if not names:
+        return c
+    return replace(c, version=ATTRIBUTES_VERSION, attributes=names, attr_payload=bytes(attr_payload))

@@ -247,7 +247,8 @@ def encode_for_points(decoded: np.ndarray, points: np.ndarray, attrs: dict, floo
     ref_primary = ch[:, 0]
 
     def score(values_at_dec: np.ndarray) -> float:
-        p = values_at_dec[:, 0]
+        got = _attributes(values_at_dec, names, rng)  # as the decoder rounds them
+        p = luma(got["colour"]) if "colour" in got else (got["intensity"] - rng[0]) * (255.0 / max(rng[1] - rng[0], 1))
         return _psnr(max(float(np.mean((ref_primary - p[src_to_dec]) ** 2)),
                          float(np.mean((p - ref_primary[dec_to_src]) ** 2))))
 

@@ -245,3 +245,18 @@ def test_container_v3_round_trip_and_strictness(tmp_path, ckpt):
     # geometry-only compressions stay version 2 (older builds read them)
     plain = get_codec(PAIR, ckpt).compress_asset(pts, min_quality=None, effort=0)
     assert unpack(plain.data).version == 2 and unpack(plain.data).attributes == ()
+
+
+def test_evaluation_reports_colour_beside_d1(tmp_path, ckpt):
+    from squeeze3d.codec.evaluate import evaluate
+
+    d = tmp_path / "in"
+    d.mkdir()
+    pts, col, _ = _cloud(800)
+    _write_ply(d / "c.ply", pts, col)
+    rep = evaluate(pair=PAIR, model=ckpt, input_dir=d, limit=1, out_dir=tmp_path / "ev", min_quality=30.0,
+                   previews=False, effort=0, log=lambda m: None)
+    assert "colour Y-PSNR dB" in rep.markdown and "D1-PSNR dB" in rep.markdown
+    gated = [o for o in rep.objects if o["method"].startswith("sq3d") and "@" not in o["method"]]
+    assert gated and all(np.isfinite(o["colour_y_psnr"]) for o in gated)
+    assert all(np.isnan(o["colour_y_psnr"]) for o in rep.objects if o["method"].startswith("draco-"))

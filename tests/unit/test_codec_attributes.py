@@ -260,3 +260,17 @@ def test_evaluation_reports_colour_beside_d1(tmp_path, ckpt):
     gated = [o for o in rep.objects if o["method"].startswith("sq3d") and "@" not in o["method"]]
     assert gated and all(np.isfinite(o["colour_y_psnr"]) for o in gated)
     assert all(np.isnan(o["colour_y_psnr"]) for o in rep.objects if o["method"].startswith("draco-"))
+
+
+def test_python_api_keeps_and_returns_attributes(tmp_path, ckpt):
+    import squeeze3d
+
+    pts, col, _ = _cloud(1000)
+    data = squeeze3d.compress(pts, pair=PAIR, model=ckpt, min_quality=40.0, attributes={"colour": col})
+    back, attrs = squeeze3d.decompress(data, model=ckpt, attributes=True)
+    assert len(back) == len(pts) and attrs["colour"].shape == (len(pts), 3)
+    src = _write_ply(tmp_path / "n.ply", pts, col, normals=True)
+    with pytest.raises(squeeze3d.errors.UserError, match="--drop-attributes"):
+        squeeze3d.compress(src, pair=PAIR, model=ckpt)
+    plain = squeeze3d.compress(src, pair=PAIR, model=ckpt, drop_attributes=True, min_quality=None)
+    assert unpack(plain).attributes == ()

@@ -124,7 +124,7 @@ def test_round_trip_keeps_attributes_in_every_mode(tmp_path, ckpt, capsys, fmt, 
         assert quality == "off" and "256-point resample" in line and c.attr_payload
     else:  # the classical path: every input point, colours in Draco's own attribute
         assert "every input point (3000)" in line and not c.attr_payload
-        assert f"D1-PSNR" in line and "vs the input" in line
+        assert "D1-PSNR" in line and "vs the input" in line
     for out_fmt in ("ply", "pcd", "las"):
         dst = tmp_path / f"back.{out_fmt}"
         rc, out, err = _run(capsys, "decompress", sq, "-o", dst, "--model", ckpt)

@@ -101,9 +101,9 @@ class AssetHandler:
         raise NotImplementedError
 
     def prepare_classical(self, data, pair, what: str = "input"):
-        """What the classical codec codes (own-frame codecs): point clouds keep every input point;
-        other kinds the prepared asset."""
-        return self.prepare(data, pair, what)
+        """What the classical codec codes when it differs from ``prepare``'s asset (point clouds: every
+        input point, validated); None: the prepared asset itself (other kinds)."""
+        return None
 
     def normalise_with(self, data, centre, scale):
         """``data`` in the frame ``normalise`` gave another asset (the gate's reference)."""

@@ -374,6 +374,7 @@ class Codec:
         h = self.handler
         prepared = h.prepare(data, self.pair)
         full = h.prepare_classical(data, self.pair)  # point clouds: every input point
+        full = prepared if full is None else full
         attrs = attributes_.check(attributes, len(full)) if attributes else {}
         t0 = time.perf_counter()
         norm, centre, scale = h.normalise(prepared)

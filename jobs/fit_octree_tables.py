@@ -33,8 +33,9 @@ def real_clouds(limit: int, seed: int = 0):
 
 
 def procedural_clouds(limit: int):
+    from squeeze3d.corpora import points as corpus
+    from squeeze3d.corpora import shapes as corpus_shapes
     from squeeze3d.io import sample_mesh
-    from squeeze3d.corpora import points as corpus, shapes as corpus_shapes
 
     idx = n = 0
     while n < limit:

@@ -42,22 +42,31 @@ def load_codec(pair: str = DEFAULT_PAIR, model: str | None = None, device: str =
 def compress(points_or_path, *, pair: str = DEFAULT_PAIR, model: str | None = None, codec=None,
              dtype: str | None = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
              min_quality: float | None = DEFAULT_MIN_QUALITY_DB, device: str = "cpu", seed: int = 0,
-             target_bytes: int | None = None, effort: int | None = None) -> bytes:
+             target_bytes: int | None = None, effort: int | None = None, attributes: dict | None = None,
+             drop_attributes: bool = False) -> bytes:
     """An asset (array, or a file path) → .sq3d bytes. ``codec`` (from ``load_codec``) overrides
     ``pair``/``model``/``device``. ``min_quality``: the quality floor in dB: the smallest file meeting it
     among the neural variants and the classical codec (None: off). ``target_bytes``: instead, the best
-    quality that fits. ``effort``: test-time refinement steps (None: the default, 0: off)."""
+    quality that fits. ``effort``: test-time refinement steps (None: the default, 0: off).
+    ``attributes``: per-point ``colour`` (uint8 [N, 3]) / ``intensity`` (uint16 [N]) of an array's
+    points; a file's are read with it (per-point data no mode keeps are refused unless
+    ``drop_attributes``, which keeps geometry only, as the CLI's ``--drop-attributes``)."""
     c = codec if codec is not None else load_codec(pair, model, device)
     x = points_or_path
     if isinstance(x, (str, os.PathLike)):
-        x = c.handler.read(Path(x), c.pair, seed).data
-    return c.compress_asset(x, dtype, quant, min_quality, target_bytes, effort=effort).data
+        from squeeze3d.codec.attributes import for_codec
+
+        x, attributes = for_codec(c.handler.read(Path(x), c.pair, seed), x, drop_attributes)
+    elif drop_attributes:
+        attributes = None
+    return c.compress_asset(x, dtype, quant, min_quality, target_bytes, effort=effort, attributes=attributes).data
 
 
-def decompress(data, *, model: str | None = None, codec=None, device: str = "cpu"):
+def decompress(data, *, model: str | None = None, codec=None, device: str = "cpu", attributes: bool = False):
     """.sq3d bytes (or a path to a .sq3d file) → the asset in the original frame (``numpy`` float32:
     ``[num_points, 3]`` points or a ``[4, R, R, R]`` grid). ``model`` defaults to the registry version
-    recorded in the data; a ``codec`` from ``load_codec`` is used for neural data of its pair."""
+    recorded in the data; a ``codec`` from ``load_codec`` is used for neural data of its pair.
+    ``attributes=True``: ``(asset, {"colour": ..., "intensity": ...})`` with the attributes the file keeps."""
     from squeeze3d.codec.compressor import decompress_bytes
     from squeeze3d.codec.container import unpack
 
@@ -66,7 +75,9 @@ def decompress(data, *, model: str | None = None, codec=None, device: str = "cpu
     data = bytes(data)
     if codec is not None:
         c = unpack(data)
-        if c.codec == "neural":
-            return codec.decode_container(c)
+        if c.codec == "neural" and not (attributes and c.attributes):
+            asset = codec.decode_container(c)
+            return (asset, {}) if attributes else asset
         model = model if model is not None else codec.model_ref
-    return decompress_bytes(data, model=model, device=device).data
+    r = decompress_bytes(data, model=model, device=device)
+    return (r.data, r.attributes or {}) if attributes else r.data

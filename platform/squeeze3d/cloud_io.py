@@ -10,7 +10,11 @@
 - LAS and LAZ through ``laspy`` (LAZ decompressed by its ``lazrs`` backend); coordinates are the
   scaled, offset x, y, z in the file's own units.
 
-Only x, y, z are read. Anything malformed (a bad header, fewer points than the header promises,
+``read_cloud`` reads x, y, z; ``read_cloud_attributes`` also reads the per-point attributes the codec
+keeps (``squeeze3d.codec.attributes``): PCD ``rgb``/``rgba`` (packed) and ``intensity``, LAS/LAZ RGB
+(16-bit values as their high bytes when they exceed 255) and intensity, and names every other
+per-point field that carries data (normals, labels, LAS classification, GPS time, XYZ/PTS columns
+after x y z) so that compress can refuse to drop them silently. Anything malformed (a bad header, fewer points than the header promises,
 text that is not numbers, a wrong signature) raises ``InputError``: one line naming the file, the
 format and what is wrong. The size limits of ``squeeze3d.io`` apply before the data are loaded where
 the header says how many points follow.
@@ -19,6 +23,7 @@ the header says how many points follow.
 from __future__ import annotations
 
 import io as _io
+import math
 import struct
 from pathlib import Path
 
@@ -54,6 +59,35 @@ def read_cloud(path: Path) -> np.ndarray:
         raise InputError(f"{path}: not a readable {fmt} file ({_why(e)})") from None
 
 
+def read_cloud_attributes(path: Path) -> tuple[np.ndarray, dict, tuple[str, ...]]:
+    """``(points, attributes aligned with them, names of per-point fields that are not kept)``."""
+    ext = path.suffix.lower()
+    if ext not in (".pcd", ".las", ".laz"):
+        pts = read_cloud(path)
+        extra = _text_extra_columns(path, ext)
+        return pts, {}, ((f"{ext[1:].upper()} columns after x y z (intensity, colour, ...)",) if extra else ())
+    found: dict = {}
+    reader = _read_pcd if ext == ".pcd" else _read_las
+    fmt = ext[1:].upper()
+    try:
+        pts = reader(path, found)
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - as read_cloud
+        raise InputError(f"{path}: not a readable {fmt} file ({_why(e)})") from None
+    return pts, found.get("attributes", {}), tuple(found.get("unkept", ()))
+
+
+def _text_extra_columns(path: Path, ext: str) -> bool:
+    """Does an XYZ or PTS file have columns after x y z (on its first point line)?"""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        if ext == ".pts":
+            _first_data_line(f)
+            f.readline()  # the count
+        line = _first_data_line(f)
+    return len(line.replace(",", " ").split()) > 3
+
+
 def _why(e: BaseException) -> str:
     """What is wrong, in the user's terms, from the libraries' exceptions."""
     errors = getattr(e, "errors", None)
@@ -85,7 +119,30 @@ def _pcd_header(f) -> list[str]:
             raise InputError(f"{f.name}: not a readable PCD file (no DATA line within its header)")
 
 
-def _read_pcd(path: Path) -> np.ndarray:
+def _pcd_attributes(cloud, keep: np.ndarray, found: dict) -> None:
+    data = cloud.pc_data
+    names = list(data.dtype.names or ())
+    attrs, unkept = {}, []
+    for key in ("rgb", "rgba"):
+        if key in names:
+            raw = np.ascontiguousarray(data[key][keep])
+            packed = (raw.view(np.uint32) if raw.dtype.itemsize == 4 else raw.astype(np.uint32)).reshape(-1)
+            attrs["colour"] = np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], 1).astype(np.uint8)
+            break
+    if "intensity" in names:
+        v = np.asarray(data["intensity"][keep], np.float64).reshape(-1)
+        if np.isfinite(v).all() and (v >= 0).all() and (v <= 65535).all() and (v == np.rint(v)).all():
+            attrs["intensity"] = v.astype(np.uint16)
+        else:
+            unkept.append("intensity (values that are not whole numbers 0..65535)")
+    if {"normal_x", "normal_y", "normal_z"} & set(names):
+        unkept.append("normals")
+    unkept += [n for n in names if n not in ("x", "y", "z", "rgb", "rgba", "intensity", "normal_x", "normal_y",
+                                             "normal_z", "_") and not n.startswith("_")]
+    found["attributes"], found["unkept"] = attrs, unkept
+
+
+def _read_pcd(path: Path, found: dict | None = None) -> np.ndarray:
     from pypcd4 import Encoding, MetaData, PointCloud
 
     with open(path, "rb") as f:
@@ -110,15 +167,59 @@ def _read_pcd(path: Path) -> np.ndarray:
         raise InputError(f"{path}: not a readable PCD file (its header promises {meta.points} points, "
                          f"the data hold {len(cloud.pc_data)}: truncated or damaged)")
     pts = np.asarray(cloud.numpy(("x", "y", "z")), dtype=np.float64).reshape(-1, 3)
-    return pts[~np.isnan(pts).any(axis=1)]  # PCL's marker of a missing measurement
+    keep = ~np.isnan(pts).any(axis=1)  # PCL's marker of a missing measurement
+    if found is not None:
+        _pcd_attributes(cloud, keep, found)
+    return pts[keep]
 
 
-def encode_pcd(points: np.ndarray) -> bytes:
-    """``[N, 3]`` points as a binary PCD file (float32 x y z)."""
+def encode_pcd(points: np.ndarray, attributes: dict | None = None) -> bytes:
+    """``[N, 3]`` points as a binary PCD file (float32 x y z; colour as PCL's packed float ``rgb``,
+    intensity as float32 ``intensity``)."""
     from pypcd4 import Encoding, PointCloud
 
+    pts = np.ascontiguousarray(points, dtype=np.float32)
+    attrs = attributes or {}
     buf = _io.BytesIO()
-    PointCloud.from_xyz_points(np.ascontiguousarray(points, dtype=np.float32)).save(buf, encoding=Encoding.BINARY)
+    if not attrs:
+        PointCloud.from_xyz_points(pts).save(buf, encoding=Encoding.BINARY)
+        return buf.getvalue()
+    cols, fields, types = [pts[:, 0], pts[:, 1], pts[:, 2]], ["x", "y", "z"], [np.float32] * 3
+    if "colour" in attrs:
+        c = np.asarray(attrs["colour"], np.uint32)
+        cols.append((c[:, 0] << 16 | c[:, 1] << 8 | c[:, 2]).astype(np.uint32).view(np.float32))
+        fields.append("rgb")
+        types.append(np.float32)
+    if "intensity" in attrs:
+        cols.append(np.asarray(attrs["intensity"], np.float32))
+        fields.append("intensity")
+        types.append(np.float32)
+    PointCloud.from_points(cols, fields, types).save(buf, encoding=Encoding.BINARY)
+    return buf.getvalue()
+
+
+def encode_las(points: np.ndarray, attributes: dict | None = None) -> bytes:
+    """``[N, 3]`` points as a LAS 1.2 file (point format 3 when there is colour, else 0): offsets at
+    the bounding box's minimum, a power-of-ten scale of ~1e-9 of the cloud's extent; 8-bit colour written as
+    16-bit (x·257, so 255 is full scale), intensity as is."""
+    import laspy
+
+    pts = np.asarray(points, np.float64)
+    attrs = attributes or {}
+    lo = pts.min(0)
+    extent = float((pts.max(0) - lo).max()) or 1.0
+    scale = 10.0 ** math.ceil(math.log10(extent / 1e9))  # ≤ 1e9 steps across: finer than float32, fits int32
+    header = laspy.LasHeader(point_format=3 if "colour" in attrs else 0, version="1.2")
+    header.offsets, header.scales = lo, [scale] * 3
+    las = laspy.LasData(header)
+    las.x, las.y, las.z = pts[:, 0], pts[:, 1], pts[:, 2]
+    if "colour" in attrs:
+        c = np.asarray(attrs["colour"], np.uint16) * 257
+        las.red, las.green, las.blue = c[:, 0], c[:, 1], c[:, 2]
+    if "intensity" in attrs:
+        las.intensity = np.asarray(attrs["intensity"], np.uint16)
+    buf = _io.BytesIO()
+    las.write(buf)
     return buf.getvalue()
 
 
@@ -190,7 +291,27 @@ def _check_las_vlr_count(path: Path) -> None:
                          "variable-length records, more than the file can hold: it is corrupt)")
 
 
-def _read_las(path: Path) -> np.ndarray:
+_LAS_UNKEPT = {"classification": "classification", "gps_time": "GPS time", "user_data": "user data",
+               "point_source_id": "point source id"}
+
+
+def _las_attributes(las, found: dict) -> None:
+    dims = set(las.point_format.dimension_names)
+    attrs, unkept = {}, []
+    if {"red", "green", "blue"} <= dims:
+        rgb = np.stack([np.asarray(las.red), np.asarray(las.green), np.asarray(las.blue)], 1)
+        if rgb.any():
+            attrs["colour"] = (rgb >> 8 if rgb.max() > 255 else rgb).astype(np.uint8)
+    if "intensity" in dims and np.asarray(las.intensity).any():
+        attrs["intensity"] = np.asarray(las.intensity).astype(np.uint16)
+    for dim, label in _LAS_UNKEPT.items():
+        if dim in dims and np.asarray(las[dim]).any():
+            unkept.append(label)
+    unkept += [f"extra dimension {d}" for d in las.point_format.extra_dimension_names]
+    found["attributes"], found["unkept"] = attrs, unkept
+
+
+def _read_las(path: Path, found: dict | None = None) -> np.ndarray:
     import laspy
 
     _check_las_vlr_count(path)
@@ -202,4 +323,6 @@ def _read_las(path: Path) -> np.ndarray:
     if len(las.points) != count:
         raise InputError(f"{path}: not a readable {path.suffix[1:].upper()} file (its header promises {count} "
                          f"points, the data hold {len(las.points)}: truncated or damaged)")
+    if found is not None:
+        _las_attributes(las, found)
     return np.stack([np.asarray(las.x), np.asarray(las.y), np.asarray(las.z)], axis=1).astype(np.float64)

@@ -23,7 +23,7 @@ import io as _io
 import os
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ MESH_EXTS = (".ply", ".obj", ".off", ".stl", ".glb", ".gltf")
 ARRAY_EXTS = (".npy", ".npz")
 CLOUD_EXTS = (".pcd", ".xyz", ".pts", ".las", ".laz")  # squeeze3d.cloud_io
 INPUT_EXTS = MESH_EXTS + ARRAY_EXTS + CLOUD_EXTS
-OUTPUT_EXTS = (".ply", ".npz", ".obj", ".pcd")
+OUTPUT_EXTS = (".ply", ".npz", ".obj", ".pcd", ".las")
 MIN_POINTS = 3
 
 
@@ -53,6 +53,13 @@ class Asset:
     """Vertices (meshes) or points (clouds) in the file."""
     mesh: object | None = None
     """The ``trimesh.Trimesh`` for meshes (lets callers draw an independent second sampling)."""
+    cloud: np.ndarray | None = None
+    """Clouds: every point the file holds (``points`` is its seeded subset), float64; meshes: None."""
+    attributes: dict = field(default_factory=dict)
+    """Per-point attributes the codec keeps (``squeeze3d.codec.attributes``), aligned with ``cloud``."""
+    unkept: tuple[str, ...] = ()
+    """Per-point data the file holds that no mode keeps (normals, labels, ...): compress refuses to
+    drop them unless told to (``--drop-attributes``)."""
 
     @property
     def data(self) -> np.ndarray:
@@ -112,7 +119,7 @@ def _subsample(points: np.ndarray, n: int | None, seed: int) -> np.ndarray:
     return points[idx]
 
 
-def _npz_array(path: Path) -> np.ndarray:
+def _npz_array(path: Path, extra: dict | None = None) -> np.ndarray:
     try:
         with zipfile.ZipFile(path) as zf:
             names = [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
@@ -128,6 +135,9 @@ def _npz_array(path: Path) -> np.ndarray:
             raise InputError(f"{path}: {shape[0]} points exceed the limit of {max_points()} "
                              "(set SQUEEZE3D_MAX_POINTS to raise it)")
         with np.load(path, allow_pickle=False) as z:
+            if extra is not None:  # as encode_points writes them
+                extra["attributes"] = {k: z[k] for k in ("colour", "intensity") if k in z.files}
+                extra["unkept"] = tuple(n for n in names if n not in (key, "colour", "intensity"))
             return z[key]
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
         raise InputError(f"{path}: not a readable NPZ file ({_why_unreadable(e)})") from None
@@ -169,7 +179,7 @@ _PLY_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short":
               "float": "f4", "float32": "f4", "double": "f8", "float64": "f8"}
 
 
-def _fast_ply_points(path: Path) -> np.ndarray | None:
+def _fast_ply_points(path: Path, columns: dict | None = None) -> np.ndarray | None:
     """A PLY point cloud (one ``vertex`` element of scalar properties with x, y, z; no faces) read with
     numpy alone, or None to let trimesh read it: importing trimesh costs ~0.7 s, more than compressing
     one cloud. Anything unusual (faces, list properties, other elements) returns None."""
@@ -220,16 +230,54 @@ def _fast_ply_points(path: Path) -> np.ndarray | None:
                 return None
             if table.shape != (count, len(props)):
                 return None  # short or ragged: trimesh's path decides what to say
+            if columns is not None:
+                columns.update({n: table[:, i] for i, n in enumerate(names) if n not in "xyz"})
             return table[:, [names.index(k) for k in "xyz"]]
         else:
             return None
+    if columns is not None:
+        columns.update({n: np.asarray(rec[n]) for n in names if n not in "xyz"})
     return np.stack([rec["x"], rec["y"], rec["z"]], axis=1).astype(np.float64)
 
 
-def _load_geometry(path: Path):
-    """→ ("mesh", Trimesh) or ("points", ndarray)."""
+_PLY_COLOUR = ("red", "green", "blue")
+_PLY_NORMALS = ("nx", "ny", "nz")
+
+
+def _ply_attributes(columns: dict) -> tuple[dict, tuple[str, ...]]:
+    """A PLY cloud's vertex properties besides x y z → (attributes kept, names of those not kept)."""
+    attrs, unkept = {}, []
+    if set(_PLY_COLOUR) <= set(columns):
+        rgb = np.stack([np.asarray(columns[k], np.float64) for k in _PLY_COLOUR], 1)
+        if rgb.max(initial=0) > 255:  # 16-bit colour properties: their high bytes
+            rgb = np.floor(rgb / 256.0)
+        attrs["colour"] = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    for k in ("intensity", "scalar_intensity"):
+        if k in columns:
+            v = np.asarray(columns[k], np.float64)
+            if (v >= 0).all() and (v <= 65535).all() and (v == np.rint(v)).all():
+                attrs["intensity"] = v.astype(np.uint16)
+            else:
+                unkept.append("intensity (values that are not whole numbers 0..65535)")
+            break
+    if set(_PLY_NORMALS) & set(columns):
+        unkept.append("normals")
+    for k, v in columns.items():
+        if k in _PLY_COLOUR + _PLY_NORMALS + ("intensity", "scalar_intensity"):
+            continue
+        if k in ("alpha", "a") and (np.asarray(v) == 255).all():
+            continue  # opaque: nothing lost
+        unkept.append(k)
+    return attrs, tuple(unkept)
+
+
+def _load_geometry(path: Path, extra: dict | None = None):
+    """→ ("mesh", Trimesh) or ("points", ndarray); ``extra`` gets ``attributes`` and ``unkept``."""
     if path.suffix.lower() == ".ply":
-        pts = _fast_ply_points(path)
+        columns: dict = {}
+        pts = _fast_ply_points(path, columns)
+        if pts is not None and extra is not None:
+            extra["attributes"], extra["unkept"] = _ply_attributes(columns)
         if pts is not None:
             if len(pts) == 0:
                 raise InputError(f"{path}: empty mesh (no vertices, no faces)")
@@ -251,11 +299,29 @@ def _load_geometry(path: Path):
             return "points", np.concatenate(clouds)
         raise InputError(f"{path}: the file contains no geometry (empty scene)")
     if isinstance(loaded, trimesh.Trimesh) and len(loaded.faces):
+        if extra is not None and _varied_colours(loaded):
+            extra["unkept"] = ("colour (the mesh's vertex or face colours: a mesh is sampled as bare points)",)
         return "mesh", loaded
     verts = np.asarray(getattr(loaded, "vertices", np.zeros((0, 3))))
     if len(verts) == 0:
         raise InputError(f"{path}: empty mesh (no vertices, no faces)")
+    colors = np.asarray(getattr(loaded, "colors", np.zeros((0, 4))))
+    if extra is not None and colors.ndim == 2 and len(colors) == len(verts) and colors.shape[1] >= 3:
+        if len(np.unique(colors[:, :3], axis=0)) > 1:
+            extra["attributes"] = {"colour": np.asarray(colors[:, :3], np.uint8)}
     return "points", verts
+
+
+def _varied_colours(mesh) -> bool:
+    """Does a mesh carry colours that vary (not trimesh's one default colour)?"""
+    visual = getattr(mesh, "visual", None)
+    kind = getattr(visual, "kind", None)
+    if kind == "texture":
+        return True
+    if kind in ("vertex", "face"):
+        c = np.asarray(visual.vertex_colors if kind == "vertex" else visual.face_colors)
+        return len(c) > 0 and len(np.unique(c[:, :3], axis=0)) > 1
+    return False
 
 
 def check_input_file(path: str | Path, exts, what: str = "") -> Path:
@@ -283,16 +349,18 @@ def read_asset(path: str | Path, num_points: int | None = None, seed: int = 0) -
     subsampled to at most ``num_points``. Same (file, num_points, seed) → same points."""
     p = check_input_file(path, INPUT_EXTS)
     ext, size = p.suffix.lower(), p.stat().st_size
+    extra: dict = {}
     if ext == ".npy":
         kind, geom = "points", _npy_array(p)
     elif ext == ".npz":
-        kind, geom = "points", _npz_array(p)
+        kind, geom = "points", _npz_array(p, extra)
     elif ext in CLOUD_EXTS:
-        from squeeze3d.cloud_io import read_cloud
+        from squeeze3d.cloud_io import read_cloud_attributes
 
-        kind, geom = "points", read_cloud(p)
+        geom, extra["attributes"], extra["unkept"] = read_cloud_attributes(p)
+        kind = "points"
     else:
-        kind, geom = _load_geometry(p)
+        kind, geom = _load_geometry(p, extra)
         verts = np.asarray(geom.vertices if kind == "mesh" else geom)
         if verts.ndim != 2 or verts.shape[1] != 3 or verts.dtype.kind not in "fiu":
             # a parser that read a broken vertex list hands back a ragged or 1-column array
@@ -307,9 +375,17 @@ def read_asset(path: str | Path, num_points: int | None = None, seed: int = 0) -
             pts = sample_mesh(geom, num_points, seed)
         except InputError as e:
             raise InputError(f"{p}: {e}") from None
-        return Asset(check_points(pts, str(p)), "mesh", p, size, len(geom.vertices), geom)
+        return Asset(check_points(pts, str(p)), "mesh", p, size, len(geom.vertices), geom,
+                     unkept=tuple(extra.get("unkept", ())))
+    from squeeze3d.codec.attributes import check as check_attributes
+
     cloud = check_points(geom, str(p))
-    return Asset(check_points(_subsample(cloud, num_points, seed), str(p)), "points", p, size, len(cloud))
+    attrs = extra.get("attributes", {})
+    if len(cloud) != len(np.asarray(geom).reshape(-1, 3)):
+        attrs = {}  # check_points dropped rows: cannot happen for finite clouds, but never misalign
+    attrs = check_attributes(attrs, len(cloud), str(p))
+    return Asset(check_points(_subsample(cloud, num_points, seed), str(p)), "points", p, size, len(cloud),
+                 cloud=cloud, attributes=attrs, unkept=tuple(extra.get("unkept", ())))
 
 
 def list_inputs(directory: str | Path, exts: tuple[str, ...] = INPUT_EXTS) -> list[Path]:
@@ -390,28 +466,60 @@ def check_output_path(path: str | Path) -> Path:
     return p
 
 
-def encode_points(points: np.ndarray, fmt: str) -> bytes:
-    """Serialise ``[N, 3]`` points as ``ply`` | ``npz`` | ``obj`` | ``pcd`` bytes."""
+KEEPS = {"ply": ("colour", "intensity"), "npz": ("colour", "intensity"), "pcd": ("colour", "intensity"),
+         "las": ("colour", "intensity"), "obj": ("colour",)}
+"""Which per-point attributes each output format writes (OBJ: colour as ``v x y z r g b``)."""
+
+
+def encode_points(points: np.ndarray, fmt: str, attributes: dict | None = None) -> bytes:
+    """Serialise ``[N, 3]`` points (and their ``attributes``: colour uint8 [N, 3], intensity uint16
+    [N]) as ``ply`` | ``npz`` | ``obj`` | ``pcd`` | ``las`` bytes. An attribute the format cannot
+    hold (intensity in OBJ) is an ``InputError``: the caller decides to drop it, never this."""
     pts = np.ascontiguousarray(points, dtype=np.float32)
     fmt = fmt.lower().lstrip(".")
+    attrs = {k: v for k, v in (attributes or {}).items() if v is not None}
+    lost = [k for k in attrs if fmt in KEEPS and k not in KEEPS[fmt]]
+    if lost:
+        raise InputError(f".{fmt} cannot hold the decoded {', '.join(lost)}; write .ply, .pcd, .las or .npz, "
+                         "or pass --drop-attributes")
     if fmt == "ply":
+        props = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
+        if "colour" in attrs:
+            props += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
+        if "intensity" in attrs:
+            props += [("intensity", "<u2")]
+        rec = np.empty(len(pts), dtype=np.dtype(props))
+        rec["x"], rec["y"], rec["z"] = pts[:, 0], pts[:, 1], pts[:, 2]
+        if "colour" in attrs:
+            rec["red"], rec["green"], rec["blue"] = attrs["colour"][:, 0], attrs["colour"][:, 1], attrs["colour"][:, 2]
+        if "intensity" in attrs:
+            rec["intensity"] = attrs["intensity"]
+        types = {"<f4": "float", "u1": "uchar", "<u2": "ushort"}
         header = (f"ply\nformat binary_little_endian 1.0\nelement vertex {len(pts)}\n"
-                  "property float x\nproperty float y\nproperty float z\nend_header\n").encode("ascii")
-        return header + pts.astype("<f4").tobytes()
+                  + "".join(f"property {types[t]} {n}\n" for n, t in props) + "end_header\n").encode("ascii")
+        return header + rec.tobytes()
     if fmt == "npz":
         buf = _io.BytesIO()
-        np.savez(buf, points=pts)
+        np.savez(buf, points=pts, **attrs)
         return buf.getvalue()
     if fmt == "pcd":
         from squeeze3d.cloud_io import encode_pcd
 
-        return encode_pcd(pts)
+        return encode_pcd(pts, attrs)
+    if fmt == "las":
+        from squeeze3d.cloud_io import encode_las
+
+        return encode_las(pts, attrs)
     if fmt == "obj":
+        if "colour" in attrs:
+            rgb = (attrs["colour"] / 255.0).tolist()
+            return "".join(f"v {x:.9g} {y:.9g} {z:.9g} {r:.6g} {g:.6g} {b:.6g}\n"
+                           for (x, y, z), (r, g, b) in zip(pts.tolist(), rgb)).encode("ascii")
         return "".join(f"v {x:.9g} {y:.9g} {z:.9g}\n" for x, y, z in pts.tolist()).encode("ascii")
     raise InputError(f"unsupported output format {fmt!r}; use one of {', '.join(OUTPUT_EXTS)}")
 
 
-def write_points(path: str | Path, points: np.ndarray) -> Path:
-    """Write a point cloud; the format follows the extension (.ply, .npz, .obj, .pcd). Atomic."""
+def write_points(path: str | Path, points: np.ndarray, attributes: dict | None = None) -> Path:
+    """Write a point cloud; the format follows the extension (.ply, .npz, .obj, .pcd, .las). Atomic."""
     p = check_output_path(path)
-    return atomic_write_bytes(p, encode_points(points, p.suffix))
+    return atomic_write_bytes(p, encode_points(points, p.suffix, attributes))

@@ -87,7 +87,14 @@ def test_cli_round_trip_to_pcd(tmp_path, kind, ckpt, capsys):
 
     src, _ = _write(kind, tmp_path)
     sq, pcd, ply = tmp_path / "c.sq3d", tmp_path / "back.pcd", tmp_path / "back.ply"
-    assert main(["compress", str(src), "-o", str(sq), "--pair", PAIR, "--model", ckpt, "--min-quality", "off"]) == 0
+    argv = ["compress", str(src), "-o", str(sq), "--pair", PAIR, "--model", ckpt, "--min-quality", "off"]
+    if kind in ("xyz-comma", "pts"):  # columns after x y z (intensity, colour) are not read: refused, not dropped
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "--drop-attributes" in err and "columns after x y z" in err
+        assert not sq.exists()
+        argv.append("--drop-attributes")
+    assert main(argv) == 0
     assert main(["decompress", str(sq), "-o", str(pcd), "--model", ckpt]) == 0
     assert main(["decompress", str(sq), "-o", str(ply), "--model", ckpt]) == 0
     capsys.readouterr()

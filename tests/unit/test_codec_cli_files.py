@@ -61,7 +61,7 @@ def test_single_file_refuses_overwrite_unless_forced(ckpts, inputs, tmp_path, ca
     rc, stdout, _ = _run(capsys, "compress", inputs / "shape.obj", "-o", out, "--model", ckpts[0], *COMMON)
     assert rc == 0 and out.is_file()
     # the ratio says what it is measured against and what the codec keeps
-    assert "smaller than the input file" in stdout and "256-point resample" in stdout
+    assert "smaller than the 256 points kept (xyz f32: 3072 bytes)" in stdout and "256-point resample" in stdout
     before = out.read_bytes()
     out.write_bytes(b"user's own file")
     rc, _, err = _run(capsys, "compress", inputs / "shape.obj", "-o", out, "--model", ckpts[0], *COMMON)
@@ -164,7 +164,8 @@ def test_help_documents_ratio_and_flags(capsys):
     with pytest.raises(SystemExit):
         main(["compress", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "input file bytes / .sq3d bytes" in text and "2048 points" in text
+    assert "input file bytes / .sq3d bytes" in text and "2048 points" in text and "kept points' raw bytes" in text
+    assert "--drop-attributes" in text
     assert "--force" in text and "--skip-existing" in text
 
 

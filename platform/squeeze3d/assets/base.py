@@ -100,6 +100,15 @@ class AssetHandler:
         """Validate an in-memory asset and bring it to the pair's size (``InputError`` when unusable)."""
         raise NotImplementedError
 
+    def prepare_classical(self, data, pair, what: str = "input"):
+        """What the classical codec codes when it differs from ``prepare``'s asset (point clouds: every
+        input point, validated); None: the prepared asset itself (other kinds)."""
+        return None
+
+    def normalise_with(self, data, centre, scale):
+        """``data`` in the frame ``normalise`` gave another asset (the gate's reference)."""
+        raise NotImplementedError
+
     def normalise(self, data: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float], float]:
         """Asset → (normalised asset as the encoder expects, centre, scale)."""
         raise NotImplementedError
@@ -188,12 +197,13 @@ class AssetHandler:
     def encode_output(self, data: np.ndarray, fmt: str) -> bytes:
         raise NotImplementedError
 
-    def write(self, path: str | Path, data: np.ndarray) -> Path:
-        """Write a decoded asset (format by extension), atomically."""
+    def write(self, path: str | Path, data: np.ndarray, attributes: dict | None = None) -> Path:
+        """Write a decoded asset (format by extension; point clouds: with their attributes), atomically."""
         from squeeze3d.io import atomic_write_bytes
 
         p = self.check_output_path(path)
-        return atomic_write_bytes(p, self.encode_output(data, p.suffix))
+        blob = self.encode_output(data, p.suffix, attributes) if attributes else self.encode_output(data, p.suffix)
+        return atomic_write_bytes(p, blob)
 
     def describe(self, data: np.ndarray) -> str:
         """Short size description for CLI lines (``2048 points``)."""

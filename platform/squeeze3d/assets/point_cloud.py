@@ -75,6 +75,15 @@ class PointCloudHandler(AssetHandler):
             pts = pts[np.sort(np.random.default_rng(0).choice(len(pts), n, replace=False))]
         return pts
 
+    def prepare_classical(self, data, pair, what: str = "input") -> np.ndarray:
+        """Every point of the input (the classical codec keeps them all; the neural rungs the resample)."""
+        from squeeze3d.io import check_points
+
+        return check_points(data, what)
+
+    def normalise_with(self, data, centre, scale) -> np.ndarray:
+        return ((np.asarray(data, np.float64) - np.asarray(centre)) / scale).astype(np.float32)
+
     def normalise(self, data):
         from squeeze3d.metrics.pointcloud import normalise_unit_sphere
 
@@ -94,10 +103,10 @@ class PointCloudHandler(AssetHandler):
 
         return draco.psnr(reference, test)
 
-    def fallback_encode(self, norm, floor_db):
+    def fallback_encode(self, norm, floor_db, attributes=None):
         from squeeze3d.baselines import draco
 
-        return draco.encode_min_bits(np.asarray(norm), float(floor_db))
+        return draco.encode_min_bits(np.asarray(norm), float(floor_db), attributes=attributes)
 
     fallback_bits = tuple(range(1, 15))
     fallback_own_frame = True
@@ -106,26 +115,33 @@ class PointCloudHandler(AssetHandler):
     def refine_target(norm) -> torch.Tensor:
         return torch.from_numpy(np.asarray(norm, np.float32))
 
-    def fallback_blob(self, norm, bits) -> bytes:
+    def fallback_blob(self, norm, bits, attributes=None) -> bytes:
         from squeeze3d.baselines import draco
 
-        return draco.encode_points(np.asarray(norm), int(bits))
+        return draco.encode_points(np.asarray(norm), int(bits), attributes=attributes)
 
-    def fallback_at(self, norm, bits):
+    def fallback_at(self, norm, bits, attributes=None):
         from squeeze3d.baselines import draco
 
-        blob = self.fallback_blob(norm, bits)
+        blob = self.fallback_blob(norm, bits, attributes)
         return blob, self.quality(norm, draco.decode_points(blob))
+
+    def fallback_decode_attributes(self, payload, names) -> tuple[np.ndarray, dict]:
+        """The classical payload's points and the attributes it carries (Draco's colour and generic
+        attributes)."""
+        from squeeze3d.baselines import draco
+
+        return draco.decode_cloud(payload, tuple(names))
 
     def fallback_decode(self, payload, param, size) -> np.ndarray:
         from squeeze3d.baselines import draco
 
         return draco.decode_points(payload, expected_points=None)  # Draco merges duplicates: its count wins
 
-    def encode_output(self, data, fmt) -> bytes:
+    def encode_output(self, data, fmt, attributes=None) -> bytes:
         from squeeze3d.io import encode_points
 
-        return encode_points(data, fmt)
+        return encode_points(data, fmt, attributes)
 
     def describe(self, data) -> str:
         return f"{len(data)} points"

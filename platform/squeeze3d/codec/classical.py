@@ -27,13 +27,13 @@ class Classical:
     def own_frame(self) -> bool:
         return bool(self.h.fallback_own_frame)
 
-    def smallest(self, x) -> bytes:
+    def smallest(self, x, attributes=None) -> bytes:
         raise NotImplementedError
 
-    def at_floor(self, x, floor_db: float) -> tuple[bytes, int, float]:
+    def at_floor(self, x, floor_db: float, attributes=None) -> tuple[bytes, int, float]:
         raise NotImplementedError
 
-    def ladder(self, x) -> list[tuple[bytes, int, float]]:
+    def ladder(self, x, attributes=None) -> list[tuple[bytes, int, float]]:
         raise NotImplementedError
 
     def decode(self, blob: bytes, param: int):
@@ -47,16 +47,18 @@ class HandlerClassical(Classical):
         super().__init__(handler)
         self.name = handler.fallback_name
 
-    def smallest(self, x) -> bytes:
-        return self.h.fallback_blob(x, min(self.h.fallback_bits))
+    # ``attributes`` (point clouds: colour, intensity) go to the handler's codec only when given, so
+    # kinds whose fallback takes none keep their signatures
+    def smallest(self, x, **akw) -> bytes:
+        return self.h.fallback_blob(x, min(self.h.fallback_bits), **akw)
 
-    def at_floor(self, x, floor_db):
-        return self.h.fallback_encode(x, float(floor_db))
+    def at_floor(self, x, floor_db, **akw):
+        return self.h.fallback_encode(x, float(floor_db), **akw)
 
-    def ladder(self, x):
+    def ladder(self, x, **akw):
         out = []
         for b in self.h.fallback_bits:
-            blob, q = self.h.fallback_at(x, b)
+            blob, q = self.h.fallback_at(x, b, **akw)
             out.append((blob, b, float(q)))
         return out
 
@@ -75,6 +77,7 @@ class OctreeClassical(Classical):
     def own_frame(self) -> bool:
         return True  # the stream carries its own grid (origin and step)
 
+    # attributes are coded beside the octree (``codec.attributes``) by the compressor
     def smallest(self, x) -> bytes:
         from squeeze3d.codec import octree
 
@@ -101,12 +104,15 @@ class OctreeClassical(Classical):
         return octree.decode_points(blob)
 
 
-def classical_for(handler, name: str | None = None) -> Classical:
-    """The kind's classical codec called ``name`` (default: its first)."""
+def classical_for(handler, name: str | None = None, has_attributes: bool = False) -> Classical:
+    """The kind's classical codec called ``name`` (default: its first; for a cloud that keeps
+    attributes, Draco, which codes colour and intensity itself)."""
     names = tuple(getattr(handler, "classical_codecs", ()))  # point clouds: ("octree", "draco")
     if name is not None and name not in names:
         raise UserError(f"--classical {name}: this asset kind's classical codec is not selectable"
                         if not names else f"--classical {name}: choose one of {', '.join(names)}")
+    if name is None and has_attributes and "draco" in names:
+        name = "draco"
     name = name or (names[0] if names else None)
     return OctreeClassical(handler) if name == "octree" else HandlerClassical(handler)
 

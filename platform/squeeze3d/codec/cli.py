@@ -56,12 +56,39 @@ def _summary_line(src, res, codec) -> str:
         kind = "fallback octree"
     else:
         kind = f"fallback {handler.fallback_name} {c.draco_bits}-bit"
-    q = f", {handler.quality_name} {res.psnr:.2f} dB" if res.psnr is not None else ""
-    # the paper's ratio: input file bytes / .sq3d bytes; the file decodes to the pair's resample, not
-    # to every point of the input, so say so next to the number
-    cr = (f", {res.asset.file_bytes / res.nbytes:.0f}x smaller than the input file; decodes to "
-          f"{_resample_desc(codec)}") if res.asset and res.asset.file_bytes else ""
-    return f"{src} -> {res.output}: {res.nbytes} bytes ({kind}{q}{cr})"
+    q = f", {handler.quality_name} {res.psnr:.2f} dB vs the input" if res.psnr is not None else ""
+    if handler.kind != "point_cloud" or res.decoded_points is None:
+        # the paper's ratio: input file bytes / .sq3d bytes; the file decodes to the pair's resample
+        cr = (f", {res.asset.file_bytes / res.nbytes:.0f}x smaller than the input file; decodes to "
+              f"{_resample_desc(codec)}") if res.asset and res.asset.file_bytes else ""
+        return f"{src} -> {res.output}: {res.nbytes} bytes ({kind}{q}{cr})"
+    return f"{src} -> {res.output}: {res.nbytes} bytes ({kind}{q}{_cloud_tail(res, codec)})"
+
+
+def _cloud_tail(res, codec) -> str:
+    """Point clouds: the colour error beside D1, what the file decodes to, and the ratio against the
+    geometry and attribute bytes it actually keeps (xyz float32 + RGB8 + intensity16 per decoded point)."""
+    from squeeze3d.codec.attributes import LABELS, raw_bytes
+
+    names = res.attributes
+    aq = res.attribute_psnr or {}
+    col = ""
+    if "colour" in aq:
+        col = f", colour Y-PSNR {aq['colour']:.2f} dB" if aq["colour"] != float("inf") else ", colour exact"
+    n = int(res.decoded_points)
+    kept = n * (12 + raw_bytes(names))
+    what = " + ".join(["xyz f32"] + [{"colour": "RGB8", "intensity": "intensity16"}[k] for k in names])
+    neural = res.container.codec == "neural"
+    given = getattr(res.asset, "source_count", 0) if res.asset is not None else 0
+    decodes = (_resample_desc(codec) if neural else
+               f"every input point ({n}{f' of {given}: exact duplicates on the grid merged' if given and n < given else ''})")
+    asset = res.asset
+    dropped = tuple(getattr(asset, "unkept", ()) or ()) + (tuple(getattr(asset, "attributes", {}) or ())
+                                                           if not names else ())
+    drop = f"; dropped by --drop-attributes: {', '.join(LABELS.get(d, d) for d in dropped)}" if dropped else ""
+    keeps = f"; keeps {', '.join(LABELS[k] for k in names)}" if names else ""
+    return (f"{col}, {kept / res.nbytes:.1f}x smaller than the {n} points kept ({what}: {kept} bytes); "
+            f"decodes to {decodes}{keeps}{drop}")
 
 
 def _default_jobs() -> int:
@@ -203,7 +230,8 @@ def _cmd_compress(args) -> int:
     opts = dict(pair=args.pair, model=args.model, dtype=args.dtype, quant=args.quant,
                 min_quality=args.min_quality, device=args.device, seed=args.seed,
                 target_bytes=args.target_bytes, bits=args.bits, overwrite=bool(args.force),
-                effort=args.effort, prefix=args.prefix, classical=args.classical)
+                effort=args.effort, prefix=args.prefix, classical=args.classical,
+                drop_attributes=bool(args.drop_attributes))
     if not src.is_dir():
         _check_sq3d_output(dst, src)  # before "exists, pass --force", which would not help
         if _skip_existing_output(src, dst, args):
@@ -295,8 +323,8 @@ def _cmd_decompress(args) -> int:
         return handler_for(_get_pair(r.container.pair).asset_kind).describe(r.data)
 
     if not src.is_dir():
-        r = decompress_file(src, dst, model=args.model, device=args.device)
-        print(f"{src} -> {r.output}: {describe(r)} ({r.container.codec}, {r.decode_ms:.1f} ms)")
+        r = decompress_file(src, dst, model=args.model, device=args.device, drop_attributes=args.drop_attributes)
+        print(f"{src} -> {r.output}: {describe(r)}{_with_attrs(r)} ({r.container.codec}, {r.decode_ms:.1f} ms)")
         return 0
     files = sorted(f for f in src.iterdir() if f.suffix.lower() == ".sq3d")
     if not files:
@@ -330,11 +358,17 @@ def _cmd_decompress(args) -> int:
 
     def one(f: Path) -> str:
         _check_model_of(f, headers[f] or read_container(f), args.model, args.device)
-        r = decompress_file(f, outs[f], model=args.model, device=args.device)
-        return f"{f} -> {r.output}: {describe(r)} ({r.container.codec})"
+        r = decompress_file(f, outs[f], model=args.model, device=args.device, drop_attributes=args.drop_attributes)
+        return f"{f} -> {r.output}: {describe(r)}{_with_attrs(r)} ({r.container.codec})"
 
     todo = [f for f, _ in plan]
     return _batch(todo, "decompress", one, _decompress_jobs([headers[f] for f in todo], args))
+
+
+def _with_attrs(r) -> str:
+    from squeeze3d.codec.attributes import LABELS
+
+    return f" with {', '.join(LABELS[k] for k in r.attributes)}" if r.attributes else ""
 
 
 @_os_errors
@@ -430,11 +464,15 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser(
         "compress", help="compress an asset (or a directory of them) to .sq3d",
-        description="Compress an asset (or each supported file in a directory) to .sq3d. The codec keeps "
-                    "the pair's resample of the asset (pointnet_lion: 2048 points; a mesh is sampled, a larger "
-                    "cloud subsampled) and decompression returns that resample, not every input point. The "
-                    "reported ratio is input file bytes / .sq3d bytes (the paper's definition), so for a "
-                    "5-million-point cloud it is mostly the resampling. Existing outputs are refused unless "
+        description="Compress an asset (or each supported file in a directory) to .sq3d. The neural rungs "
+                    "keep the pair's resample of the asset (pointnet_lion: 2048 points; a mesh is sampled, a larger "
+                    "cloud subsampled); the classical fallback (chosen when the floor asks for more, e.g. "
+                    "--min-quality 40) keeps every input point, less exact duplicates on its grid. Per-point colour "
+                    "and intensity (PLY, PCD, LAS/LAZ) are kept in every mode; other per-point data (normals, "
+                    "labels) are refused unless --drop-attributes. For point clouds the quality is D1-PSNR against "
+                    "the input as given (and colour PSNR on Y), and the reported ratio is the kept points' raw "
+                    "bytes (xyz float32 + RGB8 + intensity16) / .sq3d bytes; other kinds report input file "
+                    "bytes / .sq3d bytes (the paper's definition). Existing outputs are refused unless "
                     "--force or --skip-existing; a registry that does not answer fails after about "
                     "SQUEEZE3D_REGISTRY_TIMEOUT seconds (default 10).")
     p.add_argument("input", help="point-cloud pairs: PLY/OBJ/OFF/STL/GLB/GLTF mesh or cloud, NPY/NPZ array; "
@@ -465,21 +503,28 @@ def add_commands(sub) -> None:
                    help="point clouds: the classical codec the quality floor may fall back to (default octree: "
                         "octree coding with trained contexts; draco: for interoperability)")
     p.add_argument("--seed", type=int, default=0, help="seed of the mesh surface sampling")
+    p.add_argument("--drop-attributes", action="store_true",
+                   help="compress geometry only: drop per-point colour and intensity, and accept losing per-point "
+                        "data no mode keeps (normals, labels, LAS classification, extra XYZ/PTS columns), which "
+                        "are otherwise refused in one line. Without it every mode keeps colour and intensity")
     p.add_argument("--device", default="cpu")
     jobs_flag(p)
     overwrite_flags(p, "outputs")
     server_flag(p)
     p.set_defaults(func=_cmd_compress)
 
-    p = sub.add_parser("decompress", help="decompress .sq3d to a point cloud (.ply/.npz/.obj) or a radiance "
+    p = sub.add_parser("decompress", help="decompress .sq3d to a point cloud (.ply/.pcd/.las/.npz/.obj) or a radiance "
                        "field (.npz NeRF-MAE layout / .npy)")
     p.add_argument("input", help="IN.sq3d or a directory of them")
-    p.add_argument("-o", "--output", required=True, help="OUT.ply|.npz|.obj|.npy (a directory when IN is one)")
+    p.add_argument("-o", "--output", required=True, help="OUT.ply|.pcd|.las|.npz|.obj|.npy (a directory when IN is one)")
     p.add_argument("--model", default=None, help="default: the registry version recorded in the file")
     p.add_argument("--pair", default=None, type=pair_arg, metavar="PAIR_FILE",
                    help="the pair file of a pair declared outside the pairs directories (the file names its pair)")
-    p.add_argument("--format", default=None, choices=["ply", "npz", "obj", "npy"],
+    p.add_argument("--format", default=None, choices=["ply", "pcd", "las", "npz", "obj", "npy"],
                    help="directory mode output format (default: ply for point clouds, npz for radiance fields)")
+    p.add_argument("--drop-attributes", action="store_true",
+                   help="write geometry only (default: the colour and intensity the file keeps; a format that "
+                        "cannot hold them, such as intensity in .obj, is refused)")
     p.add_argument("--device", default="cpu")
     jobs_flag(p)
     overwrite_flags(p, "outputs")

@@ -46,6 +46,7 @@ from squeeze3d.codec import (
     DEFAULT_QUANT,
     OFF_BUDGET_BYTES,
 )
+from squeeze3d.codec import attributes as attributes_
 from squeeze3d.codec.container import (
     FORMAT_VERSION,
     LAYERED_VERSION,
@@ -54,6 +55,7 @@ from squeeze3d.codec.container import (
     pack,
     read_container,
     unpack,
+    with_attributes,
 )
 from squeeze3d.codec.quantise import DTYPE_CHOICES, QUANT_CHOICES, dequantise, quantise
 from squeeze3d.errors import UserError
@@ -121,6 +123,16 @@ class CompressResult:
     asset: object | None = None
     """What ``compress_file`` read (``squeeze3d.io.Asset`` or the kind's equivalent: ``.data``, ``.file_bytes``)."""
     output: Path | None = None
+    decoded_points: int | None = None
+    """Point clouds: how many points the file decodes to (the resample for neural files; every input
+    point, less exact duplicates on the grid, for classical ones)."""
+    attribute_psnr: dict | None = None
+    """Per kept attribute: PSNR of what decompression gives vs the input (``colour``: on Y, BT.709,
+    peak 255; ``intensity``: peak 65535); None when the file keeps none."""
+
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        return tuple(self.container.attributes)
 
     @property
     def nbytes(self) -> int:
@@ -140,6 +152,9 @@ class DecompressResult:
     container: Container
     decode_ms: float
     output: Path | None = None
+    attributes: dict | None = None
+    """Point clouds: the per-point attributes the file keeps (``colour`` uint8 [N, 3], ``intensity``
+    uint16 [N]), aligned with ``data``."""
 
     @property
     def points(self) -> np.ndarray:
@@ -342,7 +357,8 @@ class Codec:
     def compress_asset(self, data: np.ndarray, dtype: str | None = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
                        min_quality: float | None = DEFAULT_MIN_QUALITY_DB, target_bytes: int | None = None,
                        bits: int | None = None, *, effort: int | None = None,
-                       prefix: int | None = None, classical: str | None = None) -> CompressResult:
+                       prefix: int | None = None, classical: str | None = None,
+                       attributes: dict | None = None) -> CompressResult:
         """One raw asset (any frame) → .sq3d bytes. The handler validates it and brings it to the pair's
         size first (point clouds larger than the pair's count: a seeded subset; grids: resampled to R);
         the gate measures against that.
@@ -355,10 +371,17 @@ class Codec:
 
         ``effort``: test-time refinement steps (``codec.refine``; None: ``DEFAULT_EFFORT``, 0: off);
         ``prefix``: store only this many code numbers (nested-code models); ``classical``: the kind's
-        classical codec (``codec.classical``; point clouds: ``octree`` by default, or ``draco``)."""
+        classical codec (``codec.classical``; point clouds: ``octree`` by default, ``draco`` when the
+        cloud keeps attributes, which Draco codes itself).
+
+        Point clouds: the classical codec codes *every* input point (the neural rungs its resample),
+        and every candidate's quality is measured against the input as given. ``attributes``
+        (``squeeze3d.codec.attributes``: colour, intensity, aligned with ``data``) are kept by every
+        candidate: Draco codes them itself; the octree and the neural rungs code their transfer to the
+        decoded points (``attributes.encode_for_points``), counted in the file's bytes."""
         from squeeze3d.codec.classical import classical_for
 
-        cc = classical_for(self.handler, classical)
+        cc = classical_for(self.handler, classical, has_attributes=bool(attributes))
         effort = DEFAULT_EFFORT if effort is None else int(effort)
         if effort < 0:
             raise UserError(f"--effort must be >= 0 refinement steps, got {effort}")
@@ -372,8 +395,13 @@ class Codec:
             raise UserError(f"--target-bytes must be a positive number of bytes, got {target_bytes}")
         h = self.handler
         prepared = h.prepare(data, self.pair)
+        full = h.prepare_classical(data, self.pair)  # point clouds: every input point
+        full = prepared if full is None else full
+        attrs = attributes_.check(attributes, len(full)) if attributes else {}
         t0 = time.perf_counter()
         norm, centre, scale = h.normalise(prepared)
+        # the gate measures against the input as given, in the neural frame
+        ref = norm if full is prepared else h.normalise_with(full, centre, scale)
         code = self.refine(norm, self.encode(norm), effort)
         r = self.resolved
         common = dict(pair=self.pair.name, model_version=None, model_hash=r.weights_hash[:8],
@@ -397,45 +425,71 @@ class Codec:
                 Variant("fixed", "none", int(bits or self.variants()[0].bits), int(prefix))]
         neural = [self._neural(code, v, common) for v in variants]
         encode_ms = (time.perf_counter() - t0) * 1e3
+        memo: dict[bytes, tuple] = {}
+        colour_floor = DEFAULT_MIN_QUALITY_DB if min_quality is None else float(min_quality)
+
+        def decoded(c: Container) -> tuple:
+            # rungs whose codes dequantise to the same values decode to the same asset: decoded once
+            code = self._padded(dequantise(c.payload, c.dtype, c.quant, c.code_shape, c.draco_bits))
+            key = np.ascontiguousarray(code, np.float32).tobytes()
+            if key not in memo:
+                memo[key] = (self.decode_asset(code), {})
+            return memo[key]
+
+        def with_attrs(c: Container) -> Container:
+            """A neural candidate keeping the attributes: their transfer to its decoded points."""
+            if not attrs:
+                return c
+            asset, seen = decoded(c)
+            if "attr" not in seen:
+                seen["attr"] = attributes_.encode_for_points(asset, ref, attrs, colour_floor)[0]
+            return with_attributes(c, attrs, seen["attr"])
+
         if min_quality is None and target_bytes is None:
             off = neural[0]
             if self.prefixes and prefix is None:  # nested codes: the largest file within the budget
                 fits = [c for c in neural if len(pack(c)) <= OFF_BUDGET_BYTES]
                 off = fits[0] if fits else neural[-1]
-            return self._checked(CompressResult(pack(off), off, False, None, None, encode_ms, 0.0))
+            off = with_attrs(off)
+            return self._checked(CompressResult(pack(off), off, False, None, None, encode_ms, 0.0),
+                                 full, attrs, ref, decoded)
 
         t0 = time.perf_counter()
-        memo: dict[bytes, float] = {}
 
         def measure(c: Container) -> tuple[bytes, Container, float]:
-            # rungs whose codes dequantise to the same values decode to the same asset: measured once
-            code = self._padded(dequantise(c.payload, c.dtype, c.quant, c.code_shape, c.draco_bits))
-            key = np.ascontiguousarray(code, np.float32).tobytes()
-            if key not in memo:
-                memo[key] = float(h.quality(norm, self.decode_asset(code)))
-            return pack(c), c, memo[key]
+            asset, seen = decoded(c)
+            if "q" not in seen:
+                seen["q"] = float(h.quality(ref, asset))
+            c = with_attrs(c)
+            return pack(c), c, seen["q"]
 
         # A classical codec that keeps its own frame (Draco) codes the asset as prepared, and the
         # file then stores no normalisation (container modes 6/7): never larger than the bare codec.
         # Its quality is the same either way (D1-PSNR is invariant to the normalisation).
         own = cc.own_frame
-        classical_in = prepared if own else norm
+        classical_in = full if own else norm
+        akw = {"attributes": attrs} if attrs and cc.coder == "draco" else {}  # Draco codes them itself
 
         def fallback(blob: bytes, b: int) -> Container:
             if own:
                 octree = cc.coder == "octree"
-                return Container(codec="fallback", num_points=0, code_shape=(), dtype="none", quant="none",
-                                 draco_bits=b, payload=blob, pair=self.pair.name, model_version=None,
-                                 model_hash="00000000", centre=(0.0, 0.0, 0.0), scale=1.0, own_frame=True,
-                                 coder=cc.coder, version=LAYERED_VERSION if octree else FORMAT_VERSION)
-            return Container(codec="fallback", num_points=self.asset_size, code_shape=(), dtype="none",
-                             quant="none", draco_bits=b, payload=blob, **common)
+                c = Container(codec="fallback", num_points=0, code_shape=(), dtype="none", quant="none",
+                              draco_bits=b, payload=blob, pair=self.pair.name, model_version=None,
+                              model_hash="00000000", centre=(0.0, 0.0, 0.0), scale=1.0, own_frame=True,
+                              coder=cc.coder, version=LAYERED_VERSION if octree else FORMAT_VERSION)
+            else:
+                c = Container(codec="fallback", num_points=self.asset_size, code_shape=(), dtype="none",
+                              quant="none", draco_bits=b, payload=blob, **common)
+            if attrs and not akw:  # the octree's points are the input's own: each keeps its colour
+                payload, _ = attributes_.encode_for_points(cc.decode(blob, b), full, attrs, exact=True)
+                return with_attributes(c, attrs, payload)
+            return with_attributes(c, attrs)
 
         top = measure(neural[0])  # the model's largest variant: its quality is the reported neural one
         neural_q = top[2]
         if target_bytes is not None:
             cands = [top] + [measure(c) for c in neural[1:]]
-            for blob, b, q in cc.ladder(classical_in):
+            for blob, b, q in cc.ladder(classical_in, **akw):
                 c = fallback(blob, b)
                 cands.append((pack(c), c, float(q)))
             fits = [x for x in cands if len(x[0]) <= int(target_bytes)]
@@ -460,27 +514,43 @@ class Codec:
                         kept = x
                         break
                 kept = kept or top
-            if kept is None or len(pack(fallback(cc.smallest(classical_in), 1))) < len(kept[0]):
-                blob, b, fq = cc.at_floor(classical_in, float(min_quality))  # fewest classical bits meeting the floor
+            if kept is None or len(pack(fallback(cc.smallest(classical_in, **akw), 1))) < len(kept[0]):
+                blob, b, fq = cc.at_floor(classical_in, float(min_quality), **akw)  # fewest classical bits meeting the floor
                 fb = fallback(blob, b)
                 cands.append((pack(fb), fb, float(fq)))
             ok = [x for x in cands if x[2] >= min_quality]
             data_, chosen, q = min(ok, key=lambda x: len(x[0])) if ok else max(cands, key=lambda x: x[2])
         return self._checked(CompressResult(data_, chosen, chosen.codec == "fallback", neural_q, q, encode_ms,
-                                            (time.perf_counter() - t0) * 1e3))
+                                            (time.perf_counter() - t0) * 1e3), full, attrs, ref, decoded)
 
-    def _checked(self, res: CompressResult) -> CompressResult:
+    def _checked(self, res: CompressResult, full=None, attrs: dict | None = None, ref=None,
+                 decoded=None) -> CompressResult:
         """A file compress writes must decompress: parse it back, and decode a classical payload
-        (cheap; neural payloads are checked by the parse: their decode is the model's)."""
+        (cheap; neural payloads are checked by the parse: their decode is the model's). Point
+        clouds: count the points it decodes to, and measure the kept attributes against the input."""
         c = unpack(res.data)
-        if c.codec == "fallback":
-            from squeeze3d.codec.classical import for_container
-
-            try:
-                for_container(self.handler, c.coder).decode(c.payload, c.draco_bits)
-            except ContainerError as e:
-                raise UserError(f"internal error: the classical codec wrote a payload it cannot read ({e}); "
-                                "nothing was written") from None
+        h = self.handler
+        try:
+            if c.codec == "fallback":
+                pts, got = _classical_decode(h, c)
+            else:
+                pts, got = None, {}
+        except ContainerError as e:
+            raise UserError(f"internal error: the classical codec wrote a payload it cannot read ({e}); "
+                            "nothing was written") from None
+        if h.kind != "point_cloud":
+            return res
+        if c.codec == "neural":
+            res.decoded_points = self.asset_size
+            if c.attributes and decoded is not None:
+                pts = decoded(c)[0]  # the normalised decode, in the frame of ``ref``
+                got = attributes_.decode_for_points(c.attr_payload, pts, c.attributes)
+                res.attribute_psnr = attributes_.attribute_psnr(ref, attrs, pts, got)
+        else:
+            res.decoded_points = len(pts)
+            if c.attributes:
+                where = full if c.own_frame else ref
+                res.attribute_psnr = attributes_.attribute_psnr(where, attrs, pts, got)
         return res
 
     def compress_points(self, points: np.ndarray, dtype: str | None = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
@@ -539,7 +609,39 @@ def _label(c: Container) -> str:
     return f"neural {c.dtype}{'-' + str(c.draco_bits) if c.dtype == 'fixed' else ''}"
 
 
+def _classical_decode(h, c: Container) -> tuple[np.ndarray, dict]:
+    """A fallback payload → (its points, in the payload's frame; the attributes the file keeps)."""
+    from squeeze3d.codec.classical import for_container
+
+    if c.attributes and not c.attr_payload:  # the classical payload carries them (Draco)
+        return h.fallback_decode_attributes(c.payload, c.attributes)
+    pts = for_container(h, c.coder).decode(c.payload, c.draco_bits)
+    return pts, (attributes_.decode_for_points(c.attr_payload, pts, c.attributes) if c.attributes else {})
+
+
 def _decode_any(c: Container, model: str | None, device: str, where: str = "") -> np.ndarray:
+    return _decode_with_attributes(c, model, device, where)[0]
+
+
+def _decode_with_attributes(c: Container, model: str | None, device: str, where: str = "") -> tuple[np.ndarray, dict]:
+    """The asset in its original frame and the per-point attributes the file keeps."""
+    if not c.attributes:
+        return _decode_geometry(c, model, device, where), {}
+    if c.codec == "fallback" and not c.attr_payload:  # the classical payload carries them
+        h = handler_for(_get_pair(c.pair).asset_kind)
+        try:
+            pts, attrs = h.fallback_decode_attributes(c.payload, c.attributes)
+        except ContainerError as e:
+            raise ContainerError(f"{where}{e}") from None
+        return (pts.astype(np.float32) if c.own_frame else h.denormalise(pts, c.centre, c.scale)), attrs
+    pts = _decode_geometry(c, model, device, where)
+    try:
+        return pts, attributes_.decode_for_points(c.attr_payload, pts, c.attributes)
+    except ContainerError as e:
+        raise ContainerError(f"{where}{e}") from None
+
+
+def _decode_geometry(c: Container, model: str | None, device: str, where: str = "") -> np.ndarray:
     if c.codec == "fallback":
         pair = _get_pair(c.pair)  # an unknown pair is an error even though the fallback needs no model
         h = handler_for(pair.asset_kind)
@@ -595,12 +697,12 @@ def compress_asset(data: np.ndarray, *, pair: str = DEFAULT_PAIR, model: str | N
 
 
 def decompress_bytes(data: bytes, *, model: str | None = None, device: str = "cpu") -> DecompressResult:
-    """.sq3d bytes → the asset in the original frame. ``model`` defaults to the registry version
-    recorded in the file; any other model is refused unless its weights hash matches."""
+    """.sq3d bytes → the asset in the original frame (and its kept attributes). ``model`` defaults to
+    the registry version recorded in the file; any other model is refused unless its weights hash matches."""
     c = unpack(data)
     t0 = time.perf_counter()
-    out = _decode_any(c, model, device)
-    return DecompressResult(out, c, (time.perf_counter() - t0) * 1e3)
+    out, attrs = _decode_with_attributes(c, model, device)
+    return DecompressResult(out, c, (time.perf_counter() - t0) * 1e3, attributes=attrs)
 
 
 decompress_asset = decompress_bytes
@@ -620,16 +722,21 @@ def compress_file(input: str | Path, output: str | Path, *, pair: str = DEFAULT_
                   min_quality: float | None = DEFAULT_MIN_QUALITY_DB, device: str = "cpu",
                   seed: int = 0, target_bytes: int | None = None, bits: int | None = None,
                   overwrite: bool = True, effort: int | None = None, prefix: int | None = None,
-                  classical: str | None = None) -> CompressResult:
+                  classical: str | None = None, drop_attributes: bool = False) -> CompressResult:
     """Read an asset file through the pair's handler (meshes sampled to the pair's point count with
     ``seed``; grids resampled to its resolution), compress it and write ``output`` (.sq3d)
-    atomically (``overwrite=False``: never over an existing file). Nothing is written if anything fails."""
+    atomically (``overwrite=False``: never over an existing file). Nothing is written if anything fails.
+
+    Point clouds: every point and the attributes the codec keeps (colour, intensity) go to the
+    codec; per-point data no mode keeps (normals, labels, ...) are refused in one line unless
+    ``drop_attributes`` (which also drops colour and intensity: geometry only)."""
     inp, out = Path(input), Path(output)
     _check_sq3d_output(out, inp)
     codec = get_codec(pair, model, device)
     asset = codec.handler.read(inp, codec.pair, seed)
-    res = codec.compress_asset(asset.data, dtype, quant, min_quality, target_bytes, bits, effort=effort, prefix=prefix,
-                               classical=classical)
+    data, attrs = attributes_.for_codec(asset, inp, drop_attributes)
+    res = codec.compress_asset(data, dtype, quant, min_quality, target_bytes, bits, effort=effort, prefix=prefix,
+                               classical=classical, attributes=attrs)
     res.asset = asset
     try:  # overwrite=False: refused atomically at the rename, so a file that appeared meanwhile survives
         res.output = atomic_write_bytes(out, res.data, overwrite=overwrite)
@@ -639,17 +746,21 @@ def compress_file(input: str | Path, output: str | Path, *, pair: str = DEFAULT_
 
 
 def decompress_file(input: str | Path, output: str | Path, *, model: str | None = None,
-                    device: str = "cpu") -> DecompressResult:
+                    device: str = "cpu", drop_attributes: bool = False) -> DecompressResult:
     """.sq3d → an asset file, written atomically; the format follows the extension and the pair's
-    kind (point clouds: .ply | .npz | .obj; radiance fields: .npz in NeRF-MAE layout | .npy)."""
+    kind (point clouds: .ply | .pcd | .las | .npz | .obj, with the attributes the file keeps;
+    radiance fields: .npz in NeRF-MAE layout | .npy). A format that cannot hold a kept attribute
+    (intensity in .obj) is refused before decoding, unless ``drop_attributes``."""
     out = check_any_output_path(output)
     c = read_container(input)
     h = handler_for(_get_pair(c.pair).asset_kind)
     h.check_output_path(out)
+    attributes_.check_output(out, c.attributes, drop_attributes, where=f"{input}: ")
     t0 = time.perf_counter()
-    data = _decode_any(c, model, device, where=f"{input}: ")
+    data, attrs = _decode_with_attributes(c, model, device, where=f"{input}: ")
     ms = (time.perf_counter() - t0) * 1e3
-    return DecompressResult(data, c, ms, h.write(out, data))
+    attrs = {} if drop_attributes else attrs
+    return DecompressResult(data, c, ms, h.write(out, data, attrs), attributes=attrs)
 
 
 def check_any_output_path(path: str | Path) -> Path:

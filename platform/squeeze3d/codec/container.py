@@ -55,15 +55,26 @@ and mode 6 also elides the 11 bytes every Draco 2.3 point-cloud file starts with
 so a fallback file is 3 bytes *smaller* than the bare Draco file it wraps (mode 7 keeps a Draco
 file whose first bytes differ, at +8 bytes).
 
-Layered files (format version 3: version 2's layout, version nibble 3; versions 1-2 still decode).
-The octree coder (``squeeze3d.codec.octree``) writes two kinds:
+Format version 3 (written only for what version 2 cannot say: per-point attributes, or octree
+layers; other files stay version 2, byte for byte) is version 2 with an extension byte right after
+the pair tag, in every mode::
 
-- an octree fallback: the own-frame layout of mode 7 (no normalisation, size or model hash), its
-  payload an octree stream that carries its own grid (``magic 2 · version 1 · mode 1 · pair_tag 2 ·
-  octree stream · crc16 2``: 8 bytes of container);
-- a neural code with an enhancement layer: a neural header and code exactly as version 2, followed
-  by an octree stream of the asset in the normalised frame, coded with the neural decode as context
-  (the code's size follows from mode and d_code, so the layer needs no length).
+    magic 2 · version|flags 1 (low nibble 3) · mode|bits 1 · pair_tag 2 ·
+    ext u8 (bit 0 colour RGB, bit 1 intensity, bit 6 octree fallback, bit 7 enhancement layer) ·
+    [attr_len varint · attr_payload: only when bit 0 or 1 is set] ·
+    ... the rest exactly as version 2 (own-frame: payload · crc16) · [enhancement]
+
+``attr_payload`` is empty when the classical payload carries the attributes itself (Draco's colour
+and generic attributes); otherwise it is ``squeeze3d.codec.attributes.encode_for_points``'s coding
+of them for the decoded points (the neural rungs, the octree).
+
+The octree coder (``squeeze3d.codec.octree``) writes two kinds of layered file:
+
+- an octree fallback (bit 6): the own-frame layout of mode 7 (no normalisation, size or model
+  hash), its payload an octree stream that carries its own grid: 9 bytes of container;
+- a neural code with an enhancement layer (bit 7): a neural header and code exactly as version 2,
+  followed by an octree stream of the asset in the normalised frame, coded with the neural decode
+  as context (the code's size follows from mode and d_code, so the layer needs no length).
 
 Parsing is strict: magic and version first (so a wrong file or a newer format gets a specific
 message), then every length is bounds-checked as it is read ("truncated or corrupted"), then the
@@ -90,11 +101,12 @@ from squeeze3d.errors import ContainerError  # noqa: F401 - re-exported: the cod
 
 MAGIC = b"SQ3D"
 FORMAT_VERSION = 2
+ATTRIBUTES_VERSION = LAYERED_VERSION = 3
+"""Files that keep per-point attributes or carry octree layers (see the module doc); others are
+still written as version 2."""
 SUPPORTED_VERSIONS = (1, 2, 3)
-LAYERED_VERSION = 3
-"""Octree layers (``codec.octree``): an own-frame octree fallback, or a neural code followed by an
-octree enhancement layer. Version 2's layout with the version nibble 3 (see the module docstring)."""
 CODERS = ("draco", "octree")
+_EXT_OCTREE, _EXT_ENHANCEMENT, _EXT_ATTRS = 0x40, 0x80, 0x3F
 MAGIC_V2 = b"S3"
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_POINTS = 1 << 24
@@ -164,6 +176,10 @@ class Container:
     enhancement: bytes = field(default=b"", repr=False)
     """Neural only (version 3): an octree stream of the asset, coded with the neural decode as
     context (``codec.octree``); decoded, it replaces the neural points."""
+    attributes: tuple[str, ...] = ()
+    """Per-point attributes the file keeps (``squeeze3d.codec.attributes.NAMES``; format version 3)."""
+    attr_payload: bytes = field(default=b"", repr=False)
+    """Their coding for the decoded points; empty when the classical payload carries them (Draco)."""
 
     @property
     def d_code(self) -> int:
@@ -190,12 +206,31 @@ class Container:
             "code_shape": list(self.code_shape), "d_code": self.d_code, "dtype": self.dtype,
             "quant": self.quant, "draco_bits": self.draco_bits, "centre": list(self.centre),
             "scale": self.scale, "own_frame": self.own_frame, "coder": self.coder if self.codec == "fallback" else None,
-            "enhancement_bytes": len(self.enhancement), "payload_bytes": len(self.payload),
-            "total_bytes": len(pack(self)),
+            "enhancement_bytes": len(self.enhancement),
+            "attributes": ", ".join(self.attributes) if self.attributes else "none",
+            "attribute_coding": (("in the classical payload" if not self.attr_payload else
+                                  f"transferred to the decoded points ({len(self.attr_payload)} bytes)")
+                                 if self.attributes else "none"),
+            "payload_bytes": len(self.payload), "total_bytes": len(pack(self)),
         }
 
 
 def _check_semantics(c: Container) -> None:
+    if c.attributes or c.attr_payload:
+        from squeeze3d.codec.attributes import mask_of
+
+        mask_of(c.attributes)  # known names only
+        if not c.attributes or c.version != ATTRIBUTES_VERSION:
+            raise ContainerError(f"attributes need format version {ATTRIBUTES_VERSION} and at least one name")
+        if tuple(sorted(c.attributes, key=lambda n: mask_of([n]))) != tuple(c.attributes) or len(set(c.attributes)) != len(c.attributes):
+            raise ContainerError(f"attributes {c.attributes} are not distinct names in their canonical order")
+    elif c.version == ATTRIBUTES_VERSION and not (c.coder == "octree" or c.enhancement):
+        raise ContainerError(f"format version {ATTRIBUTES_VERSION} is for files with attributes or octree layers; "
+                             "this one has neither")
+    if c.coder not in CODERS or (c.coder == "octree" and (c.version != LAYERED_VERSION or c.codec != "fallback")):
+        raise ContainerError(f"classical coder {c.coder!r} in a version {c.version} {c.codec} container")
+    if c.enhancement and (c.codec != "neural" or c.version != LAYERED_VERSION):
+        raise ContainerError("only version 3 neural containers carry an enhancement layer")
     if c.codec not in CODECS:
         raise ContainerError(f"unknown codec {c.codec!r}; known: {', '.join(CODECS)}")
     if c.dtype not in DTYPES or c.quant not in QUANTS:
@@ -204,15 +239,9 @@ def _check_semantics(c: Container) -> None:
         raise ContainerError(f"invalid pair name {c.pair!r} in header")
     if not re.fullmatch(r"[0-9a-f]{16}" if c.version == 1 else r"[0-9a-f]{8}", c.model_hash):
         raise ContainerError(f"invalid model hash {c.model_hash!r} in header")
-    if c.coder not in CODERS or (c.coder == "octree") != (c.version == LAYERED_VERSION and c.codec == "fallback"):
-        raise ContainerError(f"classical coder {c.coder!r} in a version {c.version} {c.codec} container")
-    if c.enhancement and (c.codec != "neural" or c.version != LAYERED_VERSION):
-        raise ContainerError("only version 3 neural containers carry an enhancement layer")
-    if c.version == LAYERED_VERSION and not (c.own_frame or c.enhancement):
-        raise ContainerError("a version 3 container is an octree fallback or a neural code with an enhancement layer")
     if c.own_frame:
-        if c.codec != "fallback" or c.version not in (2, LAYERED_VERSION):
-            raise ContainerError("only version 2 and 3 fallback containers keep the asset's own frame")
+        if c.codec != "fallback" or c.version not in (2, ATTRIBUTES_VERSION):
+            raise ContainerError("only version 2 fallback containers keep the asset's own frame")
         if not (0 if c.coder == "octree" else 1) <= c.draco_bits <= 30 or not c.payload:
             raise ContainerError(f"own-frame fallback with bits {c.draco_bits} and {len(c.payload)} payload bytes")
         return
@@ -253,7 +282,7 @@ def _check_semantics(c: Container) -> None:
 def pack(c: Container) -> bytes:
     """Serialise (validating first: a container that ``unpack`` would refuse is never written)."""
     _check_semantics(c)
-    if c.version in (2, LAYERED_VERSION):
+    if c.version in (2, ATTRIBUTES_VERSION):
         return _pack_v2(c)
     pair = c.pair.encode("ascii")
     out = bytearray()
@@ -431,6 +460,17 @@ def _mode_of(c: Container) -> int:
     return _V2_MODES.index(key)
 
 
+def _attr_section(c: Container) -> bytes:
+    """Version 3's extension byte, and the attribute payload when the file keeps attributes."""
+    if c.version != ATTRIBUTES_VERSION:
+        return b""
+    from squeeze3d.codec.attributes import mask_of
+
+    mask = mask_of(c.attributes)
+    ext = mask | (_EXT_OCTREE if c.coder == "octree" else 0) | (_EXT_ENHANCEMENT if c.enhancement else 0)
+    return bytes([ext]) + ((_varint(len(c.attr_payload)) + c.attr_payload) if mask else b"")
+
+
 def _pack_v2(c: Container) -> bytes:
     if c.model_version is not None:
         raise ContainerError("format version 2 does not store a registry version (the weights hash names the model)")
@@ -440,14 +480,14 @@ def _pack_v2(c: Container) -> bytes:
     bits = c.draco_bits
     if c.own_frame:
         mode = _mode_of(c)
-        out = bytearray(MAGIC_V2) + bytes([c.version, mode << 5 | bits]) + pair_tag(c.pair)
+        out = bytearray(MAGIC_V2) + bytes([c.version, mode << 5 | bits]) + pair_tag(c.pair) + _attr_section(c)
         out += c.payload[len(DRACO_PREFIX):] if mode == 6 else c.payload
         out += struct.pack("<H", binascii.crc_hqx(bytes(out), 0xFFFF))
         return bytes(out)
     out = bytearray(MAGIC_V2)
     out.append(c.version | (0 if f16 else _FLAG_NORM_F32))
     out.append(_mode_of(c) << 5 | bits)
-    out += pair_tag(c.pair) + bytes.fromhex(c.model_hash)
+    out += pair_tag(c.pair) + _attr_section(c) + bytes.fromhex(c.model_hash)
     out += _varint(c.num_points)
     if c.codec == "neural":
         out += _varint(c.d_code)
@@ -462,7 +502,7 @@ def _unpack_v2(data: bytes) -> Container:
     r.take(2, "magic")
     (vf,) = r.take(1, "format version")
     version = vf & 0x0F
-    if version not in (2, LAYERED_VERSION) or vf & 0xE0:
+    if version not in (2, ATTRIBUTES_VERSION) or vf & 0xE0:
         raise ContainerError(f".sq3d format version {vf & 0x0F} (flags {vf >> 4:#x}) is not supported; this build "
                              f"reads version(s) {', '.join(map(str, SUPPORTED_VERSIONS))}")
     if len(data) < 2 or binascii.crc_hqx(data[:-2], 0xFFFF) != struct.unpack("<H", data[-2:])[0]:
@@ -472,14 +512,29 @@ def _unpack_v2(data: bytes) -> Container:
     if mode >= len(_V2_MODES):
         raise ContainerError(f"unknown codec mode {mode}; this build knows {', '.join(_V2_MODES)}")
     pair = _pair_from_tag(r.take(2, "pair tag"))
+    attrs, attr_payload, ext = (), b"", 0
+    if version == ATTRIBUTES_VERSION:
+        from squeeze3d.codec.attributes import names_of
+
+        (ext,) = r.take(1, "extension byte")
+        attrs = names_of(ext & _EXT_ATTRS)
+        if not attrs and not ext & (_EXT_OCTREE | _EXT_ENHANCEMENT):
+            raise ContainerError("corrupted header: a version 3 file with neither attributes nor octree layers")
+        if attrs:
+            attr_payload = r.take(_read_varint(r, "attribute length"), "attribute payload")
+        if r.off > len(data) - 2:
+            raise ContainerError("truncated or corrupted: the attribute payload runs into the checksum")
+    coder = "octree" if ext & _EXT_OCTREE else "draco"
     if _V2_MODES[mode].startswith("fallback/own"):
         if vf & 0xF0:
             raise ContainerError("corrupted header: an own-frame fallback has no flags")
+        if coder == "octree" and mode == 6:
+            raise ContainerError("corrupted header: an octree fallback in Draco's prefix-elided mode")
         payload = data[r.off:-2]
         c = Container(pair=pair, codec="fallback", model_version=None, model_hash="00000000", num_points=0,
                       code_shape=(), dtype="none", quant="none", draco_bits=bits, centre=(0.0, 0.0, 0.0),
                       scale=1.0, payload=(DRACO_PREFIX + payload) if mode == 6 else payload, version=version,
-                      own_frame=True, coder="octree" if version == LAYERED_VERSION else "draco")
+                      own_frame=True, attributes=attrs, attr_payload=attr_payload, coder=coder)
         _check_semantics(c)
         return c
     model_hash = r.take(4, "model hash").hex()
@@ -497,17 +552,20 @@ def _unpack_v2(data: bytes) -> Container:
     if codec == "neural" and not 1 <= d_code <= MAX_CODE_NUMBERS:
         raise ContainerError(f"corrupted header: code of {d_code} numbers")
     enhancement = b""
-    if version == LAYERED_VERSION:
+    if ext & _EXT_ENHANCEMENT:
         if codec != "neural":
-            raise ContainerError("corrupted header: a version 3 file is an octree fallback or a layered neural file")
+            raise ContainerError("corrupted header: an enhancement layer without a neural code")
         n = payload_size(dtype, quant, d_code, bits)
         payload, enhancement = payload[:n], payload[n:]
         if not enhancement:
             raise ContainerError("truncated or corrupted: the enhancement layer is missing")
+    if coder == "octree":
+        raise ContainerError("corrupted header: an octree fallback is always in its own frame")
     c = Container(pair=pair, codec=codec, model_version=None, model_hash=model_hash, num_points=size,
                   code_shape=(d_code,) if codec == "neural" else (), dtype=dtype, quant=quant,
                   draco_bits=bits, centre=(float(centre[0]), float(centre[1]), float(centre[2])),
-                  scale=float(scale), payload=payload, version=version, enhancement=enhancement)
+                  scale=float(scale), payload=payload, version=version, attributes=attrs,
+                  attr_payload=attr_payload, enhancement=enhancement)
     _check_semantics(c)
     return c
 
@@ -515,3 +573,13 @@ def _unpack_v2(data: bytes) -> Container:
 def header_bytes(c: Container) -> int:
     """Container overhead: file size minus payload."""
     return len(pack(c)) - len(c.payload) - len(c.enhancement)
+
+
+def with_attributes(c: Container, names, attr_payload: bytes = b"") -> Container:
+    """``c`` keeping per-point attributes ``names`` (format version 3), or ``c`` itself when none."""
+    from squeeze3d.codec.attributes import NAMES
+
+    names = tuple(n for n in NAMES if n in set(names))
+    if not names:
+        return c
+    return replace(c, version=ATTRIBUTES_VERSION, attributes=names, attr_payload=bytes(attr_payload))

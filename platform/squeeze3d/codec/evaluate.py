@@ -47,9 +47,33 @@ COLUMNS = ("method", "objects", "bytes", "cr_raw", "cr_file", "chamfer", "d1_psn
 """Summary columns of a point-cloud evaluation (other kinds swap in their metrics: ``columns``)."""
 
 
-def columns(handler) -> tuple[str, ...]:
+COLOUR_KEY = "colour_y_psnr"
+"""Colour PSNR on Y (``codec.attributes``) of the .sq3d rows when the inputs carry colour (NaN else)."""
+
+
+def columns(handler, colour: bool = False) -> tuple[str, ...]:
     return ("method", "objects", "bytes", "cr_raw", "cr_file", *(m.key for m in handler.metric_columns),
-            "compress_ms", "decompress_ms", "fallbacks")
+            *((COLOUR_KEY,) if colour else ()), "compress_ms", "decompress_ms", "fallbacks")
+
+
+def _has_colour(rows) -> bool:
+    return any(np.isfinite(r.get(COLOUR_KEY, math.nan)) for r in rows)
+
+
+def _reference_attributes(asset, ref) -> dict:
+    """The attributes of the evaluated resample (a subset of the cloud's points): colour only."""
+    attrs = getattr(asset, "attributes", None) or {}
+    cloud = getattr(asset, "cloud", None)
+    if "colour" not in attrs or cloud is None:
+        return {}
+    from scipy.spatial import cKDTree
+
+    idx = cKDTree(np.asarray(cloud, np.float64)).query(np.asarray(ref, np.float64))[1]
+    return {"colour": attrs["colour"][idx]}
+
+
+def _colour_of(res) -> float:
+    return float((res.attribute_psnr or {}).get("colour", math.nan))
 
 
 @dataclass
@@ -152,11 +176,14 @@ def evaluate(pair: str = DEFAULT_PAIR, model: str | None = None, split: str = "t
         ref = asset.data
         raw_bytes = h.raw_bytes(ref)
         ctx = h.metric_context(ref)
+        # coloured inputs: the .sq3d rows keep the colour (its bytes counted), the baselines do not
+        akw = {"attributes": a} if (a := _reference_attributes(asset, ref)) else {}
 
-        def add(method, nbytes, test, c_ms, d_ms, fallback=False, _f=f, _a=asset, _ctx=ctx, _raw=raw_bytes):
+        def add(method, nbytes, test, c_ms, d_ms, fallback=False, colour=math.nan, _f=f, _a=asset, _ctx=ctx,
+                _raw=raw_bytes):
             objects.append({"object": _f.name, "method": method, "bytes": nbytes, "raw_bytes": _raw,
-                            "file_bytes": _a.file_bytes, **h.eval_metrics(_ctx, test), "compress_ms": c_ms,
-                            "decompress_ms": d_ms, "fallback": int(fallback)})
+                            "file_bytes": _a.file_bytes, **h.eval_metrics(_ctx, test), COLOUR_KEY: colour,
+                            "compress_ms": c_ms, "decompress_ms": d_ms, "fallback": int(fallback)})
 
         if not warm:  # first call loads models and warms kernels: keep it out of the timings
             decompress_bytes(codec.compress_asset(ref, DEFAULT_DTYPE, DEFAULT_QUANT, None, effort=0).data,
@@ -166,19 +193,21 @@ def evaluate(pair: str = DEFAULT_PAIR, model: str | None = None, split: str = "t
         # per-rung calls below reuse (``Codec.refine`` remembers it per input)
         gate_shown = None
         if min_quality is not None:
-            res = codec.compress_asset(ref, DEFAULT_DTYPE, DEFAULT_QUANT, min_quality, effort=effort)
+            res = codec.compress_asset(ref, DEFAULT_DTYPE, DEFAULT_QUANT, min_quality, effort=effort, **akw)
             t0 = time.perf_counter()
             dec = decompress_bytes(res.data, model=dec_model, device=device)
-            add(GATE_METHOD, res.nbytes, dec.data, res.encode_ms + res.gate_ms, _ms(t0), res.fallback)
+            add(GATE_METHOD, res.nbytes, dec.data, res.encode_ms + res.gate_ms, _ms(t0), res.fallback,
+                _colour_of(res))
             label = (f"{h.fallback_name} {res.container.draco_bits}-bit fallback" if res.fallback
                      else res.variant)
             gate_shown = (dec.data, res.nbytes)
         for dtype, quant, bits, prefix in run_variants:
             res = codec.compress_asset(ref, dtype, quant, None, bits=bits or None, prefix=prefix or None,
-                                       effort=effort)
+                                       effort=effort, **akw)
             t0 = time.perf_counter()
             dec = decompress_bytes(res.data, model=dec_model, device=device)
-            add(variant_name(dtype, quant, bits, prefix), res.nbytes, dec.data, res.encode_ms, _ms(t0))
+            add(variant_name(dtype, quant, bits, prefix), res.nbytes, dec.data, res.encode_ms, _ms(t0),
+                colour=_colour_of(res))
             if dtype == "f32":
                 codes.append(np.frombuffer(res.container.payload, "<f4"))
         if gate_shown is None:
@@ -208,7 +237,7 @@ def evaluate(pair: str = DEFAULT_PAIR, model: str | None = None, split: str = "t
                      fallbacks=fallbacks, code_std_range=std_range, handler=h)
     rep.markdown = to_markdown(rep, min_quality)
     atomic_write_bytes(rep.markdown_path, rep.markdown.encode())
-    atomic_write_bytes(rep.csv_path, _csv(rows, columns(h)))
+    atomic_write_bytes(rep.csv_path, _csv(rows, columns(h, _has_colour(rows))))
     atomic_write_bytes(rep.objects_csv_path, _csv(objects, list(objects[0])))
     _rd_plot(rep, min_quality)
     return rep
@@ -226,7 +255,11 @@ def _summarise(objects: list[dict], handler) -> list[dict]:
         rows.append({"method": m, "objects": len(rs), "bytes": mean("bytes"),
                      "cr_raw": mean("raw_bytes") / mean("bytes"),
                      "cr_file": (float(np.mean(files)) / mean("bytes")) if files and m != "resample-floor" else math.nan,
-                     **{c.key: mean(c.key) for c in handler.metric_columns}, "compress_ms": med("compress_ms"),
+                     **{c.key: mean(c.key) for c in handler.metric_columns},
+                     COLOUR_KEY: (float(np.mean(cs)) if (cs := [r[COLOUR_KEY] for r in rs
+                                                                if np.isfinite(r.get(COLOUR_KEY, math.nan))])
+                                  else math.nan),
+                     "compress_ms": med("compress_ms"),
                      "decompress_ms": med("decompress_ms"), "fallbacks": sum(r["fallback"] for r in rs)})
     return rows
 
@@ -252,8 +285,9 @@ def to_markdown(rep: EvalReport, min_quality: float | None) -> str:
     mcols = h.metric_columns
     prim = h.primary_metric
     prim_head = next(c.header for c in mcols if c.key == prim)
-    head = ["method", "objects", "bytes", "CR raw", "CR file", *(c.header for c in mcols), "compress ms",
-            "decompress ms", "fallbacks"]
+    colour = _has_colour(rep.rows)
+    head = ["method", "objects", "bytes", "CR raw", "CR file", *(c.header for c in mcols),
+            *(("colour Y-PSNR dB",) if colour else ()), "compress ms", "decompress ms", "fallbacks"]
     lines = [f"## Codec evaluation: pair `{rep.pair}`, model `{rep.model_identity}`", "",
              f"Objects: {len({o['object'] for o in rep.objects})} from {rep.source}. Quality floor "
              f"({h.quality_name}): {'off' if min_quality is None else f'{min_quality:g} dB'}; fell back to "
@@ -261,7 +295,8 @@ def to_markdown(rep: EvalReport, min_quality: float | None) -> str:
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rep.rows:
         vals = [r["method"], r["objects"], _fmt(r["bytes"], 1), _fmt(r["cr_raw"], 1), _fmt(r["cr_file"], 1),
-                *(_fmt(r[c.key], c.digits) for c in mcols), _fmt(r["compress_ms"], 1),
+                *(_fmt(r[c.key], c.digits) for c in mcols), *((_fmt(r[COLOUR_KEY], 2),) if colour else ()),
+                _fmt(r["compress_ms"], 1),
                 _fmt(r["decompress_ms"], 1), r["fallbacks"]]
         lines.append("| " + " | ".join(map(str, vals)) + " |")
     base = next((r for r in rep.rows if r["method"] == "sq3d-f32"), None)
@@ -275,6 +310,10 @@ def to_markdown(rep: EvalReport, min_quality: float | None) -> str:
         lo, hi = rep.code_std_range
         lines += ["", f"Code dimensions' std over these objects: {lo:.3g} … {hi:.3g} (ratio {hi / max(lo, 1e-12):.2f})."]
     lines += ["", h.definitions()]
+    if colour:
+        lines += ["", "Colour: the inputs carry per-point colour; the .sq3d rows keep it (their bytes include it) and "
+                  "report colour PSNR on Y (BT.709 luma, peak 255, nearest-neighbour matching both ways, the worse "
+                  "direction); the classical baselines are geometry only."]
     return "\n".join(lines) + "\n"
 
 

@@ -83,7 +83,7 @@ def d1_psnr_pair(reference: np.ndarray, test: np.ndarray) -> float:
     """D1-PSNR of one ``[N, 3]`` cloud against one reference (numpy in, float out)."""
     ref, tst = np.asarray(reference, np.float32), np.asarray(test, np.float32)
     r = torch.from_numpy(ref)[None]
-    if not _KDTREE:
+    if not _KDTREE and len(ref) * len(tst) <= 1 << 23:  # larger pairs (full scans): the matmul search's memory grows as N·M
         return float(d1_psnr(r, torch.from_numpy(tst)[None])[0])
     a2b, b2a = _nn_sq_kdtree(ref, tst)
     return float(_d1_from_nn(r, torch.from_numpy(a2b)[None], torch.from_numpy(b2a)[None])[0])

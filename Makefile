@@ -85,8 +85,11 @@ corpus: $(STAMP)  ## real-object corpus from pinned Debian packages into SQUEEZE
 BENCH_N ?= 8
 BENCH_SOURCES ?= corpus
 BENCH_OUT ?= .state/bench/codec
-bench: $(STAMP)  ## codec vs Draco on BENCH_N held-out objects (BENCH_SOURCES=corpus|real,corpus); prints where its table went
-	$(PY) jobs/bench_codec.py --sources $(BENCH_SOURCES) --limit $(BENCH_N) --out $(BENCH_OUT) --json $(BENCH_OUT).json
+GPCC_CSV ?=
+TMC3 ?=
+bench: $(STAMP)  ## codec vs G-PCC and Draco on BENCH_N held-out objects (BENCH_SOURCES=corpus|real,corpus; G-PCC from GPCC_CSV= or a tmc3 you built: TMC3=); prints where its table went
+	$(PY) jobs/bench_codec.py --sources $(BENCH_SOURCES) --limit $(BENCH_N) --out $(BENCH_OUT) --json $(BENCH_OUT).json \
+		$(if $(GPCC_CSV),--gpcc-csv $(GPCC_CSV)) $(if $(TMC3),--tmc3 $(TMC3))
 
 clean:  ## remove the venv and local state
 	rm -rf $(VENV) .state

@@ -1,11 +1,17 @@
-"""The codec against Draco on held-out objects: the real-object corpus' test split (`squeeze3d corpus
-fetch`) and the procedural corpus' test split. Per object: every rung of the neural ladder, the gated
-file, Draco at 1..14 bits; summary: median D1-PSNR and bytes of the gate-off file, how often the gate
-keeps the neural file, how often a file is larger than bare Draco at equal quality, BD-rate of the
-neural ladder against Draco over 25-35 dB (per object, median), and compress time per object.
+"""The point-cloud codec against MPEG G-PCC and Draco, side by side, on held-out objects: the
+real-object corpus' test split (`squeeze3d corpus fetch`) and the procedural corpus' test split.
 
-    python jobs/bench_codec.py --sources real,corpus --limit 117 --json .state/bench/codec.json
-    python jobs/bench_codec.py --sources real --limit 24 --efforts 0,20,40,80   # time vs quality
+Default suite (``gpcc``, ``squeeze3d.codec.rd_bench``): per object every path of this codec (octree,
+neural rungs, neural + octree enhancement, the CLI's default file and gate-off file, with times),
+Draco and Draco on de-duplicated grid points (live), and G-PCC (TMC13 v23) from the anchors CSV
+measured on exactly these clouds, or live with ``--tmc3 PATH`` to a tmc3 you built yourself.
+Summary per split: median smallest file at >= 30 and >= 35 dB, BD-rate vs G-PCC and vs Draco over
+25-40 dB (median per object), how often the default file is larger than G-PCC's or bare Draco's at
+equal quality, compress/decompress time; an RD plot with every curve.
+
+    python jobs/bench_codec.py --gpcc-csv ../shared/anchors/gpcc_real_test.csv        # 116 + 117 objects
+    python jobs/bench_codec.py --suite ladder --sources real --limit 48                # the neural ladder vs Draco
+    python jobs/bench_codec.py --suite ladder --sources real --limit 24 --efforts 0,20,40,80   # time vs quality
 
 D1-PSNR: p2point, symmetric worst direction, peak = the input's bounding-box diagonal
 (``squeeze3d.metrics.pointcloud``), against the 2048-point resample the codec keeps.
@@ -111,9 +117,87 @@ def get_generator_cls(pair: str):
     return type(get_codec(pair).generator)
 
 
+def reference_clouds(src: str, limit: int, out: Path, pair: str) -> dict:
+    """The bench's 2048-point reference clouds of one split, keyed as the anchors CSV keys them."""
+    from squeeze3d.assets import handler_for
+    from squeeze3d.io import read_asset
+    from squeeze3d.pairs import get_pair
+
+    if src == "real":
+        files = sorted(real_inputs(out / "real_inputs", limit).glob("*.npy"))[:limit]
+        return {f.stem.replace("__", "/"): read_asset(f, 2048, 0).data for f in files}
+    p = get_pair(pair)
+    files = handler_for(p.asset_kind).corpus_inputs(p, "test", limit, out / "corpus_inputs", lambda m: None)
+    return {f.stem: read_asset(f, 2048, 0).data for f in files}
+
+
+def markdown(split: str, n: int, summary: dict, gpcc_source) -> str:
+    pct = lambda v: "n/a" if v is None else f"{100 * v:+.1f} %"  # noqa: E731
+    num = lambda v: "n/a" if v is None else f"{v:.0f}"  # noqa: E731
+    rows = [f"# {split} test split, {n} objects (G-PCC: {gpcc_source or 'not given'})", "",
+            "| codec | median B >= 30 dB | median B >= 35 dB | BD-rate vs G-PCC | BD-rate vs Draco |",
+            "|---|---|---|---|---|"]
+    for name in ("ours", "octree", "neural", "neural+octree", "gpcc", "draco_dedup", "draco"):
+        s = summary.get(name)
+        if s:
+            rows.append(f"| {name} | {num(s['median_bytes_ge_30'])} | {num(s['median_bytes_ge_35'])} | "
+                        f"{pct(s['bd_rate_vs_gpcc'])} | {pct(s['bd_rate_vs_draco'])} |")
+    c, g = summary["cli_default"], summary["cli_gate_off"]
+    rows += ["", f"CLI default (floor 30 dB): median {c['median_bytes']:.0f} B at {c['median_d1']:.2f} dB; not larger "
+             f"than G-PCC at equal quality on {c['not_larger_than_gpcc']}/{c['objects']} objects, than bare Draco on "
+             f"{c['not_larger_than_draco']}/{c['objects']}; compress {c['median_compress_ms'] / 1e3:.2f} s, decompress "
+             f"{c['median_decompress_ms']:.0f} ms (medians).",
+             f"Gate off: median {g['median_bytes']:.0f} B at {g['median_d1']:.2f} dB.", ""]
+    return "\n".join(rows)
+
+
+def gpcc_main(a) -> int:
+    from squeeze3d.codec import rd_bench
+
+    out: dict = {"pair": a.pair, "load_avg_start": os.getloadavg(), "effort": a.effort, "gpcc": a.tmc3 or a.gpcc_csv,
+                 "splits": {}}
+    for src in a.sources.split(","):
+        refs = reference_clouds(src, a.limit, Path(a.out), a.pair)
+        t0 = time.perf_counter()
+        objects, cli, summary = rd_bench.run(refs, src, a.pair, a.effort, a.gpcc_csv, a.tmc3, a.grids_step)
+        png = rd_bench.rd_plot(objects, Path(a.out) / f"rd_{src}.png", f"{src} test split, {len(refs)} objects")
+        out["splits"][src] = {"summary": summary, "cli": cli, "objects": objects, "rd_png": str(png),
+                              "wall_s": time.perf_counter() - t0, "load_avg": os.getloadavg()}
+        print(f"{src}: {len(refs)} objects, load {os.getloadavg()[0]:.2f}")
+        print(f"  {'codec':<14} {'B>=30dB':>8} {'B>=35dB':>8} {'BD vs G-PCC':>12} {'BD vs Draco':>12}")
+        for name in ("ours", "octree", "neural", "neural+octree", "gpcc", "draco_dedup", "draco"):
+            s = summary.get(name)
+            if s:
+                fmt = lambda v: "n/a" if v is None else f"{100 * v:+.1f} %"  # noqa: E731
+                num = lambda v: "n/a" if v is None else f"{v:.0f}"  # noqa: E731
+                print(f"  {name:<14} {num(s['median_bytes_ge_30']):>8} {num(s['median_bytes_ge_35']):>8} "
+                      f"{fmt(s['bd_rate_vs_gpcc']):>12} {fmt(s['bd_rate_vs_draco']):>12}")
+        c, g = summary["cli_default"], summary["cli_gate_off"]
+        print(f"  CLI default: median {c['median_bytes']:.0f} B at {c['median_d1']:.2f} dB; not larger than G-PCC "
+              f"at equal quality on {c['not_larger_than_gpcc']}/{c['objects']}, than bare Draco on "
+              f"{c['not_larger_than_draco']}/{c['objects']}; compress {c['median_compress_ms'] / 1e3:.2f} s, "
+              f"decompress {c['median_decompress_ms']:.0f} ms (median)")
+        print(f"  gate off: median {g['median_bytes']:.0f} B at {g['median_d1']:.2f} dB, compress "
+              f"{g['median_compress_ms'] / 1e3:.2f} s")
+        table = Path(a.out) / f"gpcc_{src}.md"
+        table.write_text(markdown(src, len(refs), summary, a.gpcc_csv or a.tmc3))
+        out["splits"][src]["table"] = str(table)
+        print(f"table ({src}): {table}  (rate-distortion plot: {png})")
+    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+    with open(a.json, "w") as f:
+        json.dump(out, f, indent=1, default=float)
+    print(f"json: {a.json}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--suite", default="gpcc", choices=["gpcc", "ladder"])
+    ap.add_argument("--gpcc-csv", default=None, help="G-PCC anchors for these clouds (split,object_id,codec,bits,bytes,d1_db)")
+    ap.add_argument("--tmc3", default=None, help="run G-PCC live with this tmc3 binary (built by you)")
+    ap.add_argument("--effort", type=int, default=None, help="refinement steps (default: the CLI's)")
+    ap.add_argument("--grids-step", type=int, default=2, help="octree ladder: every Nth 1/16-bit grid")
     ap.add_argument("--pair", default="pointnet_lion")
     ap.add_argument("--model", default=None, help="default: the champion, else the shipped model")
     ap.add_argument("--sources", default="real,corpus", help="real (corpus test split), corpus (procedural test split)")
@@ -123,6 +207,8 @@ def main() -> int:
     ap.add_argument("--out", default=".state/bench/codec")
     ap.add_argument("--json", default=".state/bench/codec.json")
     a = ap.parse_args()
+    if a.suite == "gpcc":
+        return gpcc_main(a)
     out: dict = {"pair": a.pair, "load_avg_start": os.getloadavg(), "sources": {}}
     method = off_method(a.pair, a.model)
     for src in a.sources.split(","):

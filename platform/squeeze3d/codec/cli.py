@@ -78,7 +78,7 @@ def _cloud_tail(res, codec) -> str:
     n = int(res.decoded_points)
     kept = n * (12 + raw_bytes(names))
     what = " + ".join(["xyz f32"] + [{"colour": "RGB8", "intensity": "intensity16"}[k] for k in names])
-    neural = res.container.codec == "neural"
+    neural = res.container.codec == "neural" and not res.container.enhancement
     given = getattr(res.asset, "source_count", 0) if res.asset is not None else 0
     decodes = (_resample_desc(codec) if neural else
                f"every input point ({n}{f' of {given}: exact duplicates on the grid merged' if given and n < given else ''})")

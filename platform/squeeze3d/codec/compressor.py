@@ -304,6 +304,13 @@ class Codec:
         q = dequantise(quantise(flat, "fixed", "none", int(bits)), "fixed", "none", flat.shape, int(bits))
         return np.asarray(self.decode_asset(self._padded(q)), np.float32)
 
+    def rung_file(self, code: np.ndarray, prefix: int, bits: int, centre, scale: float) -> bytes:
+        """The .sq3d bytes of one neural rung (no gate): what ``compress`` writes for it."""
+        r = self.resolved
+        common = dict(pair=self.pair.name, model_version=None, model_hash=r.weights_hash[:8],
+                      centre=tuple(float(v) for v in centre), scale=float(scale))
+        return pack(self._neural(code, Variant("fixed", "none", int(bits), int(prefix)), common))
+
     # ---------------------------------------------------------------- refinement
     def _loss_decoder(self):
         def build():
@@ -518,10 +525,22 @@ class Codec:
                 blob, b, fq = cc.at_floor(classical_in, float(min_quality), **akw)  # fewest classical bits meeting the floor
                 fb = fallback(blob, b)
                 cands.append((pack(fb), fb, float(fq)))
+            if cc.coder == "octree" and not attrs and neural[-1].dtype == "fixed":
+                cands.append(self._enhanced(min(neural, key=lambda c: len(pack(c))), ref, float(min_quality), decoded))
             ok = [x for x in cands if x[2] >= min_quality]
             data_, chosen, q = min(ok, key=lambda x: len(x[0])) if ok else max(cands, key=lambda x: x[2])
         return self._checked(CompressResult(data_, chosen, chosen.codec == "fallback", neural_q, q, encode_ms,
                                             (time.perf_counter() - t0) * 1e3), full, attrs, ref, decoded)
+
+    def _enhanced(self, base: Container, ref: np.ndarray, floor_db: float, decoded) -> tuple[bytes, Container, float]:
+        """The shortest neural rung plus an octree enhancement layer of the input (normalised frame)
+        coded with that rung's decode as context (``codec.octree``): the coarsest grid meeting the floor."""
+        from squeeze3d.codec import octree
+
+        prior = np.asarray(decoded(base)[0], np.float32)
+        blob, _, q = octree.encode_min_quality(np.asarray(ref), floor_db, self.handler.quality, prior=prior)
+        c = replace(base, version=LAYERED_VERSION, enhancement=blob)
+        return pack(c), c, float(q)
 
     def _checked(self, res: CompressResult, full=None, attrs: dict | None = None, ref=None,
                  decoded=None) -> CompressResult:
@@ -540,7 +559,11 @@ class Codec:
                             "nothing was written") from None
         if h.kind != "point_cloud":
             return res
-        if c.codec == "neural":
+        if c.codec == "neural" and c.enhancement:
+            from squeeze3d.codec import octree
+
+            res.decoded_points = len(octree.decode_points(c.enhancement, prior=np.asarray(decoded(c)[0], np.float32)))
+        elif c.codec == "neural":
             res.decoded_points = self.asset_size
             if c.attributes and decoded is not None:
                 pts = decoded(c)[0]  # the normalised decode, in the frame of ``ref``
@@ -594,6 +617,10 @@ class Codec:
             raise ContainerError(f"{where}header says {c.num_points} {unit} but pair {c.pair} generates "
                                  f"{self.asset_size}")
         recon = self.decode_asset(self._padded(dequantise(c.payload, c.dtype, c.quant, c.code_shape, c.draco_bits)))
+        if c.enhancement:  # the octree layer, coded with this decode as its context, replaces it
+            from squeeze3d.codec import octree
+
+            recon = octree.decode_points(c.enhancement, prior=np.asarray(recon, np.float32))
         return self.handler.denormalise(recon, c.centre, c.scale)
 
 
@@ -606,7 +633,8 @@ def _label(c: Container) -> str:
     """A variant's name for messages and tables: ``neural fixed-6``, ``neural int8``, ``fallback 4-bit``."""
     if c.codec == "fallback":
         return "fallback octree" if c.coder == "octree" else f"fallback {c.draco_bits}-bit"
-    return f"neural {c.dtype}{'-' + str(c.draco_bits) if c.dtype == 'fixed' else ''}"
+    tail = " + octree" if c.enhancement else ""
+    return f"neural {c.dtype}{'-' + str(c.draco_bits) if c.dtype == 'fixed' else ''}{tail}"
 
 
 def _classical_decode(h, c: Container) -> tuple[np.ndarray, dict]:

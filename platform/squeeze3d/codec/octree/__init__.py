@@ -82,9 +82,12 @@ def encode_min_quality(points: np.ndarray, floor_db: float, quality: Callable[[n
             lo = mid
         else:
             hi = mid
-    # quality is not strictly monotone in the step: look a few grids coarser for a luckier one
-    best = lo
-    for e in range(lo + 1, min(lo + 4, coarse) + 1):
+    # neither quality nor size is strictly monotone in the step: of the grids near the bisection's
+    # that meet the floor, keep the smallest file
+    best = None
+    for e in range(max(fine, lo - 3), min(lo + 4, coarse) + 1):
         if q(e) >= floor_db:
-            best = e
-    return encode_points(points, best, prior), best, q(best)
+            blob = encode_points(points, e, prior)
+            if best is None or len(blob) < len(best[0]):
+                best = (blob, e, q(e))
+    return best

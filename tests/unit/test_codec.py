@@ -119,10 +119,10 @@ def test_model_mismatch_names_both_identities(ckpts, mesh_file, tmp_path):
 
 def test_quality_gate_falls_back_to_fewest_draco_bits(ckpts, mesh_file, tmp_path):
     pts = read_asset(mesh_file, 256).points
-    neural = compress_points(pts, pair=PAIR, model=ckpts[0], min_quality=-100.0)
+    neural = compress_points(pts, pair=PAIR, model=ckpts[0], min_quality=-100.0, classical="draco")
     assert not neural.fallback and neural.container.codec == "neural"
     floor = neural.neural_psnr + 10.0  # unreachable for the neural code → must fall back
-    r = compress_points(pts, pair=PAIR, model=ckpts[0], min_quality=floor)
+    r = compress_points(pts, pair=PAIR, model=ckpts[0], min_quality=floor, classical="draco")
     assert r.fallback and r.container.codec == "fallback" and r.psnr >= floor
     bits = r.container.draco_bits
     unit = (pts - _bbox(pts)[0]) / _bbox(pts)[1]

@@ -475,8 +475,8 @@ def _pack_v2(c: Container) -> bytes:
     if c.model_version is not None:
         raise ContainerError("format version 2 does not store a registry version (the weights hash names the model)")
     # neural codes err by ~1e-2 of the scale (30-40 dB): a 1e-3 shift costs them < 0.01 dB; a classical
-    # fallback may be coded at 60-80 dB, so it keeps f16 only for a 1e-5 shift
-    f16 = _norm_fits_f16(c.centre, c.scale, 1e-3 if c.codec == "neural" else 1e-5)
+    # fallback, or an enhancement layer, may be coded at 60-80 dB, so it keeps f16 only for a 1e-5 shift
+    f16 = _norm_fits_f16(c.centre, c.scale, 1e-3 if c.codec == "neural" and not c.enhancement else 1e-5)
     bits = c.draco_bits
     if c.own_frame:
         mode = _mode_of(c)

@@ -81,7 +81,12 @@ def _nn_sq_kdtree(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 def d1_psnr_pair(reference: np.ndarray, test: np.ndarray) -> float:
     """D1-PSNR of one ``[N, 3]`` cloud against one reference (numpy in, float out)."""
-    ref, tst = np.asarray(reference, np.float32), np.asarray(test, np.float32)
+    # D1 is translation-invariant; centring on the reference first (in float64) keeps the float32
+    # matmul search exact far from the origin (|a|²+|b|²-2ab cancels catastrophically at |a| ~ 100)
+    ref64 = np.asarray(reference, np.float64)
+    centre = (ref64.max(axis=0) + ref64.min(axis=0)) / 2 if len(ref64) else 0.0
+    ref = (ref64 - centre).astype(np.float32)
+    tst = (np.asarray(test, np.float64) - centre).astype(np.float32)
     r = torch.from_numpy(ref)[None]
     if not _KDTREE and len(ref) * len(tst) <= 1 << 23:  # larger pairs (full scans): the matmul search's memory grows as N·M
         return float(d1_psnr(r, torch.from_numpy(tst)[None])[0])

@@ -1,0 +1,114 @@
+"""The octree paths inside the codec: the default classical path for point clouds, the neural code
+with an enhancement layer, their .sq3d containers (format version 3), and the G-PCC bench's pieces."""
+
+import numpy as np
+import pytest
+
+from squeeze3d.codec import octree, rd_bench
+from squeeze3d.codec.compressor import compress_points, decompress_bytes, get_codec
+from squeeze3d.codec.container import ContainerError, pack, unpack
+from squeeze3d.errors import UserError
+from squeeze3d.metrics.pointcloud import d1_psnr_pair
+
+PAIR = "pointnet_lion"
+
+
+def _cloud(seed=0, n=2048, offset=(3.0, -1.0, 0.5)):
+    rng = np.random.default_rng(seed)
+    u, v = rng.uniform(0, 2 * np.pi, n), rng.uniform(0, 2 * np.pi, n)
+    pts = np.stack([(1 + 0.4 * np.cos(v)) * np.cos(u), (1 + 0.4 * np.cos(v)) * np.sin(u), 0.4 * np.sin(v)], 1)
+    return (pts * 0.8 + np.asarray(offset)).astype(np.float32)
+
+
+@pytest.mark.parametrize("floor", [30.0, 35.0, 45.0])
+def test_default_gate_meets_the_floor_and_beats_draco(floor):
+    pts = _cloud()
+    res = compress_points(pts, pair=PAIR, min_quality=floor, effort=0)
+    assert res.psnr >= floor
+    out = decompress_bytes(res.data).data
+    assert d1_psnr_pair(pts, out) == pytest.approx(res.psnr, abs=0.05)
+    draco = compress_points(pts, pair=PAIR, min_quality=floor, effort=0, classical="draco")
+    assert res.nbytes <= draco.nbytes
+    c = unpack(res.data)
+    if res.fallback:
+        assert c.coder == "octree" and c.version == 3 and c.own_frame
+
+
+def test_octree_fallback_container_is_nine_bytes_and_strict():
+    from squeeze3d.codec.container import Container
+
+    pts = _cloud()
+    blob = octree.encode_points(pts, octree.exponent_for(0.03))
+    c = Container(pair=PAIR, codec="fallback", model_version=None, model_hash="00000000", num_points=0,
+                  code_shape=(), dtype="none", quant="none", draco_bits=0, centre=(0.0, 0.0, 0.0), scale=1.0,
+                  payload=blob, own_frame=True, coder="octree", version=3)
+    small = pack(c)
+    assert len(small) == len(blob) + 9 and unpack(small) == c
+    assert np.array_equal(decompress_bytes(small).data, octree.decode_points(blob))
+    for cut in (len(small) - 1, len(small) - 5, 8):
+        with pytest.raises(ContainerError):
+            decompress_bytes(small[:cut])
+    bad = bytearray(small)
+    bad[len(bad) // 2] ^= 0x10
+    with pytest.raises(ContainerError, match="checksum"):
+        decompress_bytes(bytes(bad))
+
+
+def test_enhancement_layer_file_round_trips_to_its_octree():
+    pts = _cloud(1)
+    codec = get_codec(PAIR)
+    h = codec.handler
+    norm, centre, scale = h.normalise(h.prepare(pts, codec.pair))
+    code = codec.encode(norm)
+    base = unpack(codec.rung_file(code, 32, 2, centre, scale))
+    memo = {}
+
+    def decoded(c):
+        key = c.payload
+        if key not in memo:
+            memo[key] = (codec.rung_decode(code, 32, 2), {})
+        return memo[key]
+
+    data, c, q = codec._enhanced(base, norm, 33.0, decoded)
+    assert q >= 33.0 and c.version == 3 and c.enhancement and c.codec == "neural"
+    assert unpack(data) == c and len(data) == len(pack(base)) + 1 + len(c.enhancement)
+    out = decompress_bytes(data).data
+    g, _ = octree.Grid.parse(c.enhancement)
+    want = h.denormalise(octree.reconstruct(norm, g.e), c.centre, c.scale)  # the file's normalisation
+    assert np.allclose(np.unique(out, axis=0), np.unique(want, axis=0), atol=1e-5 * scale)
+    with pytest.raises(ContainerError):  # the layer cut: its words no longer add up, or the CRC fails
+        decompress_bytes(data[:-3] + data[-2:])
+
+
+def test_classical_choice_is_checked():
+    with pytest.raises(UserError, match="choose one of octree, draco"):
+        compress_points(_cloud(), pair=PAIR, min_quality=30.0, effort=0, classical="gpcc")
+
+
+def test_far_from_origin_quality_is_exact():
+    """D1 is translation-invariant: a cloud 100 away from the origin (float32 still resolves it) measures as the same cloud at 0."""
+    pts = _cloud()
+    rec = octree.reconstruct(pts, octree.exponent_for(0.004))
+    far = np.float32(100.0)
+    assert d1_psnr_pair(pts + far, rec + far) == pytest.approx(d1_psnr_pair(pts, rec), abs=0.05)
+
+
+def test_bench_pieces_on_one_object(tmp_path):
+    ref = _cloud(2)
+    objects, cli, summary = rd_bench.run({"obj": ref}, "corpus", PAIR, effort=0, grids_step=8, log=lambda m: None)
+    curves = objects["obj"]
+    for name in ("octree", "neural", "neural+octree", "draco", "draco_dedup", "ours"):
+        assert curves[name] and all(b > 0 and np.isfinite(q) for b, q in curves[name]), name
+    assert summary["ours"]["median_bytes_ge_30"] <= summary["draco"]["median_bytes_ge_30"]
+    assert cli["obj"]["cli"]["d1"] >= 30.0 - 0.05
+    png = rd_bench.rd_plot(objects, tmp_path / "rd.png", "one object")
+    assert png.is_file() and png.stat().st_size > 1000
+    rows = [{"split": "corpus", "object_id": "obj", "codec": "tmc13_octree", "bits": "5", "bytes": "99",
+             "d1_db": "31.5"}]
+    import csv
+
+    with open(tmp_path / "a.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    assert rd_bench.gpcc_from_csv(tmp_path / "a.csv", "corpus") == {"obj": [(99, 31.5)]}

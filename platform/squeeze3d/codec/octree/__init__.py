@@ -30,8 +30,9 @@ def _table(prior) -> np.ndarray:
     return table("classical" if prior is None else "neural")
 
 
-def encode_points(points: np.ndarray, e: int, prior: np.ndarray | None = None) -> bytes:
-    return coder.encode(points, e, _table(prior), prior)
+def encode_points(points: np.ndarray, e: int, prior: np.ndarray | None = None, trimmed: bool = True) -> bytes:
+    """``trimmed=False``: skip the tail cut (~2 bytes larger; for fast size comparisons)."""
+    return coder.encode(points, e, _table(prior), prior, trimmed)
 
 
 def decode_points(blob: bytes, prior: np.ndarray | None = None, max_level: int | None = None) -> np.ndarray:
@@ -73,6 +74,7 @@ def encode_min_quality(points: np.ndarray, floor_db: float, quality: Callable[[n
 
     if q(fine) < floor_db:
         return encode_points(points, fine, prior), fine, q(fine)
+    # the tail cut costs a few decodes: sizes are compared untrimmed, the winner is trimmed
     lo, hi = fine, coarse  # invariant: q(lo) >= floor
     if q(hi) >= floor_db:
         lo = hi
@@ -87,7 +89,8 @@ def encode_min_quality(points: np.ndarray, floor_db: float, quality: Callable[[n
     best = None
     for e in range(max(fine, lo - 3), min(lo + 4, coarse) + 1):
         if q(e) >= floor_db:
-            blob = encode_points(points, e, prior)
+            blob = encode_points(points, e, prior, trimmed=False)
             if best is None or len(blob) < len(best[0]):
                 best = (blob, e, q(e))
-    return best
+    blob, e, qe = best
+    return coder.trim(blob, _table(prior), prior), e, qe

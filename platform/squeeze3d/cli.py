@@ -13,6 +13,7 @@ import importlib
 import sys
 
 from squeeze3d.errors import UserError
+from squeeze3d.redact import mask_credentials
 
 # Modules exposing ``add_commands(subparsers)``. Adding a command group = one line here.
 _COMMAND_MODULES = [
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None, serve: bool = True) -> int:
     try:
         rc = args.func(args)
     except UserError as e:
-        print(f"squeeze3d: error: {e}", file=sys.stderr)
+        print(f"squeeze3d: error: {mask_credentials(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("squeeze3d: interrupted", file=sys.stderr)

@@ -1,9 +1,17 @@
 """Exceptions shared across the library. Kept in a leaf module so that ``python -m squeeze3d``
 (which runs the CLI as ``__main__``) and library code catch the same class."""
 
+from squeeze3d.redact import mask_credentials
+
 
 class UserError(Exception):
-    """Bad input or state the user can fix; the CLI prints it as one line and exits with status 2."""
+    """Bad input or state the user can fix; the CLI prints it as one line and exits with status 2.
+
+    Its text is masked when it is made (``squeeze3d.redact``): a message naming a URI never carries
+    the URI's password or token, whoever prints, logs or stores it later."""
+
+    def __init__(self, *args):
+        super().__init__(*(mask_credentials(a) if isinstance(a, str) else a for a in args))
 
 
 class ContainerError(UserError):

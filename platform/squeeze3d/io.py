@@ -338,19 +338,22 @@ def current_umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | Path, data: bytes, *, overwrite: bool = True) -> Path:
+def atomic_write_bytes(path: str | Path, data: bytes, *, overwrite: bool = True, mode: int | None = None) -> Path:
     """Write to a temporary file in the same directory, fsync, then rename over ``path``.
 
     The file gets the mode a plain ``open(path, "w")`` would give it: ``0o666 & ~umask`` for a new
     file, the old file's permission bits when it replaces one (mkstemp's 0600 would make a shared
     output unreadable to everyone else). ``overwrite=False``: refuse (``FileExistsError``) if ``path``
-    exists, checked atomically at the rename (``os.link`` fails on an existing name)."""
+    exists, checked atomically at the rename (``os.link`` fails on an existing name). ``mode``: these
+    permission bits instead (0o600 for a private file: it is never readable by others, not even
+    between the write and the rename)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = p.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o666 & ~current_umask()
+    if mode is None:
+        try:
+            mode = p.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o666 & ~current_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
         with os.fdopen(fd, "wb") as f:

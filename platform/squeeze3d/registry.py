@@ -322,7 +322,10 @@ def _register(client, pair, pair_name, run_id, artifact_path, tags, objective_va
     except MlflowException as e:
         if "RESOURCE_ALREADY_EXISTS" not in str(e.error_code if hasattr(e, "error_code") else e):
             raise
-    all_tags = {**{k: str(v) for k, v in tags.items()}, "objective": pair.objective_metric,
+    from squeeze3d.redact import mask_credentials
+
+    # tags are shown to anyone who can read the registry: a dataset URI's password or token stays out
+    all_tags = {**{k: mask_credentials(str(v)) for k, v in tags.items()}, "objective": pair.objective_metric,
                 "objective_mode": pair.objective_mode, "objective_value": repr(float(objective_value))}
     mv = client.create_model_version(name, source=f"runs:/{run_id}/{artifact_path}", run_id=run_id, tags=all_tags)
     current = champion(pair_name)

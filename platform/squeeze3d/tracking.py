@@ -55,16 +55,10 @@ def state_dir() -> Path:
 
 
 def display_uri(uri: str) -> str:
-    """A tracking URI to print: any password in it replaced by ``***``."""
-    from urllib.parse import urlsplit, urlunsplit
+    """A tracking URI to print: its credentials (password, token) replaced by ``***``."""
+    from squeeze3d.redact import mask_credentials
 
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    return mask_credentials(uri)
 
 
 def tracking_uri() -> str:

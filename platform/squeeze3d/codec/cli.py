@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import io
 import json
 import os
 import sys
 from pathlib import Path
 
-from squeeze3d.errors import UserError
+from squeeze3d.errors import InputError, UserError
 from squeeze3d.pairs.declared import PAIR_HELP, pair_arg
 
 
@@ -31,6 +33,8 @@ def _os_errors(fn):
     def wrapper(args):
         try:
             return fn(args)
+        except BrokenPipeError:
+            raise  # the reader of our output went away (`| head`): the CLI stops quietly
         except OSError as e:
             raise UserError(f"{e.filename or ''}: {e.strerror or e}".lstrip(": ")) from None
     return wrapper
@@ -47,6 +51,21 @@ def _resample_desc(codec) -> str:
     return codec.handler.resample_desc(codec.asset_size)
 
 
+def _decodes_to(res, codec) -> str:
+    """What the file decodes to. A point-cloud fallback is Draco's quantisation of the resample, which
+    merges the points that share a cell: count what it decodes to rather than promise the resample."""
+    c = res.container
+    if c.codec != "fallback" or codec.handler.kind != "point_cloud":
+        return _resample_desc(codec)
+    from squeeze3d.codec.compressor import decompress_bytes
+
+    n = len(decompress_bytes(res.data).data)  # Draco decodes in milliseconds and needs no model
+    size = codec.asset_size
+    if n == size:
+        return _resample_desc(codec)
+    return f"{n} points (the {size}-point resample at {c.draco_bits} bits: points sharing a cell merge)"
+
+
 def _summary_line(src, res, codec) -> str:
     handler = codec.handler
     c = res.container
@@ -55,7 +74,7 @@ def _summary_line(src, res, codec) -> str:
     # the paper's ratio: input file bytes / .sq3d bytes; the file decodes to the pair's resample, not
     # to every point of the input, so say so next to the number
     cr = (f", {res.asset.file_bytes / res.nbytes:.0f}x smaller than the input file; decodes to "
-          f"{_resample_desc(codec)}") if res.asset and res.asset.file_bytes else ""
+          f"{_decodes_to(res, codec)}") if res.asset and res.asset.file_bytes else ""
     return f"{src} -> {res.output}: {res.nbytes} bytes ({kind}{q}{cr})"
 
 
@@ -204,8 +223,17 @@ def _cmd_compress(args) -> int:
         if _skip_existing_output(src, dst, args):
             return 0
         codec = get_codec(args.pair, args.model, args.device)
-        _ = codec.resolved  # the registry (or the checkpoint) first: a dead server fails before models load
-        res = compress_file(src, dst, **opts)
+        note = io.StringIO()
+        with contextlib.redirect_stderr(note):  # the "model: ..." line, held back until it is news
+            _ = codec.resolved  # the registry (or the checkpoint) first: a dead server fails before models load
+        try:
+            res = compress_file(src, dst, **opts)
+        except InputError:
+            raise  # the file is what is wrong: one line about it, not a line about the model first
+        except BaseException:
+            sys.stderr.write(note.getvalue())
+            raise
+        sys.stderr.write(note.getvalue())
         print(_summary_line(src, res, codec))
         return 0
     codec = get_codec(args.pair, args.model, args.device)
@@ -270,7 +298,6 @@ def _cmd_decompress(args) -> int:
     src, dst = Path(args.input), Path(args.output)
     if not src.is_dir():
         from squeeze3d.assets.base import all_output_exts
-        from squeeze3d.io import InputError
 
         # cheap checks before torch is imported: bad files fail in a blink (the pair's kind decides
         # the exact formats later)

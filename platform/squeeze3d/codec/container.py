@@ -170,9 +170,17 @@ class Container:
             "model_hash": self.model_hash, "num_points": self.num_points,
             "code_shape": list(self.code_shape), "d_code": self.d_code, "dtype": self.dtype,
             "quant": self.quant, "draco_bits": self.draco_bits, "centre": list(self.centre),
-            "scale": self.scale, "own_frame": self.own_frame, "payload_bytes": len(self.payload),
+            "scale": self.scale, "own_frame": self.own_frame, "payload_bytes": self.stored_payload_bytes,
             "total_bytes": len(pack(self)),
         }
+
+    @property
+    def stored_payload_bytes(self) -> int:
+        """Payload bytes as the file stores them: an own-frame Draco fallback keeps the payload without
+        Draco's fixed prefix (the mode says it was there), so it is shorter on disk than in memory."""
+        if self.own_frame and self.version == 2 and self.payload.startswith(DRACO_PREFIX):
+            return len(self.payload) - len(DRACO_PREFIX)
+        return len(self.payload)
 
 
 def _check_semantics(c: Container) -> None:
@@ -479,4 +487,4 @@ def _unpack_v2(data: bytes) -> Container:
 
 def header_bytes(c: Container) -> int:
     """Container overhead: file size minus payload."""
-    return len(pack(c)) - len(c.payload)
+    return len(pack(c)) - c.stored_payload_bytes

@@ -393,7 +393,11 @@ def _plan(cfg: BuildConfig, overwrite: bool, log) -> _Plan:
     foreign = have is not None and have != want
     # A file at a shard name whose footer cannot be read is damage (shards are written atomically),
     # recomputed when something shows the folder holds this build; readable shards must all be ours.
+    # A shard whose fingerprint is damaged or names another build is recomputed when the folder
+    # otherwise proves to be this build's (its manifest, or another shard); only a folder with nothing
+    # of ours is "a different dataset" (one flipped byte in a footer used to refuse the whole resume).
     unreadable: list[str] = []
+    mismatched: dict[str, dict] = {}
     ours = manifest is not None and not foreign
     if not foreign:
         for loc, _ in sorted(files.values(), key=lambda v: v[0].name):
@@ -403,9 +407,12 @@ def _plan(cfg: BuildConfig, overwrite: bool, log) -> _Plan:
                 continue
             fp_id = {kk: vv for kk, vv in fp.items() if kk in want}
             if fp_id != want:
-                have, foreign = fp_id or {"shard": f"{loc.name} without a squeeze3d fingerprint"}, True
-                break
+                mismatched[loc.name] = fp_id
+                continue
             ours = True
+        if mismatched and not ours:
+            name, fp_id = next(iter(mismatched.items()))
+            have, foreign = fp_id or {"shard": f"{name} without a squeeze3d fingerprint"}, True
     if foreign and not overwrite:
         diff = describe_difference(have, want) if "pair" in have else str(have)
         raise BuildConfigError(f"{root.uri} already holds a different dataset ({diff}); pass --overwrite to "
@@ -427,6 +434,12 @@ def _plan(cfg: BuildConfig, overwrite: bool, log) -> _Plan:
             continue
         if loc.name in unreadable:
             log(f"shard {loc.name}: unreadable (truncated or corrupt); recomputing it")
+            continue
+        if loc.name in mismatched:
+            fp_id = mismatched[loc.name]
+            why = (f"names another build ({describe_difference(fp_id, want)})" if "pair" in fp_id
+                   else "is missing or damaged")
+            log(f"shard {loc.name}: its squeeze3d fingerprint {why}, in a folder of this build; recomputing it")
             continue
         try:
             data = storage.read_bytes(loc)

@@ -13,8 +13,12 @@ talk to it, and a client talks only to a server of its own user.
 - The socket is ``<state>/run/codec.sock``; ``<state>/run`` is a private directory (mode 0700, owned
   by the user, not a symlink). When that path is too long for a Unix socket, the server makes a fresh
   private directory under the temp dir (``mkdtemp``: unpredictable name, mode 0700) and leaves its
-  path in ``<state>/run/codec.sock-path``; nobody else can create anything in either place, so no
-  other user can squat the name and block a server.
+  path in ``<state>/run/codec.sock-path``. When another user owns ``<state>/run`` (a squatter where
+  the state folder's parent is world-writable), the server still starts: it listens in a fresh
+  ``mkdtemp`` directory and leaves the pointer in this user's own folder (``_user_dir``); clients
+  read a pointer only if it is their user's file that nobody else can write, and check the socket it
+  names as any other. Each ``mkdtemp`` directory holds an ``owner.lock`` its server keeps locked; the
+  next server removes those of this user whose lock is free (a SIGKILLed server's).
 - Before sending anything, the client checks the directory (owner, mode, not a symlink), the socket
   (owner, mode) and the peer's credentials (``SO_PEERCRED``: the serving process runs as this user);
   the server checks the peer's credentials too. Otherwise the command runs in its own process.
@@ -24,12 +28,15 @@ talk to it, and a client talks only to a server of its own user.
   hash differs is refused and runs the command itself.
 - Timeouts (client side): connecting, ``CONNECT_TIMEOUT_S`` (2 s); the first answer, and each
   answer after it, ``ANSWER_TIMEOUT_S`` (5 s): the server says "accepted" at once and sends a
-  heartbeat every second while the command waits or runs. A server that is stopped, stuck or
-  gone means the command runs in its own process.
+  heartbeat every second while the command waits or runs; the answer leaves the moment the command
+  ends (the connection's thread also waits on a pipe the worker writes to). A server that is
+  stopped, stuck or gone means the command runs in its own process.
 - The server reads each connection in its own thread (a request must arrive whole within
-  ``REQUEST_TIMEOUT_S`` and be at most ``MAX_REQUEST_BYTES``); commands run one at a time (they
-  change the process's working directory and umask). A malformed request gets a one-line answer and
-  a one-line log entry; the server keeps serving.
+  ``REQUEST_TIMEOUT_S`` and be at most ``MAX_REQUEST_BYTES``, nested at most ``_MAX_JSON_DEPTH``
+  levels); commands run one at a time (they change the process's working directory and umask). A
+  malformed request gets a one-line answer and a one-line log entry (log lines are credential-masked);
+  an oversized frame's body is read and dropped (bounded) after the answer, so a client still sending
+  it reads the answer rather than a reset. The server keeps serving.
 - Ctrl-C on a served command: the client asks the server to cancel, the server interrupts the
   command as Ctrl-C would a cold one (``KeyboardInterrupt`` in the thread running it; outputs are
   written atomically, so an interrupted command leaves no file) and the client prints

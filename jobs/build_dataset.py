@@ -67,7 +67,9 @@ def main(argv=None) -> int:
                           samples_per_prompt=a.samples_per_prompt, overwrite=a.overwrite,
                           datasets_dir=a.datasets_dir, ray_address=a.address)
     except BuildConfigError as e:
-        print(f"build_dataset: error: {e}", file=sys.stderr)
+        from squeeze3d.redact import mask_credentials
+
+        print(f"build_dataset: error: {mask_credentials(str(e))}", file=sys.stderr)
         return 2
     print(f"dataset:  {s.output}\nmanifest: {s.manifest}\nrows: {s.rows}  shards: {s.shards} "
           f"({s.shards_written} written, {s.shards_reused} reused)  bytes: {s.bytes}  "

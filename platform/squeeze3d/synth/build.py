@@ -232,7 +232,9 @@ class _Plan:
 
 
 def _log_default(msg: str) -> None:
-    print(f"[build_dataset] {msg}", flush=True)
+    from squeeze3d.redact import mask_credentials
+
+    print(f"[build_dataset] {mask_credentials(msg)}", flush=True)
 
 
 def build_dataset(pair: str, *, num_samples: int | None = None, output: str | None = None,
@@ -314,7 +316,7 @@ def build_dataset(pair: str, *, num_samples: int | None = None, output: str | No
                "shards_written": len(written), "shards_reused": len(plan.reuse),
                "rows_computed": rows_computed, "pipeline_seconds": round(run_s, 3),
                "rows_per_s": round(rows_computed / run_s, 1) if run_s > 0 and rows_computed else 0.0,
-               "nodes": nodes, "settings": dataclasses.asdict(cfg),
+               "nodes": nodes, "settings": _masked_settings(cfg),
                "versions": {"squeeze3d": _version(), "ray": ray.__version__, "pyarrow": pa.__version__}},
     )
     mloc = write_manifest(plan.root, manifest)
@@ -326,6 +328,13 @@ def build_dataset(pair: str, *, num_samples: int | None = None, output: str | No
                            rejected_conditions=_rejected(plan.source))
     log("done: " + summary.describe())
     return summary
+
+
+def _masked_settings(cfg: BuildConfig) -> dict:
+    """The build's settings as the manifest records them, an output URI's credentials masked."""
+    from squeeze3d.redact import mask_credentials
+
+    return {k: mask_credentials(v) if isinstance(v, str) else v for k, v in dataclasses.asdict(cfg).items()}
 
 
 def _version() -> str:

@@ -77,6 +77,5 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     from squeeze3d.errors import run_main
-    from squeeze3d.synth.build import BuildConfigError  # a user error the builder does not register yet
 
-    sys.exit(run_main(main, "build_dataset", user_errors=(BuildConfigError,)))
+    sys.exit(run_main(main, "build_dataset"))

@@ -10,7 +10,9 @@ Errors a user can fix are raised as ``UserError`` and exit with status 2 and one
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 
 from squeeze3d.errors import run_main
@@ -39,15 +41,25 @@ def main(argv: list[str] | None = None, serve: bool = True) -> int:
     ``squeeze3d.codec.server``) when there is one; the server itself calls this with False."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if serve and getattr(args, "forwardable", False) and not args.no_server:
-        from pathlib import Path
+    try:
+        if serve and getattr(args, "forwardable", False) and not args.no_server:
+            from pathlib import Path
 
-        if Path(args.input).is_file():
-            from squeeze3d.codec.server import forward
+            if Path(args.input).is_file():
+                from squeeze3d.codec.server import forward
 
-            rc = forward(list(sys.argv[1:] if argv is None else argv))
-            if rc is not None:
-                return rc
-    args.cli_main = lambda a: main(a, serve=False)  # what `squeeze3d serve` runs per request
-    return run_main(args.func, "squeeze3d", args)
+                rc = forward(list(sys.argv[1:] if argv is None else argv))
+                if rc is not None:
+                    sys.stdout.flush()
+                    return rc
+        args.cli_main = lambda a: main(a, serve=False)  # what `squeeze3d serve` runs per request
+        rc = run_main(args.func, "squeeze3d", args)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is handled below
+        return rc
+    except BrokenPipeError:
+        # `squeeze3d inspect f.sq3d | head -1`: the reader has what it wanted; stop quietly, as cat
+        # does, and point stdout at /dev/null so the interpreter's last flush does not complain
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 

@@ -84,7 +84,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
 def _cmd_registry_best(args: argparse.Namespace) -> int:
     from squeeze3d import registry
     from squeeze3d.pairs import UnknownPairError, get_pair
-    from squeeze3d.tracking import tracking_uri
+    from squeeze3d.tracking import display_uri, tracking_uri
 
     try:
         get_pair(args.pair)
@@ -93,7 +93,7 @@ def _cmd_registry_best(args: argparse.Namespace) -> int:
     registry.use_cli_network_defaults()
     info = registry.champion(args.pair)
     if info is None:
-        raise UserError(f"no champion for pair {args.pair!r} in {tracking_uri()}; run `make sweep PAIR={args.pair}` "
+        raise UserError(f"no champion for pair {args.pair!r} in {display_uri(tracking_uri())}; run `make sweep PAIR={args.pair}` "
                         f"or `make train PAIR={args.pair}` first")
     print(f"{info.name} version {info.version} (alias champion)")
     print(f"  load:      models:/{info.name}/{info.version}   (or models:/{info.name}@champion)")
@@ -101,8 +101,8 @@ def _cmd_registry_best(args: argparse.Namespace) -> int:
     for k in sorted(info.tags):
         if k.startswith(("val_", "test_")) or k in ("d_code", "lambda_gram", "arch", "dataset_uri",
                                                       "dataset_manifest_hash", "weights_hash"):
-            print(f"  {k}: {info.tags[k]}")
-    print(f"  run:       {info.run_id}   tracking: {tracking_uri()}")
+            print(f"  {k}: {display_uri(info.tags[k])}")
+    print(f"  run:       {info.run_id}   tracking: {display_uri(tracking_uri())}")
     return 0
 
 

@@ -14,8 +14,9 @@
 keeps (``squeeze3d.codec.attributes``): PCD ``rgb``/``rgba`` (packed) and ``intensity``, LAS/LAZ RGB
 (16-bit values as their high bytes when they exceed 255) and intensity, and names every other
 per-point field that carries data (normals, labels, LAS classification, GPS time, XYZ/PTS columns
-after x y z) so that compress can refuse to drop them silently. Anything malformed (a bad header, fewer points than the header promises,
-text that is not numbers, a wrong signature) raises ``InputError``: one line naming the file, the
+after x y z) so that compress can refuse to drop them silently. Anything malformed (a bad header, a
+point count that does not match the data in either direction, text that is not numbers, a wrong
+signature) raises ``InputError``: one line naming the file, the
 format and what is wrong. The size limits of ``squeeze3d.io`` apply before the data are loaded where
 the header says how many points follow.
 """
@@ -159,8 +160,15 @@ def _read_pcd(path: Path, found: dict | None = None) -> np.ndarray:
                 raise InputError(f"{path}: not a readable PCD file (the file ends early: it is truncated)")
             _, raw_size = struct.unpack("<II", sizes)
             if raw_size != meta.points * meta.build_dtype().itemsize:
-                raise InputError(f"{path}: not a readable PCD file (its compressed block holds {raw_size} bytes, "
-                                 f"{meta.points} points need {meta.points * meta.build_dtype().itemsize})")
+                raise InputError(f"{path}: not a readable PCD file (its compressed block says it unpacks to "
+                                 f"{raw_size} bytes; {meta.points} points need "
+                                 f"{meta.points * meta.build_dtype().itemsize})")
+        if meta.data == Encoding.BINARY:
+            # fixed-size records: the bytes after the header say how many points the data hold
+            held = (path.stat().st_size - f.tell()) // meta.build_dtype().itemsize
+            if held > meta.points:
+                raise InputError(f"{path}: not a readable PCD file (its header promises {meta.points} points, the "
+                                 f"data hold {held}: a damaged header would drop the rest)")
         f.seek(0)
         cloud = PointCloud.from_fileobj(f)
     if len(cloud.pc_data) != meta.points:
@@ -315,14 +323,48 @@ def _read_las(path: Path, found: dict | None = None) -> np.ndarray:
     import laspy
 
     _check_las_vlr_count(path)
+    fmt = path.suffix[1:].upper()
     with laspy.open(str(path)) as reader:
-        count = int(reader.header.point_count)
+        header = reader.header
+        count = int(header.point_count)
         if count > max_points():
             raise _too_many(path, count)
-        las = reader.read()
-    if len(las.points) != count:
-        raise InputError(f"{path}: not a readable {path.suffix[1:].upper()} file (its header promises {count} "
-                         f"points, the data hold {len(las.points)}: truncated or damaged)")
+        if fmt == "LAS":
+            records = reader.read().points
+            # point records are fixed-size: what lies between them and the extended records (LAS
+            # 1.4) or the end of the file is how many the data hold
+            end = int(header.start_of_first_evlr) if getattr(header, "number_of_evlrs", 0) else path.stat().st_size
+            held = max(0, end - int(header.offset_to_point_data)) // header.point_format.size
+    if fmt == "LAZ":
+        records, more = _read_laz_and_one_more(path, count)
+        held = count + 1 if more else len(records)
+    if len(records) != count:
+        raise InputError(f"{path}: not a readable {fmt} file (its header promises {count} "
+                         f"points, the data hold {len(records)}: truncated or damaged)")
+    if held > count:
+        more = f"{held}" if fmt == "LAS" else "more"
+        raise InputError(f"{path}: not a readable {fmt} file (its header promises {count} points, the data hold "
+                         f"{more}: a damaged header would drop the rest)")
     if found is not None:
-        _las_attributes(las, found)
-    return np.stack([np.asarray(las.x), np.asarray(las.y), np.asarray(las.z)], axis=1).astype(np.float64)
+        _las_attributes(records, found)
+    return np.stack([np.asarray(records.x), np.asarray(records.y), np.asarray(records.z)], axis=1).astype(np.float64)
+
+
+def _read_laz_and_one_more(path: Path, count: int):
+    """The ``count`` points a LAZ header declares, and whether its data hold one more. LAZ chunks carry
+    no point count laspy exposes, so the header is read with ``count + 1``: decoding that extra point
+    fails at the end of the last chunk's bytes unless the data really hold it. One decoding pass."""
+    import laspy
+
+    data = bytearray(path.read_bytes())
+    if data[25] >= 4 and len(data) >= 255:  # LAS 1.4: the 64-bit count
+        struct.pack_into("<Q", data, 247, count + 1)
+    if struct.unpack_from("<I", data, 107)[0] == count and count + 1 < 2**32:  # the legacy 32-bit count
+        struct.pack_into("<I", data, 107, count + 1)
+    with laspy.open(_io.BytesIO(bytes(data))) as reader:
+        records = reader.read_points(count)
+        try:
+            more = len(reader.read_points(1)) > 0
+        except Exception:  # noqa: BLE001 - lazrs: "failed to fill whole buffer", the data end here
+            more = False
+    return records, more

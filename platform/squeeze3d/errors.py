@@ -17,9 +17,17 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from squeeze3d.redact import mask_credentials
+
 
 class UserError(Exception):
-    """Bad input or state the user can fix; the CLI prints it as one line and exits with status 2."""
+    """Bad input or state the user can fix; the CLI prints it as one line and exits with status 2.
+
+    Its text is masked when it is made (``squeeze3d.redact``): a message naming a URI never carries
+    the URI's password or token, whoever prints, logs or stores it later."""
+
+    def __init__(self, *args):
+        super().__init__(*(mask_credentials(a) if isinstance(a, str) else a for a in args))
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError,)
@@ -64,7 +72,9 @@ def run_main(main: Callable[..., int | None], prog: str, *args, user_errors: tup
     try:
         rc = main(*args)
     except (*USER_ERRORS, *user_errors) as e:
-        say(f"{prog}: error: {e}")
+        from squeeze3d.redact import mask_credentials  # a leaf module: no secret reaches a terminal
+
+        say(f"{prog}: error: {mask_credentials(str(e))}")
         return 2
     except KeyboardInterrupt:
         say(f"{prog}: interrupted")

@@ -93,7 +93,19 @@ def check_points(points: np.ndarray, what: str = "input") -> np.ndarray:
     if size == 0 or (sv > 1e-9 * max(sv[0], 1e-300)).sum() < 2:
         raise InputError(f"{what}: degenerate shape (all points {'coincide' if size == 0 else 'lie on a line'}); "
                          "nothing to compress")
+    # the codec works on float32 clouds: below these sizes the shape is not carried (squared point
+    # spacings underflow, or the points collapse onto the float32 grid at their distance from 0)
+    reach = float(np.abs(a).max())
+    if size < _MIN_EXTENT or size < 4 * _F32_EPS * reach:
+        raise InputError(f"{what}: the cloud spans {size:.3g} units{f' at coordinates up to {reach:.3g}' if size >= _MIN_EXTENT else ''}, "
+                         f"too small for float32 to carry its shape; rescale it (e.g. to metres or millimetres)")
     return a.astype(np.float32)
+
+
+_F32_EPS = float(np.finfo(np.float32).eps)
+# 1e3 × sqrt(float32's smallest normal) ≈ 1.1e-16: squared distances down to a thousandth of the
+# cloud's size stay normal float32 numbers (distances and quality are measured on squares)
+_MIN_EXTENT = 1e3 * float(np.sqrt(np.finfo(np.float32).tiny))
 
 
 def sample_mesh(mesh, n: int, seed: int = 0) -> np.ndarray:
@@ -222,12 +234,21 @@ def _fast_ply_points(path: Path, columns: dict | None = None) -> np.ndarray | No
             if len(buf) < dt.itemsize * count:
                 raise InputError(f"{path}: not a readable PLY file (the file ends early: its header promises "
                                  f"{count} points, the data holds {len(buf) // max(dt.itemsize, 1)})")
+            if len(f.read(dt.itemsize)) == dt.itemsize:  # fixed-size records: more data than the count
+                raise InputError(f"{path}: not a readable PLY file (its header promises {count} points, the data "
+                                 f"hold more: a damaged header would drop the rest)")
             rec = np.frombuffer(buf, dtype=dt, count=count)
         elif fmt == "ascii":
+            if count == 0:
+                return np.zeros((0, 3))  # numpy warns about reading no rows: say "empty" ourselves
             try:
-                table = np.loadtxt(f, dtype=np.float64, ndmin=2, max_rows=count)
-            except ValueError:
+                rows = [ln for ln in f.read().decode("ascii").splitlines() if ln.strip()]
+                table = np.loadtxt(rows[:count], dtype=np.float64, ndmin=2)
+            except (ValueError, UnicodeDecodeError):
                 return None
+            if len(rows) > count and table.shape == (count, len(props)):
+                raise InputError(f"{path}: not a readable PLY file (its header promises {count} points, the data "
+                                 f"hold {len(rows)} lines: a damaged header would drop the rest)")
             if table.shape != (count, len(props)):
                 return None  # short or ragged: trimesh's path decides what to say
             if columns is not None:
@@ -414,19 +435,22 @@ def current_umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | Path, data: bytes, *, overwrite: bool = True) -> Path:
+def atomic_write_bytes(path: str | Path, data: bytes, *, overwrite: bool = True, mode: int | None = None) -> Path:
     """Write to a temporary file in the same directory, fsync, then rename over ``path``.
 
     The file gets the mode a plain ``open(path, "w")`` would give it: ``0o666 & ~umask`` for a new
     file, the old file's permission bits when it replaces one (mkstemp's 0600 would make a shared
     output unreadable to everyone else). ``overwrite=False``: refuse (``FileExistsError``) if ``path``
-    exists, checked atomically at the rename (``os.link`` fails on an existing name)."""
+    exists, checked atomically at the rename (``os.link`` fails on an existing name). ``mode``: these
+    permission bits instead (0o600 for a private file: it is never readable by others, not even
+    between the write and the rename)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = p.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o666 & ~current_umask()
+    if mode is None:
+        try:
+            mode = p.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o666 & ~current_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import re
 import shutil
@@ -42,6 +43,10 @@ _NOT_FOUND_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 class RegistryUnreachable(UserError):
     """The tracking server (or store) did not answer; distinct from a model that does not exist."""
+
+
+class MissingArtifacts(UserError):
+    """A registered version whose run artifacts are gone: re-register, nothing to download."""
 
 
 def cli_timeout_s() -> float:
@@ -322,7 +327,10 @@ def _register(client, pair, pair_name, run_id, artifact_path, tags, objective_va
     except MlflowException as e:
         if "RESOURCE_ALREADY_EXISTS" not in str(e.error_code if hasattr(e, "error_code") else e):
             raise
-    all_tags = {**{k: str(v) for k, v in tags.items()}, "objective": pair.objective_metric,
+    from squeeze3d.redact import mask_credentials
+
+    # tags are shown to anyone who can read the registry: a dataset URI's password or token stays out
+    all_tags = {**{k: mask_credentials(str(v)) for k, v in tags.items()}, "objective": pair.objective_metric,
                 "objective_mode": pair.objective_mode, "objective_value": repr(float(objective_value))}
     mv = client.create_model_version(name, source=f"runs:/{run_id}/{artifact_path}", run_id=run_id, tags=all_tags)
     current = champion(pair_name)
@@ -377,17 +385,31 @@ def get_version(ref: str | None, pair: str) -> VersionInfo:
 
 def download(info: VersionInfo) -> Path:
     """The version's checkpoint as a local directory, cached under the state folder (atomically)."""
-    import mlflow
-
-    from squeeze3d.mapping.checkpoint import atomic_dir
     from squeeze3d.tracking import configure, state_dir
 
     dest = state_dir() / "models" / info.name / info.version
     if (dest / "config.json").is_file():
         return dest
     uri = configure()
+    try:
+        return _download(info, dest, uri)
+    except MissingArtifacts:
+        for d in (dest.parent, dest.parent.parent):  # models/<name>, models: only when empty
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
+
+
+def _download(info: VersionInfo, dest: Path, uri: str) -> Path:
+    import mlflow
+
+    from squeeze3d.mapping.checkpoint import atomic_dir
+
+    quiet = logging.getLogger("mlflow.store.artifact.artifact_repo")  # "No artifacts found": ours says it
+    level = quiet.level
     with atomic_dir(dest) as tmp:
         _partial.add(tmp)
+        quiet.setLevel(max(level, logging.WARNING))
         try:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{info.name}/{info.version}",
                                                              dst_path=str(tmp)))
@@ -396,10 +418,24 @@ def download(info: VersionInfo) -> Path:
             raise _unreachable(uri, reason) from None
         finally:
             _partial.discard(tmp)
+            quiet.setLevel(level)
         if local != tmp:
             for child in local.iterdir():
                 child.rename(tmp / child.name)
+        if not (tmp / "config.json").is_file():
+            # the registry still lists the version but its run's artifacts are gone (the artifact
+            # folder was deleted or moved): MLflow "downloads" nothing. Raising here removes the
+            # empty download (atomic_dir), so nothing is left that looks like a model.
+            raise MissingArtifacts(_missing_artifacts(info))
     return dest
+
+
+def _missing_artifacts(info: VersionInfo) -> str:
+    pair = info.name.removeprefix("squeeze3d-")
+    return (f"{info.name} version {info.version} is registered but its artifacts are missing ({info.source}, "
+            f"run {info.run_id}: the run's artifact folder was deleted or moved); register a model again "
+            f"(`python jobs/ship_champion.py --register-shipped {pair}` for the shipped model, or "
+            f"`make train PAIR={pair}`), or pass a checkpoint directory with --model PATH")
 
 
 def _resolve_registered(ref: str | None, pair: str) -> ResolvedModel:
@@ -420,10 +456,13 @@ def _resolve_registered(ref: str | None, pair: str) -> ResolvedModel:
 def resolve_version(info: VersionInfo) -> ResolvedModel:
     """A version already looked up (``champion``, ``list_versions``) → its local checkpoint, with the
     weights hash checked against the registered tag; no second registry lookup."""
-    from squeeze3d.mapping.checkpoint import _read_config
+    from squeeze3d.mapping.checkpoint import CheckpointError, _read_config
 
     path = download(info)
-    doc = _read_config(path)
+    try:
+        doc = _read_config(path)
+    except CheckpointError as e:  # a damaged download in the cache: one line that says what to do
+        raise UserError(f"{info.name} version {info.version}: {e}; delete {path} to download it again") from None
     want = info.tags.get("weights_hash")
     if want and want != doc["weights_hash"]:
         raise UserError(f"{info.name} v{info.version}: downloaded weights hash {doc['weights_hash'][:16]} does not "

@@ -55,16 +55,10 @@ def state_dir() -> Path:
 
 
 def display_uri(uri: str) -> str:
-    """A tracking URI to print: any password in it replaced by ``***``."""
-    from urllib.parse import urlsplit, urlunsplit
+    """A tracking URI to print: its credentials (password, token) replaced by ``***``."""
+    from squeeze3d.redact import mask_credentials
 
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    return mask_credentials(uri)
 
 
 def tracking_uri() -> str:
@@ -76,33 +70,50 @@ def tracking_uri() -> str:
     return f"sqlite:///{d / 'mlflow.db'}"
 
 
-def _default_artifact_root() -> str | None:
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return None  # the server decides
-    return (state_dir() / "mlartifacts").as_uri()
+def artifact_root(uri: str) -> str | None:
+    """Where a local store's artifacts go: ``mlartifacts`` beside its database file (for the default
+    store, ``<state>/mlartifacts``), absolute whatever the working directory. None for a tracking
+    server, which decides itself (e.g. S3).
+
+    Decided from the URI, not from whether ``MLFLOW_TRACKING_URI`` is set: MLflow's
+    ``set_tracking_uri`` exports that variable, so the variable cannot tell the user's server from our
+    own local store (that mix-up sent artifacts to ``./mlruns`` of whatever folder a command ran in)."""
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):].split("?", 1)[0]).expanduser()
+        return (db.resolve().parent / "mlartifacts").as_uri()
+    return None
 
 
 def configure(uri: str | None = None) -> str:
     """Point the mlflow client at ``uri`` (default: the platform's tracking store); returns it.
     Code running in Ray workers passes the driver's URI explicitly: a worker's environment was fixed
-    when Ray started, so its own default may point elsewhere."""
+    when Ray started, so its own default may point elsewhere.
+
+    ``mlflow.set_tracking_uri`` also exports ``MLFLOW_TRACKING_URI``; when the user had not set it, it
+    is taken out again, so that the variable keeps meaning "the user chose a registry" for the rest of
+    the process (``registry_configured``, the codec server's settings hash, the registry's budget)."""
     import mlflow
 
+    user_set = os.environ.get("MLFLOW_TRACKING_URI")
     uri = uri or tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if user_set is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = user_set
     return uri
 
 
 def experiment_id(name: str, uri: str | None = None) -> str:
     import mlflow
 
-    configure(uri)
+    uri = configure(uri)
     exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
     try:
-        return mlflow.create_experiment(name, artifact_location=_default_artifact_root())
+        return mlflow.create_experiment(name, artifact_location=artifact_root(uri))
     except Exception:  # created concurrently by another trial: read it back
         exp = mlflow.get_experiment_by_name(name)
         if exp is None:

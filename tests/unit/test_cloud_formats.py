@@ -159,3 +159,65 @@ def test_pcd_nan_points_are_dropped_and_size_checked_before_loading(tmp_path, mo
     _write_las(tmp_path / "big.laz", PTS)
     with pytest.raises(InputError, match="exceed the limit"):
         read_asset(tmp_path / "big.laz")
+
+
+def _lower_count(kind, d):
+    """A file of ``kind`` whose header declares 500 points while its data hold all 600 (issue 31.4)."""
+    import struct
+
+    from squeeze3d.io import encode_points
+
+    if kind == "pcd-binary":
+        p, _ = _write(kind, d)
+        return p, p.read_bytes().replace(b"WIDTH 600", b"WIDTH 500").replace(b"POINTS 600", b"POINTS 500")
+    if kind in ("ply-binary", "ply-ascii"):
+        p = d / f"{kind}.ply"
+        if kind == "ply-binary":
+            data = encode_points(PTS, "ply")
+        else:
+            rows = "".join(f"{x:.9g} {y:.9g} {z:.9g}\n" for x, y, z in PTS.tolist())
+            data = (f"ply\nformat ascii 1.0\nelement vertex {len(PTS)}\nproperty float x\nproperty float y\n"
+                    f"property float z\nend_header\n{rows}").encode()
+        return p, data.replace(b"vertex 600", b"vertex 500")
+    import laspy
+
+    ext, fmt, version = {"las": ("las", 3, "1.2"), "laz": ("laz", 3, "1.2"), "las-1.4": ("las", 6, "1.4"),
+                         "laz-1.4": ("laz", 6, "1.4")}[kind]
+    p = d / f"cloud-{fmt}.{ext}"
+    header = laspy.LasHeader(point_format=fmt, version=version)
+    header.scales, header.offsets = [1e-4] * 3, [10.0, -3.0, 1.0]
+    las = laspy.LasData(header)
+    las.x, las.y, las.z = PTS[:, 0], PTS[:, 1], PTS[:, 2]
+    las.write(str(p))
+    data = bytearray(p.read_bytes())
+    struct.pack_into("<I", data, 107, 500 if fmt < 6 else 0)  # the legacy count (0 for formats 6+)
+    if version == "1.4":
+        struct.pack_into("<Q", data, 247, 500)
+    return p, bytes(data)
+
+
+@pytest.mark.parametrize("kind", ["pcd-binary", "las", "laz", "las-1.4", "laz-1.4", "ply-binary", "ply-ascii"])
+def test_a_header_count_below_the_data_is_refused_not_truncated(tmp_path, kind, ckpt, capsys):
+    p, data = _lower_count(kind, tmp_path)
+    p.write_bytes(data)
+    with pytest.raises(InputError, match=r"promises 500 points, the data hold (600|more)"):
+        read_asset(p)
+    out = tmp_path / "c.sq3d"
+    rc = main(["compress", str(p), "-o", str(out), "--pair", PAIR, "--model", ckpt, "--min-quality", "off"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and p.name in err, err
+    assert not out.exists()
+
+
+def test_pcd_compressed_size_error_names_the_unpacked_size(tmp_path):
+    import struct
+
+    p = tmp_path / "c.pcd"
+    _write_pcd(p, np.tile(PTS[:10], (60, 1)).astype(np.float32), "binary_compressed")  # pypcd4 stores
+    # incompressible data as plain binary: repeats make the block compress
+    data = bytearray(p.read_bytes())
+    at = data.index(b"DATA binary_compressed\n") + len(b"DATA binary_compressed\n")
+    struct.pack_into("<I", data, at + 4, 36000)  # the uncompressed size field
+    p.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"says it unpacks to 36000 bytes; 600 points need 7200"):
+        read_asset(p)

@@ -347,3 +347,125 @@ def test_two_serves_at_once_one_refuses_and_sigterm_removes_the_socket(tmp_path)
         for p in procs:
             if p.poll() is None:
                 p.kill()
+
+
+def _serving_path(log_path: Path) -> Path:
+    line = next(ln for ln in log_path.read_text().splitlines() if "serving codec commands on " in ln)
+    return Path(line.split("serving codec commands on ", 1)[1].split(" (idle", 1)[0])
+
+
+def _start(env, log_path: Path) -> subprocess.Popen:
+    log = open(log_path, "w")
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, "120"], env=env, stdout=log, stderr=log)
+    log.close()
+    _wait_for(lambda: "serving codec commands" in log_path.read_text() or proc.poll() is not None, "server start")
+    return proc
+
+
+def test_answers_do_not_wait_for_the_next_heartbeat(tmp_path, monkeypatch):
+    """Issue 31.5: the connection's thread waited on the client's socket alone, so an answer left only
+    when the next heartbeat was due (up to a second for 10 ms of work). With the heartbeat an hour
+    away, the answer must still come: it leaves when the work ends."""
+    monkeypatch.setattr(server, "HEARTBEAT_S", 3600.0)
+    srv = server._Server(lambda argv: print("done") or 0, log=lambda m: None)
+    srv.worker.start()
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours:
+        srv.busy += 1
+        t = threading.Thread(target=srv.handle, args=(theirs,), daemon=True)
+        t.start()
+        ours.settimeout(60)
+        ours.sendall(_frame({"argv": ["inspect", "x.sq3d"], "cwd": str(tmp_path), "umask": 0o22,
+                             "settings": server.settings_digest()}))
+        assert server._recv(ours, 1 << 20) == {"accepted": True}
+        assert server._recv(ours, 1 << 20) == {"rc": 0, "out": "done\n", "err": ""}  # no heartbeat first
+    t.join(timeout=60)
+    srv.stop()
+
+
+def test_deep_json_and_oversized_frames_with_bodies_get_an_answer(fake_server, tmp_path):
+    """Issue 31.6: 200,000 nested "[" made the server log a RecursionError traceback and answer
+    nothing; an oversized length prefix followed by its body reset the connection before the client
+    could read the answer."""
+    env, log, proc = fake_server
+    path = Path(env["SQUEEZE3D_STATE_DIR"]) / "run" / "codec.sock"
+    deep = b"[" * 200_000 + b"]" * 200_000
+    cases = [struct.pack(">I", len(deep)) + deep,
+             struct.pack(">I", 8 << 20) + b"x" * (8 << 20),  # says 8 MiB and sends them
+             struct.pack(">I", 2 << 20) + b"{" * (2 << 20)]
+    for payload in cases:
+        ans = _raw(path, payload)
+        assert ans is not None and set(ans) == {"error"} and "\n" not in ans["error"], (payload[:20], ans)
+    assert "nested deeper" in log.read_text()
+    assert proc.poll() is None
+    r = _client(env, "compress", tmp_path / "ok.txt", "0")
+    assert _verdict(r) == "SERVED rc=0", r.stdout + r.stderr
+    text = log.read_text()
+    assert "Traceback" not in text and text.count("bad request") == len(cases), text
+
+
+@pytest.mark.parametrize("squat", ["file", "other_uid"])
+def test_a_squatted_run_folder_does_not_keep_the_server_from_starting(tmp_path, squat):
+    """Issue 31.7: another user who owns <state>/run (the state folder's parent is world-writable)
+    used to make `serve` fail. The server now listens in a fresh private folder that clients find
+    through a pointer in this user's own folder; the squatter's folder gets nothing."""
+    if squat == "other_uid" and os.getuid() != 0:
+        pytest.skip("needs root to make a folder owned by another uid")
+    state = tmp_path / "state"
+    run = state / "run"
+    state.mkdir()
+    if squat == "file":
+        run.write_text("not a folder")  # what a squatter can leave where they may not chown
+    else:
+        run.mkdir(mode=0o777)
+        os.chmod(run, 0o777)
+        os.chown(run, 1001, 1001)
+    xdg = tmp_path / "xdg"
+    xdg.mkdir(mode=0o700)
+    env = {**_env(state), "XDG_RUNTIME_DIR": str(xdg)}
+    log_path = tmp_path / "server.log"
+    proc = _start(env, log_path)
+    try:
+        assert proc.poll() is None, log_path.read_text()
+        sock = _serving_path(log_path)
+        assert not str(sock).startswith(str(state)) and sock.exists()
+        assert "serving from a private folder instead" in log_path.read_text()
+        r = _client(env, "compress", tmp_path / "out.txt", "0")
+        assert _verdict(r) == "SERVED rc=0", r.stdout + r.stderr
+        assert (tmp_path / "out.txt").read_text() == "done"
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not sock.parent.exists() and list((xdg / "squeeze3d").glob("*.sock-path")) == []  # folder, pointer gone
+    if squat == "other_uid":
+        assert list(run.iterdir()) == []
+
+
+def test_a_killed_servers_folder_is_removed_by_the_next_server(tmp_path):
+    """Issue 31.8: a SIGKILLed server left its squeeze3d-<uid>-* folder and socket in the temp dir;
+    the next server of this user removes folders whose server is gone, and no live server's."""
+    state = tmp_path / ("s" * 120) / "state"  # too long for a socket address: a folder in the temp dir
+    env = _env(state)
+    first = _start(env, tmp_path / "first.log")
+    old = _serving_path(tmp_path / "first.log").parent
+    assert old.is_dir() and old.name.startswith(f"squeeze3d-{os.getuid()}-")
+    other_state = tmp_path / ("t" * 120) / "state"
+    alive = _start(_env(other_state), tmp_path / "alive.log")  # another state folder's live server
+    live = _serving_path(tmp_path / "alive.log").parent
+    first.kill()
+    first.wait(timeout=60)
+    assert old.is_dir()  # SIGKILL: nothing ran to remove it
+    second = _start(env, tmp_path / "second.log")
+    try:
+        assert second.poll() is None, (tmp_path / "second.log").read_text()
+        assert not old.exists() and live.is_dir()
+        assert f"removed {old}" in (tmp_path / "second.log").read_text()
+        r = _client(env, "compress", tmp_path / "out.txt", "0")
+        assert _verdict(r) == "SERVED rc=0", r.stdout + r.stderr
+    finally:
+        for p in (second, alive):
+            p.terminate()
+            p.wait(timeout=60)
+    assert not live.exists()

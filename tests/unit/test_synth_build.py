@@ -324,3 +324,45 @@ def test_job_script_bad_arguments_exit_2_and_write_nothing(tmp_path):
                            timeout=300, cwd=ROOT)
         assert r.returncode == 2 and needle in r.stderr, r.stderr
     assert not out.exists() and blocker.read_text() == "x"
+
+
+def test_a_damaged_fingerprint_in_a_folder_of_this_build_is_recomputed(built, tmp_path):
+    """Issue 31.3: one flipped byte inside a shard's fingerprint (its footer's JSON) made the resume
+    refuse the folder as "a different dataset", and --overwrite recompute every shard. The manifest
+    (and the other shards) show the folder is this build's: that shard alone is recomputed, one line."""
+    src, _ = built
+    out = tmp_path / "fp"
+    shutil.copytree(src, out)
+    before = _digests(out)
+    shard = out / "shards" / schema.shard_name(1)
+    data = bytearray(shard.read_bytes())
+    at = data.rindex(b'"generator_hash"')  # inside the footer's squeeze3d fingerprint JSON
+    data[at] ^= 0x01  # '"' -> '#': the JSON no longer parses
+    shard.write_bytes(bytes(data))
+    assert schema.shard_fingerprint(pq.read_metadata(shard)) is None
+    logs: list[str] = []
+    s = build_dataset("debug", output=str(out), seed=3, log=logs.append, **SMALL)
+    assert (s.shards_written, s.shards_reused) == (1, 3), logs
+    assert sum("recomputing it" in m for m in logs) == 1, logs
+    assert f"shard {schema.shard_name(1)}: its squeeze3d fingerprint is missing or damaged, in a folder of this " \
+           "build; recomputing it" in logs, logs
+    after = _digests(out)
+    assert {k: v for k, v in after.items() if k != schema.shard_name(1)} == \
+        {k: v for k, v in before.items() if k != schema.shard_name(1)}
+    _table_close(shard, src / "shards" / schema.shard_name(1))
+    assert validate_dataset(str(out)).ok
+
+
+def test_a_folder_with_nothing_of_this_build_is_still_refused(built, tmp_path):
+    src, _ = built
+    out = tmp_path / "theirs"
+    shutil.copytree(src, out)
+    (out / "manifest.json").unlink()
+    for shard in (out / "shards").glob("*.parquet"):  # every fingerprint damaged: nothing shows it is ours
+        data = bytearray(shard.read_bytes())
+        data[data.rindex(b'"generator_hash"')] ^= 0x01
+        shard.write_bytes(bytes(data))
+    before = _digests(out)
+    with pytest.raises(BuildConfigError, match=r"already holds a different dataset.*--overwrite"):
+        build_dataset("debug", output=str(out), seed=3, log=lambda m: None, **SMALL)
+    assert _digests(out) == before

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import io
 import json
 import os
 import sys
 from pathlib import Path
 
-from squeeze3d.errors import UserError
+from squeeze3d.errors import InputError, UserError
 from squeeze3d.pairs.declared import PAIR_HELP, pair_arg
 
 
@@ -31,6 +33,8 @@ def _os_errors(fn):
     def wrapper(args):
         try:
             return fn(args)
+        except BrokenPipeError:
+            raise  # the reader of our output went away (`| head`): the CLI stops quietly
         except OSError as e:
             raise UserError(f"{e.filename or ''}: {e.strerror or e}".lstrip(": ")) from None
     return wrapper
@@ -237,8 +241,17 @@ def _cmd_compress(args) -> int:
         if _skip_existing_output(src, dst, args):
             return 0
         codec = get_codec(args.pair, args.model, args.device)
-        _ = codec.resolved  # the registry (or the checkpoint) first: a dead server fails before models load
-        res = compress_file(src, dst, **opts)
+        note = io.StringIO()
+        with contextlib.redirect_stderr(note):  # the "model: ..." line, held back until it is news
+            _ = codec.resolved  # the registry (or the checkpoint) first: a dead server fails before models load
+        try:
+            res = compress_file(src, dst, **opts)
+        except InputError:
+            raise  # the file is what is wrong: one line about it, not a line about the model first
+        except BaseException:
+            sys.stderr.write(note.getvalue())
+            raise
+        sys.stderr.write(note.getvalue())
         print(_summary_line(src, res, codec))
         return 0
     codec = get_codec(args.pair, args.model, args.device)
@@ -303,7 +316,6 @@ def _cmd_decompress(args) -> int:
     src, dst = Path(args.input), Path(args.output)
     if not src.is_dir():
         from squeeze3d.assets.base import all_output_exts
-        from squeeze3d.io import InputError
 
         # cheap checks before torch is imported: bad files fail in a blink (the pair's kind decides
         # the exact formats later)

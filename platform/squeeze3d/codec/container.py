@@ -211,8 +211,16 @@ class Container:
             "attribute_coding": (("in the classical payload" if not self.attr_payload else
                                   f"transferred to the decoded points ({len(self.attr_payload)} bytes)")
                                  if self.attributes else "none"),
-            "payload_bytes": len(self.payload), "total_bytes": len(pack(self)),
+            "payload_bytes": self.stored_payload_bytes, "total_bytes": len(pack(self)),
         }
+
+    @property
+    def stored_payload_bytes(self) -> int:
+        """Payload bytes as the file stores them: an own-frame Draco fallback keeps the payload without
+        Draco's fixed prefix (the mode says it was there), so it is shorter on disk than in memory."""
+        if self.own_frame and self.coder == "draco" and self.payload.startswith(DRACO_PREFIX):
+            return len(self.payload) - len(DRACO_PREFIX)
+        return len(self.payload)
 
 
 def _check_semantics(c: Container) -> None:
@@ -572,7 +580,7 @@ def _unpack_v2(data: bytes) -> Container:
 
 def header_bytes(c: Container) -> int:
     """Container overhead: file size minus payload."""
-    return len(pack(c)) - len(c.payload) - len(c.enhancement)
+    return len(pack(c)) - c.stored_payload_bytes - len(c.enhancement)
 
 
 def with_attributes(c: Container, names, attr_payload: bytes = b"") -> Container:

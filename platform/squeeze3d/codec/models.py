@@ -11,7 +11,8 @@ or the one that wrote a given file.
   compress needs no registry round trip (and does not import mlflow: ~1.4 s). The entry is trusted
   while the tracking URI is the same and, for a sqlite store (the local one), its file has not changed since
   (any registration rewrites it); for a server, for ``SQUEEZE3D_CHAMPION_TTL_S`` seconds (default
-  60), after which the registry is asked again.
+  60), after which the registry is asked again. The entry is private (a 0600 file in a 0700 folder)
+  and records a hash of the tracking URI, never the URI (it may hold a password).
 - Decompressing a version 2 file (which names its model by a weights-hash prefix only): the model
   given with ``--model`` if its hash matches, else the shipped model, the champion, then any
   registered version whose ``weights_hash`` tag has that prefix.
@@ -59,7 +60,9 @@ def _champion_cache(pair) -> Path:
 
 
 def _store_stamp() -> dict:
-    """What the cached champion is valid for: the tracking URI, and for a sqlite store its files' mtimes."""
+    """What the cached champion is valid for: the tracking URI (its hash: a URI may hold a password),
+    and for a sqlite store its files' mtimes."""
+    from squeeze3d.redact import uri_digest
     from squeeze3d.tracking import tracking_uri
 
     uri = tracking_uri()
@@ -67,7 +70,7 @@ def _store_stamp() -> dict:
     if uri.startswith("sqlite:///"):
         db = Path(uri[len("sqlite:///"):])
         mtimes = [f.stat().st_mtime_ns if f.is_file() else None for f in (db, db.with_name(db.name + "-wal"))]
-    return {"uri": uri, "mtimes": mtimes}
+    return {"uri_sha256": uri_digest(uri), "mtimes": mtimes}
 
 
 def _cached_champion(pair):
@@ -90,13 +93,25 @@ def _cached_champion(pair):
     return ResolvedModel(path, doc["weights_hash"], doc["version"], doc["uri"])
 
 
+def _private_dir(d: Path) -> Path:
+    """``d`` created 0700 (and tightened to 0700 when this user made it earlier with the umask's mode)."""
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = d.stat()
+    if st.st_uid == os.getuid() and st.st_mode & 0o077:
+        os.chmod(d, 0o700)
+    return d
+
+
 def _remember_champion(pair, r) -> None:
     from squeeze3d.io import atomic_write_bytes
+    from squeeze3d.redact import mask_credentials
 
     doc = {"stamp": _store_stamp(), "at": time.time(), "path": str(r.path), "weights_hash": r.weights_hash,
-           "version": r.version, "uri": r.uri}
+           "version": r.version, "uri": mask_credentials(r.uri)}
     try:
-        atomic_write_bytes(_champion_cache(pair), json.dumps(doc).encode())
+        f = _champion_cache(pair)
+        _private_dir(f.parent)
+        atomic_write_bytes(f, json.dumps(doc).encode(), mode=0o600)
     except OSError:
         pass  # a read-only state folder only costs the next lookup
 

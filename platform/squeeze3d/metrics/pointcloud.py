@@ -101,7 +101,9 @@ def normalise_unit_sphere(points: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     """
     centre = (points.amax(dim=1) + points.amin(dim=1)) / 2
     centred = points - centre[:, None, :]
-    scale = centred.norm(dim=-1).amax(dim=1).clamp_min(1e-12)
+    # the floor only keeps a single-point cloud finite; a fixed 1e-12 silently rescaled tiny clouds
+    # (their decode came back orders of magnitude too large): the inputs' checks refuse those instead
+    scale = centred.norm(dim=-1).amax(dim=1).clamp_min(torch.finfo(points.dtype).tiny)
     return centred / scale[:, None, None], centre, scale
 
 

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from squeeze3d import storage
-from squeeze3d.errors import UserError
+from squeeze3d.errors import UserError, user_error
 from squeeze3d.synth import schema
 from squeeze3d.synth.conditions import (
     ConditionSource,
@@ -55,6 +55,7 @@ from squeeze3d.synth.manifest import (
 )
 
 
+@user_error
 class BuildConfigError(ValueError):
     """Bad arguments or an output that cannot be used; nothing has been written."""
 
@@ -232,7 +233,9 @@ class _Plan:
 
 
 def _log_default(msg: str) -> None:
-    print(f"[build_dataset] {msg}", flush=True)
+    from squeeze3d.redact import mask_credentials
+
+    print(f"[build_dataset] {mask_credentials(msg)}", flush=True)
 
 
 def build_dataset(pair: str, *, num_samples: int | None = None, output: str | None = None,
@@ -314,7 +317,7 @@ def build_dataset(pair: str, *, num_samples: int | None = None, output: str | No
                "shards_written": len(written), "shards_reused": len(plan.reuse),
                "rows_computed": rows_computed, "pipeline_seconds": round(run_s, 3),
                "rows_per_s": round(rows_computed / run_s, 1) if run_s > 0 and rows_computed else 0.0,
-               "nodes": nodes, "settings": dataclasses.asdict(cfg),
+               "nodes": nodes, "settings": _masked_settings(cfg),
                "versions": {"squeeze3d": _version(), "ray": ray.__version__, "pyarrow": pa.__version__}},
     )
     mloc = write_manifest(plan.root, manifest)
@@ -326,6 +329,13 @@ def build_dataset(pair: str, *, num_samples: int | None = None, output: str | No
                            rejected_conditions=_rejected(plan.source))
     log("done: " + summary.describe())
     return summary
+
+
+def _masked_settings(cfg: BuildConfig) -> dict:
+    """The build's settings as the manifest records them, an output URI's credentials masked."""
+    from squeeze3d.redact import mask_credentials
+
+    return {k: mask_credentials(v) if isinstance(v, str) else v for k, v in dataclasses.asdict(cfg).items()}
 
 
 def _version() -> str:
@@ -393,7 +403,11 @@ def _plan(cfg: BuildConfig, overwrite: bool, log) -> _Plan:
     foreign = have is not None and have != want
     # A file at a shard name whose footer cannot be read is damage (shards are written atomically),
     # recomputed when something shows the folder holds this build; readable shards must all be ours.
+    # A shard whose fingerprint is damaged or names another build is recomputed when the folder
+    # otherwise proves to be this build's (its manifest, or another shard); only a folder with nothing
+    # of ours is "a different dataset" (one flipped byte in a footer used to refuse the whole resume).
     unreadable: list[str] = []
+    mismatched: dict[str, dict] = {}
     ours = manifest is not None and not foreign
     if not foreign:
         for loc, _ in sorted(files.values(), key=lambda v: v[0].name):
@@ -403,9 +417,12 @@ def _plan(cfg: BuildConfig, overwrite: bool, log) -> _Plan:
                 continue
             fp_id = {kk: vv for kk, vv in fp.items() if kk in want}
             if fp_id != want:
-                have, foreign = fp_id or {"shard": f"{loc.name} without a squeeze3d fingerprint"}, True
-                break
+                mismatched[loc.name] = fp_id
+                continue
             ours = True
+        if mismatched and not ours:
+            name, fp_id = next(iter(mismatched.items()))
+            have, foreign = fp_id or {"shard": f"{name} without a squeeze3d fingerprint"}, True
     if foreign and not overwrite:
         diff = describe_difference(have, want) if "pair" in have else str(have)
         raise BuildConfigError(f"{root.uri} already holds a different dataset ({diff}); pass --overwrite to "
@@ -427,6 +444,12 @@ def _plan(cfg: BuildConfig, overwrite: bool, log) -> _Plan:
             continue
         if loc.name in unreadable:
             log(f"shard {loc.name}: unreadable (truncated or corrupt); recomputing it")
+            continue
+        if loc.name in mismatched:
+            fp_id = mismatched[loc.name]
+            why = (f"names another build ({describe_difference(fp_id, want)})" if "pair" in fp_id
+                   else "is missing or damaged")
+            log(f"shard {loc.name}: its squeeze3d fingerprint {why}, in a folder of this build; recomputing it")
             continue
         try:
             data = storage.read_bytes(loc)

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from squeeze3d.config import TrainConfig, to_dict
+from squeeze3d.redact import mask_credentials
 from squeeze3d.train.ray_train import ARTIFACT_PATH, TrainOutcome, build_trainer, storage_uri
 
 
@@ -24,7 +25,7 @@ def registry_tags(cfg: TrainConfig, metrics: dict[str, float], data_info: dict[s
             "encoder_hash": str(data_info.get("encoder_hash", "")),
             "generator_hash": str(data_info.get("generator_hash", "")),
             "dataset_manifest_hash": str(data_info.get("manifest_hash", "")),
-            "dataset_uri": str(data_info.get("uri", "")), "weights_hash": weights_hash or ""}
+            "dataset_uri": mask_credentials(str(data_info.get("uri", ""))), "weights_hash": weights_hash or ""}
     for k, v in metrics.items():
         if k.startswith(("val_", "test_")):
             tags[k] = f"{v:.6g}"
@@ -47,7 +48,7 @@ def run_training(cfg: TrainConfig, datasets: dict[str, Any], data_info: dict[str
     pair = get_pair(cfg.pair)
     uri = configure()
     exp = experiment_id(pair.model_name)
-    tags = {"pair": cfg.pair, "dataset_uri": str(data_info.get("uri", "")),
+    tags = {"pair": cfg.pair, "dataset_uri": mask_credentials(str(data_info.get("uri", ""))),
             "dataset_manifest_hash": str(data_info.get("manifest_hash", ""))}
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id

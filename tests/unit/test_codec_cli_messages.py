@@ -124,7 +124,7 @@ def test_an_empty_ply_is_one_line_without_a_numpy_warning(state, tmp_path, capsy
 
 
 def test_fallback_summary_counts_decoded_points_and_inspect_sizes_add_up(state, tmp_path, capsys, ckpt):
-    """Draco merges the duplicates of a cloud's resample: the summary said "2048-point resample" for a
+    """The classical path merges the duplicates of a cloud: the summary said "2048-point resample" for a
     file that decodes to ~1,200 points; inspect said payload_bytes > total_bytes for own-frame files."""
     import json
 
@@ -135,7 +135,14 @@ def test_fallback_summary_counts_decoded_points_and_inspect_sizes_add_up(state, 
     assert rc == 0 and "fallback" in out, out + err
     rc, out2, _ = _run(capsys, "decompress", sq, "-o", back)
     n = int(out2.split(": ", 1)[1].split(" points", 1)[0])
-    assert n < 2048 and f"decodes to {n} points" in out, out
+    assert n < 2048 and f"decodes to every input point ({n} of 3639" in out, out
+    rc, js, _ = _run(capsys, "inspect", sq, "--json")
+    info = json.loads(js)
+    assert info["own_frame"] and info["payload_bytes"] < info["total_bytes"] == sq.stat().st_size, info
+    # the same with Draco, whose own-frame files elide its 11-byte prefix
+    rc, out, err = _run(capsys, "compress", src, "-o", sq, "--pair", "debug", "--model", ckpt, "--min-quality", "50",
+                        "--classical", "draco", "--force")
+    assert rc == 0 and "fallback Draco" in out, out + err
     rc, js, _ = _run(capsys, "inspect", sq, "--json")
     info = json.loads(js)
     assert info["own_frame"] and info["payload_bytes"] < info["total_bytes"] == sq.stat().st_size, info

@@ -37,11 +37,13 @@ def main() -> int:
     log_path = state_dir() / "logs" / f"demo-{a.pair}-{time.strftime('%Y%m%d-%H%M%S')}.log"
     console = StageConsole(log_path, total_stages=4, verbose=a.verbose)
     console.print(f"squeeze3d demo: {a.pair} on this machine (the libraries' logs: {log_path})")
+    def run() -> int:
+        run_platform_demo(a.pair, num_samples=a.samples, epochs=20 if a.epochs is None else a.epochs,
+                          d_code=a.d_code, eval_limit=a.eval, out_dir=a.out, console=console, recipes_dir=RECIPES)
+        return 0  # the report is printed stage by stage; the exit status is success
+
     try:  # errors go to the console (and its log), not around it
-        return run_main(lambda: run_platform_demo(a.pair, num_samples=a.samples, epochs=20 if a.epochs is None else a.epochs,
-                                                  d_code=a.d_code, eval_limit=a.eval, out_dir=a.out,
-                                                  console=console, recipes_dir=RECIPES), "demo",
-                        report=console.print)
+        return run_main(run, "demo", report=console.print)
     finally:
         console.close()
 

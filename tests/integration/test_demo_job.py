@@ -37,13 +37,13 @@ def test_demo_job_default_pair_tiny(tmp_path):
     env = {**os.environ, "SQUEEZE3D_STATE_DIR": str(tmp_path / "state"), "OMP_NUM_THREADS": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("RAY_ADDRESS", None)
-    r = subprocess.run([sys.executable, "jobs/demo.py", "--samples", "24", "--epochs", "1", "--eval", "2",
+    r = subprocess.run([sys.executable, "jobs/demo.py", "--samples", "64", "--epochs", "1", "--eval", "2",
                         "--d-code", "32", "--out", str(tmp_path / "demo")],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-4000:]
     assert "Traceback" not in out
-    for stage in ("Ray Data: building 24 pointnet_lion latent pairs", "Ray Train: fitting F_E/F_D",
+    for stage in ("Ray Data: building 64 pointnet_lion latent pairs", "Ray Train: fitting F_E/F_D",
                   "MLflow registry: champion lookup", "codec: compressing 2 held-out shapes"):
         assert stage in out, (stage, out[-3000:])
     assert "Next:" in out and (tmp_path / "demo" / "eval").is_dir()

@@ -579,8 +579,9 @@ def _unpack_v2(data: bytes) -> Container:
 
 
 def header_bytes(c: Container) -> int:
-    """Container overhead: file size minus payload."""
-    return len(pack(c)) - c.stored_payload_bytes - len(c.enhancement)
+    """Container overhead: file size minus the payload the codec produced (an own-frame Draco file that
+    elides Draco's 11-byte prefix has a negative overhead: it is smaller than the bare bitstream)."""
+    return len(pack(c)) - len(c.payload) - len(c.enhancement)
 
 
 def with_attributes(c: Container, names, attr_payload: bytes = b"") -> Container:

@@ -62,7 +62,7 @@ class HandlerClassical(Classical):
             out.append((blob, b, float(q)))
         return out
 
-    def decode(self, blob, param):
+    def decode(self, blob, param, max_level: int | None = None):
         return self.h.fallback_decode(blob, param, None)
 
 
@@ -98,10 +98,10 @@ class OctreeClassical(Classical):
             out.append((octree.encode_points(x, e), 0, float(self.h.quality(x, octree.reconstruct(x, e)))))
         return out
 
-    def decode(self, blob, param):
+    def decode(self, blob, param, max_level: int | None = None):
         from squeeze3d.codec import octree
 
-        return octree.decode_points(blob)
+        return octree.decode_points(blob, max_level=max_level)
 
 
 def classical_for(handler, name: str | None = None, has_attributes: bool = False) -> Classical:

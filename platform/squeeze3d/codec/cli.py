@@ -335,7 +335,8 @@ def _cmd_decompress(args) -> int:
         return handler_for(_get_pair(r.container.pair).asset_kind).describe(r.data)
 
     if not src.is_dir():
-        r = decompress_file(src, dst, model=args.model, device=args.device, drop_attributes=args.drop_attributes)
+        r = decompress_file(src, dst, model=args.model, device=args.device, drop_attributes=args.drop_attributes,
+                            levels=args.levels)
         print(f"{src} -> {r.output}: {describe(r)}{_with_attrs(r)} ({r.container.codec}, {r.decode_ms:.1f} ms)")
         return 0
     files = sorted(f for f in src.iterdir() if f.suffix.lower() == ".sq3d")
@@ -370,7 +371,8 @@ def _cmd_decompress(args) -> int:
 
     def one(f: Path) -> str:
         _check_model_of(f, headers[f] or read_container(f), args.model, args.device)
-        r = decompress_file(f, outs[f], model=args.model, device=args.device, drop_attributes=args.drop_attributes)
+        r = decompress_file(f, outs[f], model=args.model, device=args.device, drop_attributes=args.drop_attributes,
+                            levels=args.levels)
         return f"{f} -> {r.output}: {describe(r)}{_with_attrs(r)} ({r.container.codec})"
 
     todo = [f for f, _ in plan]
@@ -537,6 +539,9 @@ def add_commands(sub) -> None:
     p.add_argument("--drop-attributes", action="store_true",
                    help="write geometry only (default: the colour and intensity the file keeps; a format that "
                         "cannot hold them, such as intensity in .obj, is refused)")
+    p.add_argument("--levels", type=int, default=None, metavar="K",
+                   help="progressive decode of a file with an octree layer: only its first K levels (a coarser "
+                        "cloud of cell centres; default: every level)")
     p.add_argument("--device", default="cpu")
     jobs_flag(p)
     overwrite_flags(p, "outputs")

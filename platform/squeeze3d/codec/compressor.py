@@ -602,8 +602,9 @@ class Codec:
                 f"({r.uri}); they differ, so the code would decode to a wrong shape. Pass the compressing "
                 f"model with {hint}")
 
-    def decode_container(self, c: Container, where: str = "") -> np.ndarray:
-        """Neural container → the asset in the original frame (identity checked first)."""
+    def decode_container(self, c: Container, where: str = "", levels: int | None = None) -> np.ndarray:
+        """Neural container → the asset in the original frame (identity checked first); ``levels``:
+        decode only that many levels of its enhancement layer (progressive)."""
         self.check_identity(c, where)
         prefix = 0
         if c.version >= 2 and c.d_code == math.prod(self.code_shape):
@@ -620,7 +621,7 @@ class Codec:
         if c.enhancement:  # the octree layer, coded with this decode as its context, replaces it
             from squeeze3d.codec import octree
 
-            recon = octree.decode_points(c.enhancement, prior=np.asarray(recon, np.float32))
+            recon = octree.decode_points(c.enhancement, prior=np.asarray(recon, np.float32), max_level=levels)
         return self.handler.denormalise(recon, c.centre, c.scale)
 
 
@@ -651,10 +652,26 @@ def _decode_any(c: Container, model: str | None, device: str, where: str = "") -
     return _decode_with_attributes(c, model, device, where)[0]
 
 
-def _decode_with_attributes(c: Container, model: str | None, device: str, where: str = "") -> tuple[np.ndarray, dict]:
-    """The asset in its original frame and the per-point attributes the file keeps."""
+def _check_levels(c: Container, levels: int | None, where: str = "") -> None:
+    if levels is None:
+        return
+    if int(levels) < 0:
+        raise UserError(f"--levels must be >= 0 octree levels, got {levels}")
+    if not (c.coder == "octree" or c.enhancement):
+        raise UserError(f"{where}--levels: this file has no octree layer to decode progressively "
+                        f"({_label(c)})")
+    if c.attributes:
+        raise UserError(f"{where}--levels: the file's {', '.join(c.attributes)} is coded for its full-resolution "
+                        "points; decode it whole")
+
+
+def _decode_with_attributes(c: Container, model: str | None, device: str, where: str = "",
+                            levels: int | None = None) -> tuple[np.ndarray, dict]:
+    """The asset in its original frame and the per-point attributes the file keeps; ``levels``:
+    only that many levels of an octree layer (a coarser cloud: progressive decode)."""
+    _check_levels(c, levels, where)
     if not c.attributes:
-        return _decode_geometry(c, model, device, where), {}
+        return _decode_geometry(c, model, device, where, levels), {}
     if c.codec == "fallback" and not c.attr_payload:  # the classical payload carries them
         h = handler_for(_get_pair(c.pair).asset_kind)
         try:
@@ -669,18 +686,21 @@ def _decode_with_attributes(c: Container, model: str | None, device: str, where:
         raise ContainerError(f"{where}{e}") from None
 
 
-def _decode_geometry(c: Container, model: str | None, device: str, where: str = "") -> np.ndarray:
+def _decode_geometry(c: Container, model: str | None, device: str, where: str = "",
+                     levels: int | None = None) -> np.ndarray:
     if c.codec == "fallback":
         pair = _get_pair(c.pair)  # an unknown pair is an error even though the fallback needs no model
         h = handler_for(pair.asset_kind)
         from squeeze3d.codec.classical import for_container
 
         try:  # no count check: Draco and the octree merge duplicate points: their count wins
-            decoded = for_container(h, c.coder).decode(c.payload, c.draco_bits)
+            codec = for_container(h, c.coder)
+            decoded = (codec.decode(c.payload, c.draco_bits) if levels is None else
+                       codec.decode(c.payload, c.draco_bits, max_level=levels))
         except ContainerError as e:
             raise ContainerError(f"{where}{e}") from None
         return decoded.astype(np.float32) if c.own_frame else h.denormalise(decoded, c.centre, c.scale)
-    return get_codec(c.pair, _model_for(c, model, where), device).decode_container(c, where)
+    return get_codec(c.pair, _model_for(c, model, where), device).decode_container(c, where, levels)
 
 
 def _model_for(c: Container, model: str | None, where: str = "") -> str:
@@ -724,12 +744,14 @@ def compress_asset(data: np.ndarray, *, pair: str = DEFAULT_PAIR, model: str | N
                                                          effort=effort, prefix=prefix, classical=classical)
 
 
-def decompress_bytes(data: bytes, *, model: str | None = None, device: str = "cpu") -> DecompressResult:
+def decompress_bytes(data: bytes, *, model: str | None = None, device: str = "cpu",
+                     levels: int | None = None) -> DecompressResult:
     """.sq3d bytes → the asset in the original frame (and its kept attributes). ``model`` defaults to
-    the registry version recorded in the file; any other model is refused unless its weights hash matches."""
+    the registry version recorded in the file; any other model is refused unless its weights hash
+    matches. ``levels``: decode only that many levels of the file's octree layer (progressive)."""
     c = unpack(data)
     t0 = time.perf_counter()
-    out, attrs = _decode_with_attributes(c, model, device)
+    out, attrs = _decode_with_attributes(c, model, device, levels=levels)
     return DecompressResult(out, c, (time.perf_counter() - t0) * 1e3, attributes=attrs)
 
 
@@ -774,7 +796,7 @@ def compress_file(input: str | Path, output: str | Path, *, pair: str = DEFAULT_
 
 
 def decompress_file(input: str | Path, output: str | Path, *, model: str | None = None,
-                    device: str = "cpu", drop_attributes: bool = False) -> DecompressResult:
+                    device: str = "cpu", drop_attributes: bool = False, levels: int | None = None) -> DecompressResult:
     """.sq3d → an asset file, written atomically; the format follows the extension and the pair's
     kind (point clouds: .ply | .pcd | .las | .npz | .obj, with the attributes the file keeps;
     radiance fields: .npz in NeRF-MAE layout | .npy). A format that cannot hold a kept attribute
@@ -785,7 +807,7 @@ def decompress_file(input: str | Path, output: str | Path, *, model: str | None 
     h.check_output_path(out)
     attributes_.check_output(out, c.attributes, drop_attributes, where=f"{input}: ")
     t0 = time.perf_counter()
-    data, attrs = _decode_with_attributes(c, model, device, where=f"{input}: ")
+    data, attrs = _decode_with_attributes(c, model, device, where=f"{input}: ", levels=levels)
     ms = (time.perf_counter() - t0) * 1e3
     attrs = {} if drop_attributes else attrs
     return DecompressResult(data, c, ms, h.write(out, data, attrs), attributes=attrs)

@@ -112,3 +112,37 @@ def test_bench_pieces_on_one_object(tmp_path):
         w.writeheader()
         w.writerows(rows)
     assert rd_bench.gpcc_from_csv(tmp_path / "a.csv", "corpus") == {"obj": [(99, 31.5)]}
+
+
+def test_progressive_decode_from_the_cli(tmp_path):
+    """``decompress --levels K``: a valid, coarser cloud from the first K octree levels of a file."""
+    import subprocess
+    import sys
+
+    from squeeze3d.io import read_asset
+
+    pts = _cloud(3)
+    src, sq = tmp_path / "c.npy", tmp_path / "c.sq3d"
+    np.save(src, pts)
+    env = {"SQUEEZE3D_NO_SERVER": "1", "OMP_NUM_THREADS": "1"}
+    import os
+
+    env = {**os.environ, **env}
+    run = [sys.executable, "-m", "squeeze3d"]
+    r = subprocess.run(run + ["compress", str(src), "-o", str(sq), "--min-quality", "45", "--effort", "0"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    c = unpack(sq.read_bytes())
+    blob = c.payload if c.coder == "octree" else c.enhancement
+    grid, _ = octree.Grid.parse(blob)
+    counts = []
+    for k in (2, grid.depth - 2, None):
+        out = tmp_path / f"l{k}.ply"
+        args = ["decompress", str(sq), "-o", str(out)] + ([] if k is None else ["--levels", str(k)])
+        r = subprocess.run(run + args, capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr
+        counts.append(len(read_asset(out).cloud))
+    assert counts[0] < counts[1] < counts[2]
+    r = subprocess.run(run + ["decompress", str(sq), "-o", str(tmp_path / "x.ply"), "--levels", "-1"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--levels" in r.stderr

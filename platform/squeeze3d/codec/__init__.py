@@ -14,9 +14,11 @@ DEFAULT_DTYPE = None
 DEFAULT_QUANT = "per_vector"
 DEFAULT_MIN_QUALITY_DB = 30.0
 """Quality gate floor in dB of the kind's metric (D1-PSNR / render PSNR); see ``squeeze3d.codec.compressor``."""
-DEFAULT_EFFORT = 150
+DEFAULT_EFFORT = 100
 """Test-time refinement steps at compress time (``codec.refine``; 0: off): measured trade-off of time
-against quality in ``jobs/bench_codec.py --efforts`` (README, "Compress your own files")."""
+against quality in ``jobs/bench_codec.py --suite ladder --efforts`` (docs/benchmarks.md: 80 steps 29.50 dB
+in 1.4 s, 150 steps 29.68 dB in 2.55 s); 100 keeps the whole default compress, octree search
+included, within ~3 s on 2 cores."""
 OFF_BUDGET_BYTES = 200
 """With the gate off (``--min-quality off``) and a model with nested codes, the rung written unmeasured
 is the largest file of at most this many bytes (``--target-bytes`` measures instead)."""

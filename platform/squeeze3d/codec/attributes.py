@@ -37,6 +37,7 @@ import struct
 
 import numpy as np
 
+from squeeze3d.codec import varint
 from squeeze3d.errors import ContainerError
 
 NAMES = ("colour", "intensity")
@@ -218,15 +219,6 @@ def _unpack_bits(data: bytes, m: int, bits: list[int]) -> np.ndarray:
     return out
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        out.append((n & 0x7F) | (0x80 if n >> 7 else 0))
-        n >>= 7
-        if not n:
-            return bytes(out)
-
-
 def encode_for_points(decoded: np.ndarray, points: np.ndarray, attrs: dict, floor_db: float | None = None,
                       exact: bool = False) -> tuple[bytes, dict]:
     """Code ``attrs`` (aligned with ``points``) for the ``decoded`` points of any geometry coder.
@@ -277,7 +269,7 @@ def encode_for_points(decoded: np.ndarray, points: np.ndarray, attrs: dict, floo
     best = max(r[5] for r in rungs)
     want = best - 0.5 if floor_db is None else min(float(floor_db), best - 0.5)
     nbytes, m, q, qv, bits, p = min((r for r in rungs if r[5] >= want), key=lambda r: (r[0], -r[5]))
-    head = _varint(m) + bytes([q])
+    head = varint.encode(m) + bytes([q])
     if "intensity" in names:
         head += struct.pack("<HH", *rng)
     return head + _pack_bits(qv, bits), {"anchors": m, "bits": q, "psnr": p}
@@ -290,16 +282,7 @@ def decode_for_points(payload: bytes, decoded: np.ndarray, names) -> dict:
         return {}
     dec = np.asarray(decoded, np.float64)
     n = len(dec)
-    m = shift = off = 0
-    while True:
-        if off >= len(payload) or off > 4:
-            raise ContainerError("truncated or corrupted attribute payload (anchor count)")
-        b = payload[off]
-        off += 1
-        m |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            break
+    m, off = varint.decode(payload, 0, "the attribute payload's anchor count", max_bytes=5)
     if not 1 <= m <= n:
         raise ContainerError(f"attribute payload names {m} anchors for {n} decoded points")
     if off >= len(payload) or not 1 <= payload[off] <= 8:

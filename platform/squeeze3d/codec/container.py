@@ -97,6 +97,7 @@ import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from squeeze3d.codec import varint
 from squeeze3d.errors import ContainerError  # noqa: F401 - re-exported: the codec's error type
 
 MAGIC = b"SQ3D"
@@ -426,25 +427,9 @@ def _pair_from_tag(tag: bytes) -> str:
     return hits[0]
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _read_varint(r: _Reader, what: str) -> int:
-    n = shift = 0
-    for _ in range(4):  # ≤ 2^28: every size this format allows
-        (b,) = r.take(1, what)
-        n |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return n
-    raise ContainerError(f"corrupted: {what} is not a valid varint")
+    n, r.off = varint.decode(r.data, r.off, what, max_bytes=4)  # ≤ 2^28: every size this format allows
+    return n
 
 
 def _norm_fits_f16(centre, scale, tol: float) -> bool:
@@ -476,7 +461,7 @@ def _attr_section(c: Container) -> bytes:
 
     mask = mask_of(c.attributes)
     ext = mask | (_EXT_OCTREE if c.coder == "octree" else 0) | (_EXT_ENHANCEMENT if c.enhancement else 0)
-    return bytes([ext]) + ((_varint(len(c.attr_payload)) + c.attr_payload) if mask else b"")
+    return bytes([ext]) + ((varint.encode(len(c.attr_payload)) + c.attr_payload) if mask else b"")
 
 
 def _pack_v2(c: Container) -> bytes:
@@ -496,9 +481,9 @@ def _pack_v2(c: Container) -> bytes:
     out.append(c.version | (0 if f16 else _FLAG_NORM_F32))
     out.append(_mode_of(c) << 5 | bits)
     out += pair_tag(c.pair) + _attr_section(c) + bytes.fromhex(c.model_hash)
-    out += _varint(c.num_points)
+    out += varint.encode(c.num_points)
     if c.codec == "neural":
-        out += _varint(c.d_code)
+        out += varint.encode(c.d_code)
     out += (_NORM16 if f16 else _NORM32).pack(*c.centre, c.scale)
     out += c.payload + c.enhancement
     out += struct.pack("<H", binascii.crc_hqx(bytes(out), 0xFFFF))

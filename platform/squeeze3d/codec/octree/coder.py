@@ -26,6 +26,7 @@ import struct
 
 import numpy as np
 
+from squeeze3d.codec import varint
 from squeeze3d.codec.octree.context import LevelContexts, NeuralPrior, children_of, keys, lookup
 from squeeze3d.errors import ContainerError
 
@@ -55,35 +56,6 @@ def exponent_for(step: float) -> int:
     while step_of(e) > step:
         e -= 1
     return e
-
-
-def _varint(v: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = v & 0x7F
-        v >>= 7
-        if v:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _zigzag(v: int) -> int:
-    return (v << 1) if v >= 0 else ((-v << 1) - 1)
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    v = shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise ContainerError("octree stream: truncated or corrupted grid header")
-        b = data[pos]
-        pos += 1
-        v |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return v, pos
 
 
 def origin_shift(depth: int) -> int:
@@ -129,7 +101,7 @@ class Grid:
         return cls(e, tuple(int(v) for v in o), depth), cells
 
     def header(self) -> bytes:
-        return _HEAD.pack(self.depth, self.e) + b"".join(_varint(_zigzag(o)) for o in self.stored_origin)
+        return _HEAD.pack(self.depth, self.e) + b"".join(varint.encode(varint.zigzag(o)) for o in self.stored_origin)
 
     @classmethod
     def parse(cls, data: bytes) -> tuple[Grid, int]:
@@ -141,8 +113,8 @@ class Grid:
         pos = _HEAD.size
         origin = []
         for _ in range(3):
-            z, pos = _read_varint(data, pos)
-            origin.append((z >> 1) if not z & 1 else -((z + 1) >> 1))
+            z, pos = varint.decode(data, pos, "octree stream: the grid origin")
+            origin.append(varint.unzigzag(z))
         return cls(e, tuple(origin), depth), pos
 
     def to_points(self, cells: np.ndarray, level: int | None = None) -> np.ndarray:
@@ -208,12 +180,14 @@ def encode_cells(grid: Grid, cells: np.ndarray, table: np.ndarray, prior_points:
 def trim(blob: bytes, table: np.ndarray, prior_points: np.ndarray | None = None) -> bytes:
     """The shortest prefix of ``blob`` that decodes to the same cells (each cut verified by decoding
     it as the decoder will: padded with 0xFF)."""
-    grid, want, _ = decode_cells(blob, table, prior_points)
+    grid, _ = Grid.parse(blob)
+    prior = NeuralPrior(grid.prior_cells(prior_points), grid.depth)  # shared by the decodes below
+    _, want, _ = decode_cells(blob, table, prior=prior)
     head = len(grid.header())
     best = blob
     for n in range(len(blob) - 1, head - 1, -1):
         try:
-            _, got, _ = decode_cells(blob[:n], table, prior_points)
+            _, got, _ = decode_cells(blob[:n], table, prior=prior)
         except ContainerError:
             break
         if got.shape != want.shape or not np.array_equal(got, want):
@@ -227,7 +201,7 @@ def _sorted(cells: np.ndarray, level: int) -> np.ndarray:
 
 
 def decode_cells(data: bytes, table: np.ndarray, prior_points: np.ndarray | None = None,
-                 max_level: int | None = None) -> tuple[Grid, np.ndarray, int]:
+                 max_level: int | None = None, prior: NeuralPrior | None = None) -> tuple[Grid, np.ndarray, int]:
     """The stream → (grid, occupied cells at the last decoded level, that level). ``max_level``: stop
     after that many levels (progressive decode; default: all)."""
     import constriction
@@ -240,7 +214,8 @@ def decode_cells(data: bytes, table: np.ndarray, prior_points: np.ndarray | None
     words = np.frombuffer(body, ">u4").astype(np.uint32)
     dec = constriction.stream.queue.RangeDecoder(words)
     model = _bernoulli()
-    prior = NeuralPrior(grid.prior_cells(prior_points), grid.depth)
+    if prior is None or prior.depth != grid.depth:
+        prior = NeuralPrior(grid.prior_cells(prior_points), grid.depth)
     last = grid.depth if max_level is None else max(0, min(int(max_level), grid.depth))
     nodes = np.zeros((1, 3), np.int64)
     parents = 1

@@ -63,6 +63,7 @@ class NeuralPrior:
 
     def __init__(self, grid_points: np.ndarray | None, depth: int):
         self.depth = depth
+        self._levels: dict[int, tuple] = {}
         if grid_points is None or len(grid_points) == 0:
             self.cells = None
             return
@@ -70,19 +71,26 @@ class NeuralPrior:
         inside = np.all((q >= 0) & (q < (1 << depth)), axis=1)
         self.cells = q[inside]
 
+    def _level(self, level: int):
+        """The prior's occupied cells at ``level`` (keys, point counts) and their 26-neighbourhood,
+        computed once per level (the encoder's tail cut decodes the same stream several times)."""
+        if level not in self._levels:
+            nq = self.cells >> (self.depth - level)
+            k, counts = np.unique(keys(nq, level), return_counts=True)
+            uq = np.unique(nq, axis=0)
+            dil = np.unique(keys((uq[:, None, :] + _NEIGHBOURS_26[None]).reshape(-1, 3), level))
+            self._levels[level] = (k, counts, dil)
+        return self._levels[level]
+
     def bins(self, children: np.ndarray, level: int, parents: int) -> np.ndarray:
         """Neural bin of each child cell ``[M, 3]`` at ``level`` (the children's level); ``parents``:
         occupied nodes one level up (the average count per child is ~ n / (4 parents))."""
         if self.cells is None:
             return np.zeros(len(children), np.int64)
-        shift = self.depth - level
-        nq = self.cells >> shift
-        k, counts = np.unique(keys(nq, level), return_counts=True)
+        k, counts, dil = self._level(level)
         ck = keys(children, level)
         i = lookup(k, ck)
         cnt = np.where(i >= 0, counts[np.maximum(i, 0)], 0).astype(np.int64)
-        uq = np.unique(nq, axis=0)
-        dil = np.unique(keys((uq[:, None, :] + _NEIGHBOURS_26[None]).reshape(-1, 3), level))
         near = lookup(dil, ck) >= 0
         n = len(self.cells)
         a = cnt * max(parents, 1) * 4  # count relative to the average n / (4 parents), in integers

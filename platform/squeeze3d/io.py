@@ -398,7 +398,7 @@ def read_asset(path: str | Path, num_points: int | None = None, seed: int = 0) -
             raise InputError(f"{p}: {e}") from None
         return Asset(check_points(pts, str(p)), "mesh", p, size, len(geom.vertices), geom,
                      unkept=tuple(extra.get("unkept", ())))
-    from squeeze3d.codec.attributes import check as check_attributes
+    from squeeze3d.point_attributes import check as check_attributes
 
     cloud = check_points(geom, str(p))
     attrs = extra.get("attributes", {})

@@ -225,14 +225,14 @@ def model_name(pair: str) -> str:
 
 @_within_budget
 def resolve_model(ref: str | None, pair: str) -> ResolvedModel:
-    from squeeze3d.mapping.checkpoint import CheckpointError, _read_config
+    from squeeze3d.mapping.checkpoint import CheckpointError, read_config
 
     if ref is not None and not ref.startswith("models:/") and not re.fullmatch(r"\d+", ref):
         p = Path(ref)
         if not p.exists():
             raise UserError(f"model {ref!r}: no such checkpoint directory, registry version or models:/ URI")
         try:
-            doc = _read_config(p)
+            doc = read_config(p)
         except CheckpointError as e:
             raise UserError(str(e)) from e
         ckpt_pair = doc["train_config"].get("pair")
@@ -456,11 +456,11 @@ def _resolve_registered(ref: str | None, pair: str) -> ResolvedModel:
 def resolve_version(info: VersionInfo) -> ResolvedModel:
     """A version already looked up (``champion``, ``list_versions``) → its local checkpoint, with the
     weights hash checked against the registered tag; no second registry lookup."""
-    from squeeze3d.mapping.checkpoint import CheckpointError, _read_config
+    from squeeze3d.mapping.checkpoint import CheckpointError, read_config
 
     path = download(info)
     try:
-        doc = _read_config(path)
+        doc = read_config(path)
     except CheckpointError as e:  # a damaged download in the cache: one line that says what to do
         raise UserError(f"{info.name} version {info.version}: {e}; delete {path} to download it again") from None
     want = info.tags.get("weights_hash")

@@ -262,7 +262,7 @@ class MeshHandler(AssetHandler):
         """Renders (``metrics.mesh_render``): one row per asset with ``views`` views of a 4-view ring,
         or one strip with one view each when ``views`` is 1. Each asset is shown in its own
         unit-sphere frame (previews compare appearance; the metrics compare frames)."""
-        from squeeze3d.assets.radiance_field import _image_grid
+        from squeeze3d.assets.radiance_field import image_grid
         from squeeze3d.meshdata import normalise_unit_sphere
         from squeeze3d.metrics.mesh_render import render
 
@@ -270,7 +270,7 @@ class MeshHandler(AssetHandler):
         for a in assets:
             norm = normalise_unit_sphere(a)[0]
             imgs.append(render(norm, num_views=max(views, 4), image_size=128)[:views].permute(0, 2, 3, 1).numpy())
-        return _image_grid(Path(path), np.stack(imgs), list(titles), suptitle)
+        return image_grid(Path(path), np.stack(imgs), list(titles), suptitle)
 
     def rd_series(self, rows):
         dr = sorted((r for r in rows if r["method"].startswith("draco-")), key=lambda r: r["bytes"])

@@ -387,7 +387,7 @@ class RadianceFieldHandler(AssetHandler):
 
         imgs = render(torch.from_numpy(np.stack([np.asarray(a, np.float32) for a in assets])), num_views=max(views, 4),
                       image_size=96)[:, :views].permute(0, 1, 3, 4, 2).numpy()
-        return _image_grid(Path(path), imgs, list(titles), suptitle)
+        return image_grid(Path(path), imgs, list(titles), suptitle)
 
     def rd_series(self, rows):
         qz = sorted((r for r in rows if r["method"].startswith("qz-")), key=lambda r: r["bytes"])
@@ -405,7 +405,7 @@ class RadianceFieldHandler(AssetHandler):
                 "vqrf-K = opacity pruning + K-entry VQ; ms = median per object on this machine.")
 
 
-def _image_grid(path: Path, imgs: np.ndarray, titles: list[str], suptitle: str | None) -> Path:
+def image_grid(path: Path, imgs: np.ndarray, titles: list[str], suptitle: str | None) -> Path:
     """``[rows, cols, H, W, 3]`` → PNG (matplotlib, Agg), written atomically."""
     import matplotlib
 

@@ -226,7 +226,7 @@ def _network_defaults() -> None:
 
 @_os_errors
 def _cmd_compress(args) -> int:
-    from squeeze3d.codec.compressor import _check_sq3d_output, compress_file, get_codec
+    from squeeze3d.codec.compressor import check_sq3d_output, compress_file, get_codec
     from squeeze3d.io import list_inputs
 
     _network_defaults()
@@ -237,7 +237,7 @@ def _cmd_compress(args) -> int:
                 effort=args.effort, prefix=args.prefix, classical=args.classical,
                 drop_attributes=bool(args.drop_attributes))
     if not src.is_dir():
-        _check_sq3d_output(dst, src)  # before "exists, pass --force", which would not help
+        check_sq3d_output(dst, src)  # before "exists, pass --force", which would not help
         if _skip_existing_output(src, dst, args):
             return 0
         codec = get_codec(args.pair, args.model, args.device)
@@ -282,9 +282,9 @@ def _check_model_of(path, c, model: str | None, device: str) -> None:
 
     name = model_name(c.pair)
     if model is None and c.model_version is None and c.version >= 2:
-        from squeeze3d.codec.compressor import _model_for
+        from squeeze3d.codec.compressor import model_for
 
-        _model_for(c, None, f"{path}: ")  # by its hash: the shipped model, the champion, or a registered version
+        model_for(c, None, f"{path}: ")  # by its hash: the shipped model, the champion, or a registered version
         return
     if model is None and c.model_version is None:
         raise UserError(f"{path}: written by a mapping checkpoint given by path (weights hash {c.model_hash}), "
@@ -329,10 +329,10 @@ def _cmd_decompress(args) -> int:
         c = read_container(src)
         _check_model_of(src, c, args.model, args.device)
     from squeeze3d.assets import handler_for
-    from squeeze3d.codec.compressor import _get_pair, decompress_file
+    from squeeze3d.codec.compressor import decompress_file, pair_for_codec
 
     def describe(r) -> str:
-        return handler_for(_get_pair(r.container.pair).asset_kind).describe(r.data)
+        return handler_for(pair_for_codec(r.container.pair).asset_kind).describe(r.data)
 
     if not src.is_dir():
         r = decompress_file(src, dst, model=args.model, device=args.device, drop_attributes=args.drop_attributes,
@@ -358,7 +358,7 @@ def _cmd_decompress(args) -> int:
             fmt = "ply"  # unreadable, or an unknown pair: its own error comes when it is decoded
             if headers[f] is not None:
                 try:
-                    fmt = handler_for(_get_pair(headers[f].pair).asset_kind).output_exts[0].lstrip(".")
+                    fmt = handler_for(pair_for_codec(headers[f].pair).asset_kind).output_exts[0].lstrip(".")
                 except UserError:
                     pass
         return dst / f"{f.stem}.{fmt}"

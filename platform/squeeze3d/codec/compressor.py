@@ -50,6 +50,7 @@ from squeeze3d.codec import attributes as attributes_
 from squeeze3d.codec.container import (
     FORMAT_VERSION,
     LAYERED_VERSION,
+    LEVEL_DTYPES,
     Container,
     ContainerError,
     pack,
@@ -57,14 +58,22 @@ from squeeze3d.codec.container import (
     unpack,
     with_attributes,
 )
-from squeeze3d.codec.quantise import DTYPE_CHOICES, QUANT_CHOICES, dequantise, quantise
+from squeeze3d.codec.quantise import (
+    DTYPE_CHOICES,
+    QUANT_CHOICES,
+    dequantise,
+    fixed_levels,
+    fixed_step,
+    quantise,
+)
 from squeeze3d.errors import UserError
 from squeeze3d.io import InputError, atomic_write_bytes
 
 CONTAINER_EXT = ".sq3d"
 
 
-def _get_pair(name: str):
+def pair_for_codec(name: str):
+    """The registered pair ``name``, checked for the codec (an unknown or unloadable pair is a user error)."""
     from squeeze3d.pairs import UnknownPairError, get_pair
 
     try:
@@ -166,7 +175,7 @@ class Codec:
     """A pair plus one mapping model, with lazily loaded halves. Use ``get_codec`` to share them."""
 
     def __init__(self, pair: str = DEFAULT_PAIR, model: str | None = None, device: str = "cpu"):
-        self.pair = _get_pair(pair)
+        self.pair = pair_for_codec(pair)
         self.handler = handler_for(self.pair.asset_kind)
         self.model_ref = model
         self.device = str(device)
@@ -225,6 +234,26 @@ class Codec:
     @property
     def code_shape(self) -> tuple[int, ...]:
         return tuple(self._half("f_d").code_shape)
+
+    @property
+    def code_prior(self):
+        """The model's learned code prior (``codec.code_prior``), or None: its fixed-range codes are
+        then stored raw."""
+        from squeeze3d.codec.code_prior import load_prior
+
+        r = self.resolved
+        return _cached(("code_prior", str(r.path), r.weights_hash), lambda: load_prior(r.path, r.weights_hash))
+
+    def code_of(self, c: Container) -> np.ndarray:
+        """A neural container's payload → its code numbers (float32, the stored prefix)."""
+        if c.dtype != "entropy":
+            return dequantise(c.payload, c.dtype, c.quant, c.code_shape, c.draco_bits)
+        prior = self.code_prior
+        if prior is None:
+            raise ContainerError(f"the file's code is entropy-coded, but model {self.resolved.uri} has no code "
+                                 "prior (code_prior.safetensors) to decode it")
+        levels = prior.decode(c.payload, c.d_code, c.draco_bits)
+        return (levels * fixed_step(c.draco_bits) - 1.0).astype(np.float32).reshape(c.code_shape)
 
     def _frozen(self, kind: str):
         build = self.pair.build_encoder if kind == "encoder" else self.pair.build_generator
@@ -349,7 +378,9 @@ class Codec:
                     self._refined.pop(next(iter(self._refined)))
         return hit.copy()
 
-    def _neural(self, code: np.ndarray, v: Variant, common: dict) -> Container:
+    def _neural(self, code: np.ndarray, v: Variant, common: dict, entropy: bool = True) -> Container:
+        """One rung's container. Fixed-range rungs of a model with a code prior are range-coded with
+        it when that is smaller than the raw levels (``entropy``: allowed; ``--dtype fixed``: raw)."""
         dtype, quant, bits = v.dtype, v.quant, v.bits
         if v.prefix:
             code = np.asarray(code).reshape(-1)[:v.prefix]
@@ -357,9 +388,16 @@ class Codec:
             payload = quantise(code, dtype, quant, bits)
         except ValueError as e:
             raise UserError(f"cannot quantise the code: {e}") from None
-        return Container(codec="neural", num_points=self.asset_size, code_shape=tuple(code.shape), dtype=dtype,
-                         quant=quant if dtype == "int8" else "none", draco_bits=bits if dtype == "fixed" else 0,
-                         payload=payload, **common)
+        c = Container(codec="neural", num_points=self.asset_size, code_shape=tuple(code.shape), dtype=dtype,
+                      quant=quant if dtype == "int8" else "none", draco_bits=bits if dtype == "fixed" else 0,
+                      payload=payload, **common)
+        prior = self.code_prior if entropy and dtype == "fixed" else None
+        if prior is not None and prior.covers(code.size, bits):
+            coded = prior.encode(fixed_levels(np.asarray(code).reshape(-1), bits), bits)
+            ec = replace(c, dtype="entropy", payload=coded, version=LAYERED_VERSION)
+            if len(pack(ec)) < len(pack(c)):  # the extension byte costs one: raw wins on unlikely codes
+                return ec
+        return c
 
     def compress_asset(self, data: np.ndarray, dtype: str | None = DEFAULT_DTYPE, quant: str = DEFAULT_QUANT,
                        min_quality: float | None = DEFAULT_MIN_QUALITY_DB, target_bytes: int | None = None,
@@ -430,14 +468,14 @@ class Codec:
                                 f"{', '.join(map(str, self.prefixes)) or 'its whole code only'}")
             variants = [v for v in variants if v.prefix == int(prefix)] or [
                 Variant("fixed", "none", int(bits or self.variants()[0].bits), int(prefix))]
-        neural = [self._neural(code, v, common) for v in variants]
+        neural = [self._neural(code, v, common, entropy=dtype is None) for v in variants]
         encode_ms = (time.perf_counter() - t0) * 1e3
         memo: dict[bytes, tuple] = {}
         colour_floor = DEFAULT_MIN_QUALITY_DB if min_quality is None else float(min_quality)
 
         def decoded(c: Container) -> tuple:
             # rungs whose codes dequantise to the same values decode to the same asset: decoded once
-            code = self._padded(dequantise(c.payload, c.dtype, c.quant, c.code_shape, c.draco_bits))
+            code = self._padded(self.code_of(c))
             key = np.ascontiguousarray(code, np.float32).tobytes()
             if key not in memo:
                 memo[key] = (self.decode_asset(code), {})
@@ -525,7 +563,7 @@ class Codec:
                 blob, b, fq = cc.at_floor(classical_in, float(min_quality), **akw)  # fewest classical bits meeting the floor
                 fb = fallback(blob, b)
                 cands.append((pack(fb), fb, float(fq)))
-            if cc.coder == "octree" and not attrs and neural[-1].dtype == "fixed":
+            if cc.coder == "octree" and not attrs and neural[-1].dtype in LEVEL_DTYPES:
                 # the enhancement layer: the shortest rung + an octree coded with its decode as context.
                 # The context saves at most ~10 % of the octree's bytes (measured: 1-5 %), so it is only
                 # tried when that could pay for the rung and its header
@@ -624,7 +662,7 @@ class Codec:
             unit = "points" if self.pair.asset_kind == "point_cloud" else "as its size"
             raise ContainerError(f"{where}header says {c.num_points} {unit} but pair {c.pair} generates "
                                  f"{self.asset_size}")
-        recon = self.decode_asset(self._padded(dequantise(c.payload, c.dtype, c.quant, c.code_shape, c.draco_bits)))
+        recon = self.decode_asset(self._padded(self.code_of(c)))
         if c.enhancement:  # the octree layer, coded with this decode as its context, replaces it
             from squeeze3d.codec import octree
 
@@ -642,7 +680,7 @@ def _label(c: Container) -> str:
     if c.codec == "fallback":
         return "fallback octree" if c.coder == "octree" else f"fallback {c.draco_bits}-bit"
     tail = " + octree" if c.enhancement else ""
-    return f"neural {c.dtype}{'-' + str(c.draco_bits) if c.dtype == 'fixed' else ''}{tail}"
+    return f"neural {c.dtype}{'-' + str(c.draco_bits) if c.dtype in LEVEL_DTYPES else ''}{tail}"
 
 
 def _classical_decode(h, c: Container) -> tuple[np.ndarray, dict]:
@@ -680,7 +718,7 @@ def _decode_with_attributes(c: Container, model: str | None, device: str, where:
     if not c.attributes:
         return _decode_geometry(c, model, device, where, levels), {}
     if c.codec == "fallback" and not c.attr_payload:  # the classical payload carries them
-        h = handler_for(_get_pair(c.pair).asset_kind)
+        h = handler_for(pair_for_codec(c.pair).asset_kind)
         try:
             pts, attrs = h.fallback_decode_attributes(c.payload, c.attributes)
         except ContainerError as e:
@@ -696,7 +734,7 @@ def _decode_with_attributes(c: Container, model: str | None, device: str, where:
 def _decode_geometry(c: Container, model: str | None, device: str, where: str = "",
                      levels: int | None = None) -> np.ndarray:
     if c.codec == "fallback":
-        pair = _get_pair(c.pair)  # an unknown pair is an error even though the fallback needs no model
+        pair = pair_for_codec(c.pair)  # an unknown pair is an error even though the fallback needs no model
         h = handler_for(pair.asset_kind)
         from squeeze3d.codec.classical import for_container
 
@@ -707,10 +745,10 @@ def _decode_geometry(c: Container, model: str | None, device: str, where: str = 
         except ContainerError as e:
             raise ContainerError(f"{where}{e}") from None
         return decoded.astype(np.float32) if c.own_frame else h.denormalise(decoded, c.centre, c.scale)
-    return get_codec(c.pair, _model_for(c, model, where), device).decode_container(c, where, levels)
+    return get_codec(c.pair, model_for(c, model, where), device).decode_container(c, where, levels)
 
 
-def _model_for(c: Container, model: str | None, where: str = "") -> str:
+def model_for(c: Container, model: str | None, where: str = "") -> str:
     """The model reference that decodes ``c``: the one given, else the one the file names (version 2:
     found by its weights-hash prefix among the shipped model and the registry; see ``codec.models``)."""
     if model is not None:
@@ -719,7 +757,7 @@ def _model_for(c: Container, model: str | None, where: str = "") -> str:
         from squeeze3d.codec.models import resolve_for_hash
 
         try:
-            return str(resolve_for_hash(_get_pair(c.pair), c.model_hash).path)
+            return str(resolve_for_hash(pair_for_codec(c.pair), c.model_hash).path)
         except UserError as e:
             raise UserError(f"{where}{e}") from None
     if c.model_version is None:
@@ -765,7 +803,7 @@ def decompress_bytes(data: bytes, *, model: str | None = None, device: str = "cp
 decompress_asset = decompress_bytes
 
 
-def _check_sq3d_output(output: Path, input_path: Path) -> None:
+def check_sq3d_output(output: Path, input_path: Path) -> None:
     if output.suffix.lower() != CONTAINER_EXT:
         raise InputError(f"{output}: the output must end in {CONTAINER_EXT}")
     if output.is_dir():
@@ -788,7 +826,7 @@ def compress_file(input: str | Path, output: str | Path, *, pair: str = DEFAULT_
     codec; per-point data no mode keeps (normals, labels, ...) are refused in one line unless
     ``drop_attributes`` (which also drops colour and intensity: geometry only)."""
     inp, out = Path(input), Path(output)
-    _check_sq3d_output(out, inp)
+    check_sq3d_output(out, inp)
     codec = get_codec(pair, model, device)
     asset = codec.handler.read(inp, codec.pair, seed)
     data, attrs = attributes_.for_codec(asset, inp, drop_attributes)
@@ -810,7 +848,7 @@ def decompress_file(input: str | Path, output: str | Path, *, model: str | None 
     (intensity in .obj) is refused before decoding, unless ``drop_attributes``."""
     out = check_any_output_path(output)
     c = read_container(input)
-    h = handler_for(_get_pair(c.pair).asset_kind)
+    h = handler_for(pair_for_codec(c.pair).asset_kind)
     h.check_output_path(out)
     attributes_.check_output(out, c.attributes, drop_attributes, where=f"{input}: ")
     t0 = time.perf_counter()

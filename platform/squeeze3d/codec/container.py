@@ -55,18 +55,24 @@ and mode 6 also elides the 11 bytes every Draco 2.3 point-cloud file starts with
 so a fallback file is 3 bytes *smaller* than the bare Draco file it wraps (mode 7 keeps a Draco
 file whose first bytes differ, at +8 bytes).
 
-Format version 3 (written only for what version 2 cannot say: per-point attributes, or octree
-layers; other files stay version 2, byte for byte) is version 2 with an extension byte right after
+Format version 3 (written only for what version 2 cannot say: per-point attributes, octree layers
+or an entropy-coded code; other files stay version 2, byte for byte) is version 2 with an extension byte right after
 the pair tag, in every mode::
 
     magic 2 · version|flags 1 (low nibble 3) · mode|bits 1 · pair_tag 2 ·
-    ext u8 (bit 0 colour RGB, bit 1 intensity, bit 6 octree fallback, bit 7 enhancement layer) ·
+    ext u8 (bit 0 colour RGB, bit 1 intensity, bit 2 entropy-coded code, bit 6 octree fallback,
+            bit 7 enhancement layer) ·
     [attr_len varint · attr_payload: only when bit 0 or 1 is set] ·
     ... the rest exactly as version 2 (own-frame: payload · crc16) · [enhancement]
 
 ``attr_payload`` is empty when the classical payload carries the attributes itself (Draco's colour
 and generic attributes); otherwise it is ``squeeze3d.codec.attributes.encode_for_points``'s coding
 of them for the decoded points (the neural rungs, the octree).
+
+An entropy-coded code (bit 2; mode 0, its bits k in the mode byte): the fixed-range levels of the
+code range-coded with the model's learned code prior (``squeeze3d.codec.code_prior``) instead of
+packed raw; the payload is the coded bytes (variable length: with an enhancement layer after it, a
+varint of its length comes first). Container dtype ``entropy``.
 
 The octree coder (``squeeze3d.codec.octree``) writes two kinds of layered file:
 
@@ -107,7 +113,7 @@ ATTRIBUTES_VERSION = LAYERED_VERSION = 3
 still written as version 2."""
 SUPPORTED_VERSIONS = (1, 2, 3)
 CODERS = ("draco", "octree")
-_EXT_OCTREE, _EXT_ENHANCEMENT, _EXT_ATTRS = 0x40, 0x80, 0x3F
+_EXT_OCTREE, _EXT_ENHANCEMENT, _EXT_ENTROPY, _EXT_ATTRS = 0x40, 0x80, 0x04, 0x03
 MAGIC_V2 = b"S3"
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_POINTS = 1 << 24
@@ -116,9 +122,12 @@ MAX_CODE_NDIM = 4
 MAX_PAIR_LEN = 64
 
 CODECS = ("neural", "fallback")
-DTYPES = ("none", "f32", "f16", "int8", "fixed")
+DTYPES = ("none", "f32", "f16", "int8", "fixed", "entropy")
 """``fixed``: codes bounded in [-1, 1] by the model (``mapping.code_bound``), stored as k-bit integers
-with no scale at all (version 2 only)."""
+with no scale at all (version 2 only); ``entropy``: the same k-bit levels range-coded with the model's
+code prior (version 3 only)."""
+LEVEL_DTYPES = ("fixed", "entropy")
+"""Dtypes whose code is k-bit fixed-range levels (k in ``draco_bits``)."""
 MAX_FIXED_BITS = 16
 QUANTS = ("none", "per_vector", "per_group")
 GROUP_SIZE = 32  # int8 per-group: one f16 scale per GROUP_SIZE code numbers
@@ -233,9 +242,9 @@ def _check_semantics(c: Container) -> None:
             raise ContainerError(f"attributes need format version {ATTRIBUTES_VERSION} and at least one name")
         if tuple(sorted(c.attributes, key=lambda n: mask_of([n]))) != tuple(c.attributes) or len(set(c.attributes)) != len(c.attributes):
             raise ContainerError(f"attributes {c.attributes} are not distinct names in their canonical order")
-    elif c.version == ATTRIBUTES_VERSION and not (c.coder == "octree" or c.enhancement):
-        raise ContainerError(f"format version {ATTRIBUTES_VERSION} is for files with attributes or octree layers; "
-                             "this one has neither")
+    elif c.version == ATTRIBUTES_VERSION and not (c.coder == "octree" or c.enhancement or c.dtype == "entropy"):
+        raise ContainerError(f"format version {ATTRIBUTES_VERSION} is for files with attributes, octree layers "
+                             "or an entropy-coded code; this one has none")
     if c.coder not in CODERS or (c.coder == "octree" and (c.version != LAYERED_VERSION or c.codec != "fallback")):
         raise ContainerError(f"classical coder {c.coder!r} in a version {c.version} {c.codec} container")
     if c.enhancement and (c.codec != "neural" or c.version != LAYERED_VERSION):
@@ -269,10 +278,14 @@ def _check_semantics(c: Container) -> None:
     if c.codec == "neural":
         if not c.code_shape:
             raise ContainerError("neural container without a code shape")
-        if c.dtype == "none" or (c.draco_bits != 0) != (c.dtype == "fixed"):
+        if c.dtype == "none" or (c.draco_bits != 0) != (c.dtype in LEVEL_DTYPES):
             raise ContainerError(f"neural container with dtype {c.dtype!r} and draco_bits (bits) {c.draco_bits}")
         if c.dtype == "fixed" and c.version < 2:
             raise ContainerError("fixed-range codes need format version 2")
+        if c.dtype == "entropy":
+            if c.version != LAYERED_VERSION or not 1 <= c.draco_bits <= MAX_FIXED_BITS:
+                raise ContainerError(f"an entropy-coded code needs format version {LAYERED_VERSION} and 1..16 bits")
+            return
         if (c.dtype == "int8") != (c.quant != "none"):
             raise ContainerError(f"dtype {c.dtype!r} does not go with quantisation {c.quant!r}")
         want = payload_size(c.dtype, c.quant, c.d_code, c.draco_bits)
@@ -449,7 +462,7 @@ def _mode_of(c: Container) -> int:
         return 6 if c.coder == "draco" and c.payload.startswith(DRACO_PREFIX) else 7
     if c.codec == "fallback":
         return 5
-    key = c.dtype if c.dtype != "int8" else f"int8/{c.quant}"
+    key = {"int8": f"int8/{c.quant}", "entropy": "fixed"}.get(c.dtype, c.dtype)
     return _V2_MODES.index(key)
 
 
@@ -460,7 +473,8 @@ def _attr_section(c: Container) -> bytes:
     from squeeze3d.codec.attributes import mask_of
 
     mask = mask_of(c.attributes)
-    ext = mask | (_EXT_OCTREE if c.coder == "octree" else 0) | (_EXT_ENHANCEMENT if c.enhancement else 0)
+    ext = mask | (_EXT_OCTREE if c.coder == "octree" else 0) | (_EXT_ENHANCEMENT if c.enhancement else 0) \
+        | (_EXT_ENTROPY if c.dtype == "entropy" else 0)
     return bytes([ext]) + ((varint.encode(len(c.attr_payload)) + c.attr_payload) if mask else b"")
 
 
@@ -485,6 +499,8 @@ def _pack_v2(c: Container) -> bytes:
     if c.codec == "neural":
         out += varint.encode(c.d_code)
     out += (_NORM16 if f16 else _NORM32).pack(*c.centre, c.scale)
+    if c.dtype == "entropy" and c.enhancement:  # a variable-length code: the layer needs to know where it starts
+        out += varint.encode(len(c.payload))
     out += c.payload + c.enhancement
     out += struct.pack("<H", binascii.crc_hqx(bytes(out), 0xFFFF))
     return bytes(out)
@@ -511,8 +527,10 @@ def _unpack_v2(data: bytes) -> Container:
 
         (ext,) = r.take(1, "extension byte")
         attrs = names_of(ext & _EXT_ATTRS)
-        if not attrs and not ext & (_EXT_OCTREE | _EXT_ENHANCEMENT):
-            raise ContainerError("corrupted header: a version 3 file with neither attributes nor octree layers")
+        if ext & ~(_EXT_ATTRS | _EXT_OCTREE | _EXT_ENHANCEMENT | _EXT_ENTROPY):
+            raise ContainerError(f"extension flags {ext:#04x} are not known to this build")
+        if not attrs and not ext & (_EXT_OCTREE | _EXT_ENHANCEMENT | _EXT_ENTROPY):
+            raise ContainerError("corrupted header: a version 3 file with no attributes, octree layers or entropy-coded code")
         if attrs:
             attr_payload = r.take(_read_varint(r, "attribute length"), "attribute payload")
         if r.off > len(data) - 2:
@@ -536,19 +554,27 @@ def _unpack_v2(data: bytes) -> Container:
     d_code = _read_varint(r, "code size") if name != "fallback" else 0
     norm = _NORM32 if vf & _FLAG_NORM_F32 else _NORM16
     *centre, scale = r.unpack(norm, "normalisation")
+    entropy = bool(ext & _EXT_ENTROPY)
+    if entropy and name != "fixed":
+        raise ContainerError(f"corrupted header: an entropy-coded code in mode {name}")
+    if entropy and ext & _EXT_ENHANCEMENT:
+        n = _read_varint(r, "code length")
+        if r.off + n > len(data) - 2:
+            raise ContainerError("truncated or corrupted: the code runs into the checksum")
     payload = data[r.off:-2]
     if name == "fallback":
         codec, dtype, quant = "fallback", "none", "none"
     else:
         codec, (dtype, _, quant) = "neural", name.partition("/")
         quant = quant or "none"
+        dtype = "entropy" if entropy else dtype
     if codec == "neural" and not 1 <= d_code <= MAX_CODE_NUMBERS:
         raise ContainerError(f"corrupted header: code of {d_code} numbers")
     enhancement = b""
     if ext & _EXT_ENHANCEMENT:
         if codec != "neural":
             raise ContainerError("corrupted header: an enhancement layer without a neural code")
-        n = payload_size(dtype, quant, d_code, bits)
+        n = n if entropy else payload_size(dtype, quant, d_code, bits)
         payload, enhancement = payload[:n], payload[n:]
         if not enhancement:
             raise ContainerError("truncated or corrupted: the enhancement layer is missing")

@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from squeeze3d.assets.base import all_output_exts
-from squeeze3d.codec.compressor import _model_for, get_codec
+from squeeze3d.codec.compressor import get_codec, model_for
 from squeeze3d.codec.container import read_container
-from squeeze3d.codec.quantise import dequantise
 from squeeze3d.errors import UserError
 
 
@@ -33,15 +32,14 @@ def interpolate(a: str | Path, b: str | Path, steps: int, out_dir: str | Path, *
     if ca.pair != cb.pair or ca.model_hash != cb.model_hash:
         raise UserError(f"{a} ({ca.pair}, {ca.model_identity}) and {b} ({cb.pair}, {cb.model_identity}) were "
                         "compressed with different pairs or models; their codes do not share a space")
-    codec = get_codec(ca.pair, _model_for(ca, model, f"{a}: "), device)
+    codec = get_codec(ca.pair, model_for(ca, model, f"{a}: "), device)
     h = codec.handler
     ext = ext or h.output_exts[0]
     if ext not in h.output_exts:
         raise UserError(f"unsupported output format {fmt!r} for a {h.kind.replace('_', ' ')}; use one of "
                         f"{', '.join(e[1:] for e in h.output_exts)}")
     codec.check_identity(ca, f"{a}: ")
-    za = dequantise(ca.payload, ca.dtype, ca.quant, ca.code_shape, ca.draco_bits).reshape(codec.code_shape)
-    zb = dequantise(cb.payload, cb.dtype, cb.quant, cb.code_shape, cb.draco_bits).reshape(codec.code_shape)
+    za, zb = (codec._padded(codec.code_of(c)) for c in (ca, cb))  # a stored prefix: the rest reads as zeros
     assets = []
     ts = np.linspace(0.0, 1.0, int(steps))
     for t in ts:

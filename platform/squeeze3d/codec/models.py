@@ -38,13 +38,13 @@ def shipped_path(pair) -> Path | None:
 
 def shipped(pair):
     """``ResolvedModel`` of the pair's shipped model, or None."""
-    from squeeze3d.mapping.checkpoint import _read_config
+    from squeeze3d.mapping.checkpoint import read_config
     from squeeze3d.registry import ResolvedModel
 
     p = shipped_path(pair)
     if p is None:
         return None
-    return ResolvedModel(p, _read_config(p)["weights_hash"], None, f"shipped:{pair.shipped_model}")
+    return ResolvedModel(p, read_config(p)["weights_hash"], None, f"shipped:{pair.shipped_model}")
 
 
 def registry_configured() -> bool:

@@ -115,7 +115,7 @@ def save_checkpoint(path: str | Path, f_e: MappingHalf, f_d: MappingHalf, config
     return path
 
 
-def _read_config(path: Path) -> dict[str, Any]:
+def read_config(path: Path) -> dict[str, Any]:
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
         raise CheckpointError(f"{path} is not a mapping checkpoint (no config.json)")
@@ -150,7 +150,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", part: 
     if part not in ("both", "f_e", "f_d"):
         raise ValueError(f"part must be both, f_e or f_d, got {part!r}")
     path = Path(path)
-    doc = _read_config(path)
+    doc = read_config(path)
     cfg = from_dict(TrainConfig, doc["train_config"])
     f_e, f_d = build_mapping(cfg.mapping, tuple(doc["z_e_shape"]), tuple(doc["z_g_shape"]))
     ck = MappingCheckpoint(config=cfg, z_e_shape=tuple(doc["z_e_shape"]), z_g_shape=tuple(doc["z_g_shape"]),

@@ -78,7 +78,7 @@ def register_shipped(pair_name: str, log=print):
 
     from squeeze3d import registry
     from squeeze3d.codec.models import shipped_path
-    from squeeze3d.mapping.checkpoint import _read_config
+    from squeeze3d.mapping.checkpoint import read_config
     from squeeze3d.pairs import get_pair
     from squeeze3d.tracking import configure, experiment_id
     from squeeze3d.train.ray_train import ARTIFACT_PATH
@@ -88,7 +88,7 @@ def register_shipped(pair_name: str, log=print):
     path = shipped_path(pair)
     if path is None:
         raise UserError(f"pair {pair_name} ships no model")
-    doc = _read_config(path)
+    doc = read_config(path)
     summary_file = path / "ship_summary.json"
     metrics = json.loads(summary_file.read_text()).get("metrics", {}) if summary_file.is_file() else {}
     objective = metrics.get(pair.objective_metric)

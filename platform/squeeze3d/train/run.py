@@ -41,7 +41,7 @@ def run_training(cfg: TrainConfig, datasets: dict[str, Any], data_info: dict[str
     import mlflow
 
     from squeeze3d import registry
-    from squeeze3d.mapping.checkpoint import _read_config
+    from squeeze3d.mapping.checkpoint import read_config
     from squeeze3d.pairs import get_pair
     from squeeze3d.tracking import configure, experiment_id, flat_params
 
@@ -70,7 +70,7 @@ def run_training(cfg: TrainConfig, datasets: dict[str, Any], data_info: dict[str
         with result.checkpoint.as_directory() as d:
             from pathlib import Path
 
-            out.extra["weights_hash"] = _read_config(Path(d) / ARTIFACT_PATH)["weights_hash"]
+            out.extra["weights_hash"] = read_config(Path(d) / ARTIFACT_PATH)["weights_hash"]
             out.checkpoint_dir = Path(result.checkpoint.path)
             out.extra["checkpoint_uri"] = storage_uri(result.checkpoint.path, result.checkpoint.filesystem)
     log(f"trained {cfg.pair}: epochs={int(metrics.get('epoch', -1)) + 1}  "

@@ -21,4 +21,5 @@ in 1.4 s, 150 steps 29.68 dB in 2.55 s); 100 keeps the whole default compress, o
 included, within ~3 s on 2 cores."""
 OFF_BUDGET_BYTES = 200
 """With the gate off (``--min-quality off``) and a model with nested codes, the rung written unmeasured
-is the largest file of at most this many bytes (``--target-bytes`` measures instead)."""
+is the largest rung whose raw (not entropy-coded) file takes at most this many bytes; the file is
+then the code prior's coding of it when the model has one (``--target-bytes`` measures instead)."""

@@ -492,8 +492,12 @@ class Codec:
 
         if min_quality is None and target_bytes is None:
             off = neural[0]
-            if self.prefixes and prefix is None:  # nested codes: the largest file within the budget
-                fits = [c for c in neural if len(pack(c)) <= OFF_BUDGET_BYTES]
+            if self.prefixes and prefix is None:
+                # nested codes: the largest rung whose raw levels fit the budget, then stored as the
+                # code prior codes it (the rung is chosen as without a prior: the ladder is flat above
+                # it, so a prior's savings go to a smaller file rather than to a longer code)
+                fits = [c for v, c in zip(variants, neural)
+                        if len(pack(self._neural(code, v, common, entropy=False))) <= OFF_BUDGET_BYTES]
                 off = fits[0] if fits else neural[-1]
             off = with_attrs(off)
             return self._checked(CompressResult(pack(off), off, False, None, None, encode_ms, 0.0),

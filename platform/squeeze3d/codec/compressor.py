@@ -8,8 +8,9 @@
 
 Everything that depends on the asset kind (reading and writing files, normalisation, the gate's
 metric, the fallback codec) comes from the pair's handler, ``squeeze3d.assets.handler_for(kind)``:
-point clouds gate on D1-PSNR and fall back to Draco; radiance-field grids gate on render PSNR and fall
-back to quantise + zstd (``squeeze3d.baselines.grid``).
+point clouds gate on D1-PSNR and fall back to the octree coder (``codec.octree``; Draco with
+``--classical draco`` or when the cloud keeps attributes); radiance-field grids gate on render PSNR
+and fall back to quantise + zstd (``squeeze3d.baselines.grid``).
 
 Models are loaded once per process and reused (``Codec`` instances and the frozen E/G/F_E/F_D are
 cached), so batch mode and the evaluation pay the loading cost once. The sender needs E and F_E (plus

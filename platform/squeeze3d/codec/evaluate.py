@@ -198,8 +198,7 @@ def evaluate(pair: str = DEFAULT_PAIR, model: str | None = None, split: str = "t
             dec = decompress_bytes(res.data, model=dec_model, device=device)
             add(GATE_METHOD, res.nbytes, dec.data, res.encode_ms + res.gate_ms, _ms(t0), res.fallback,
                 _colour_of(res))
-            label = (f"{h.fallback_name} {res.container.draco_bits}-bit fallback" if res.fallback
-                     else res.variant)
+            label = res.variant  # ``fallback octree``, ``fallback 4-bit`` (Draco), ``neural entropy-6``, ...
             gate_shown = (dec.data, res.nbytes)
         for dtype, quant, bits, prefix in run_variants:
             res = codec.compress_asset(ref, dtype, quant, None, bits=bits or None, prefix=prefix or None,
@@ -291,7 +290,7 @@ def to_markdown(rep: EvalReport, min_quality: float | None) -> str:
     lines = [f"## Codec evaluation: pair `{rep.pair}`, model `{rep.model_identity}`", "",
              f"Objects: {len({o['object'] for o in rep.objects})} from {rep.source}. Quality floor "
              f"({h.quality_name}): {'off' if min_quality is None else f'{min_quality:g} dB'}; fell back to "
-             f"{h.fallback_name}: {rep.fallbacks}.", "",
+             f"the classical codec: {rep.fallbacks}.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rep.rows:
         vals = [r["method"], r["objects"], _fmt(r["bytes"], 1), _fmt(r["cr_raw"], 1), _fmt(r["cr_file"], 1),

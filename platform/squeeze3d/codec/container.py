@@ -283,8 +283,9 @@ def _check_semantics(c: Container) -> None:
         if c.dtype == "fixed" and c.version < 2:
             raise ContainerError("fixed-range codes need format version 2")
         if c.dtype == "entropy":
-            if c.version != LAYERED_VERSION or not 1 <= c.draco_bits <= MAX_FIXED_BITS:
-                raise ContainerError(f"an entropy-coded code needs format version {LAYERED_VERSION} and 1..16 bits")
+            if c.version != LAYERED_VERSION or not 1 <= c.draco_bits <= MAX_FIXED_BITS or c.quant != "none":
+                raise ContainerError(f"an entropy-coded code needs format version {LAYERED_VERSION}, 1..16 bits "
+                                     "and no int8 quantisation")
             return
         if (c.dtype == "int8") != (c.quant != "none"):
             raise ContainerError(f"dtype {c.dtype!r} does not go with quantisation {c.quant!r}")

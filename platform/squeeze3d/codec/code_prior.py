@@ -23,18 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
+from squeeze3d.codec.rangecoding import bernoulli, padded_words, shortest_prefix, to_bytes
 from squeeze3d.errors import ContainerError, UserError
 
 FILE_NAME = "code_prior.safetensors"
 FORMAT = "squeeze3d-code-prior"
 P_MIN, P_MAX = 64, 65536 - 64  # never certain: an unseen branch costs at most 10 bits
 SMOOTHING = 0.5  # Krichevsky-Trofimov: half a count on each branch
-
-
-def _bernoulli():
-    import constriction
-
-    return constriction.stream.model.Bernoulli(perfect=False)
 
 
 class CodePrior:
@@ -46,10 +41,6 @@ class CodePrior:
         for b, t in self.tables.items():
             if t.ndim != 2 or t.shape[1] != (1 << b) - 1 or t.min(initial=P_MIN) < 1:
                 raise ValueError(f"code prior table for {b} bits has shape {t.shape}")
-
-    @property
-    def d_code(self) -> int:
-        return min(t.shape[0] for t in self.tables.values())
 
     def covers(self, prefix: int, bits: int) -> bool:
         return int(bits) in self.tables and 1 <= int(prefix) <= self.tables[int(bits)].shape[0]
@@ -74,24 +65,15 @@ class CodePrior:
         if not self.covers(len(q), bits) or q.min(initial=0) < 0 or q.max(initial=0) >= 1 << bits:
             raise ValueError(f"the code prior cannot code {len(q)} levels of {bits} bits")
         enc = constriction.stream.queue.RangeEncoder()
-        model, node = _bernoulli(), np.ones(len(q), np.int64)
+        model, node = bernoulli(), np.ones(len(q), np.int64)
         for j in range(int(bits) - 1, -1, -1):
             bit = (q >> j) & 1
             enc.encode(bit.astype(np.int32), model, self._probs(bits, node))
             node = 2 * node + bit
-        blob = np.asarray(enc.get_compressed(), ">u4").tobytes()
+        blob = to_bytes(enc.get_compressed())
         if not trimmed:
             return blob
-        # the decoder pads the payload with 0xFF: cut every tail byte that pads back to the same levels
-        best = blob
-        for n in range(len(blob) - 1, -1, -1):
-            try:
-                if not np.array_equal(self.decode(blob[:n], len(q), bits), q):
-                    break
-            except ContainerError:  # the padded cut is not even a valid stream
-                break
-            best = blob[:n]
-        return best
+        return shortest_prefix(blob, lambda cut: np.array_equal(self.decode(cut, len(q), bits), q))
 
     def decode(self, payload: bytes, k: int, bits: int) -> np.ndarray:
         """Range-coded bytes → levels ``[k]`` (the encoder's trimmed tail restored as 0xFF bytes)."""
@@ -99,9 +81,8 @@ class CodePrior:
 
         if not self.covers(k, bits):
             raise ContainerError(f"the file's code ({k} numbers at {bits} bits) is beyond the model's code prior")
-        body = bytes(payload) + b"\xff" * ((-len(payload)) % 4 + 8)
-        dec = constriction.stream.queue.RangeDecoder(np.frombuffer(body, ">u4").astype(np.uint32))
-        model, node = _bernoulli(), np.ones(int(k), np.int64)
+        dec = constriction.stream.queue.RangeDecoder(padded_words(payload))
+        model, node = bernoulli(), np.ones(int(k), np.int64)
         for _ in range(int(bits)):
             try:
                 bit = np.asarray(dec.decode(model, self._probs(bits, node)), np.int64)

@@ -64,7 +64,7 @@ from squeeze3d.codec.quantise import (
     QUANT_CHOICES,
     dequantise,
     fixed_levels,
-    fixed_step,
+    from_levels,
     quantise,
 )
 from squeeze3d.errors import UserError
@@ -253,8 +253,7 @@ class Codec:
         if prior is None:
             raise ContainerError(f"the file's code is entropy-coded, but model {self.resolved.uri} has no code "
                                  "prior (code_prior.safetensors) to decode it")
-        levels = prior.decode(c.payload, c.d_code, c.draco_bits)
-        return (levels * fixed_step(c.draco_bits) - 1.0).astype(np.float32).reshape(c.code_shape)
+        return from_levels(prior.decode(c.payload, c.d_code, c.draco_bits), c.draco_bits).reshape(c.code_shape)
 
     def _frozen(self, kind: str):
         build = self.pair.build_encoder if kind == "encoder" else self.pair.build_generator

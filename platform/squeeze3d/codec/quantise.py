@@ -39,6 +39,11 @@ def fixed_levels(code: np.ndarray, bits: int) -> np.ndarray:
     return np.rint((x + 1.0) / fixed_step(bits)).astype(np.int64)
 
 
+def from_levels(q: np.ndarray, bits: int) -> np.ndarray:
+    """Integer levels of a k-bit fixed-range code → its float32 numbers (``fixed_levels``' inverse)."""
+    return (np.asarray(q, np.int64) * fixed_step(bits) - 1.0).astype(np.float32)
+
+
 def quantise(code: np.ndarray, dtype: str, quant: str = "per_vector", bits: int = 0) -> bytes:
     """``code``: any shape, float → payload bytes. ``quant`` only matters for int8, ``bits`` for fixed."""
     x = np.asarray(code, dtype=np.float64).reshape(-1)
@@ -91,7 +96,7 @@ def dequantise(payload: bytes, dtype: str, quant: str, shape: tuple[int, ...], b
     if dtype == "fixed":
         planes = np.unpackbits(np.frombuffer(payload, np.uint8), bitorder="little")[:n * bits].reshape(n, bits)
         q = (planes.astype(np.int64) << np.arange(bits)).sum(axis=1)
-        x = (q * fixed_step(bits) - 1.0).astype(np.float32)
+        x = from_levels(q, bits)
     elif dtype == "f32":
         x = np.frombuffer(payload, "<f4").astype(np.float32)
     elif dtype == "f16":

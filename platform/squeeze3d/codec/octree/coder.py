@@ -27,6 +27,7 @@ import numpy as np
 
 from squeeze3d.codec import varint
 from squeeze3d.codec.octree.context import LevelContexts, NeuralPrior, children_of, keys, lookup
+from squeeze3d.codec.rangecoding import bernoulli, padded_words, shortest_prefix, to_bytes
 from squeeze3d.errors import ContainerError
 
 MAX_DEPTH = 21  # 2**21 cells a side; keys stay in int64 (3 × 23 bits)
@@ -116,12 +117,6 @@ class Grid:
             - np.asarray(self.origin, np.int64)
 
 
-def _bernoulli():
-    import constriction
-
-    return constriction.stream.model.Bernoulli(perfect=False)
-
-
 def _probabilities(table: np.ndarray, ctx: np.ndarray) -> np.ndarray:
     return table[ctx].astype(np.float64) / 65536.0  # exact: 16-bit integers over a power of two
 
@@ -153,12 +148,11 @@ def encode_cells(grid: Grid, cells: np.ndarray, table: np.ndarray, prior_points:
     import constriction
 
     enc = constriction.stream.queue.RangeEncoder()
-    model = _bernoulli()
+    model = bernoulli()
     prior = NeuralPrior(grid.prior_cells(prior_points), grid.depth)
     for ctx, bits in coded_bits(grid.depth, cells, prior):
         enc.encode(bits.astype(np.int32), model, _probabilities(table, ctx))
-    words = enc.get_compressed()
-    return grid.header() + np.asarray(words, ">u4").tobytes()
+    return grid.header() + to_bytes(enc.get_compressed())
 
 
 def trim(blob: bytes, table: np.ndarray, prior_points: np.ndarray | None = None) -> bytes:
@@ -167,17 +161,12 @@ def trim(blob: bytes, table: np.ndarray, prior_points: np.ndarray | None = None)
     grid, _ = Grid.parse(blob)
     prior = NeuralPrior(grid.prior_cells(prior_points), grid.depth)  # shared by the decodes below
     _, want, _ = decode_cells(blob, table, prior=prior)
-    head = len(grid.header())
-    best = blob
-    for n in range(len(blob) - 1, head - 1, -1):
-        try:
-            _, got, _ = decode_cells(blob[:n], table, prior=prior)
-        except ContainerError:
-            break
-        if got.shape != want.shape or not np.array_equal(got, want):
-            break
-        best = blob[:n]
-    return best
+
+    def decodes_same(cut: bytes) -> bool:
+        got = decode_cells(cut, table, prior=prior)[1]
+        return got.shape == want.shape and np.array_equal(got, want)
+
+    return shortest_prefix(blob, decodes_same, keep=len(grid.header()))
 
 
 def _sorted(cells: np.ndarray, level: int) -> np.ndarray:
@@ -192,12 +181,8 @@ def decode_cells(data: bytes, table: np.ndarray, prior_points: np.ndarray | None
 
     grid, pos = Grid.parse(data)
     body = data[pos:]
-    # the encoder cut the tail that these 0xFF bytes restore (``trim``); two more words of them
-    # cover what the decoder reads ahead
-    body = body + b"\xff" * ((-len(body)) % 4 + 8)
-    words = np.frombuffer(body, ">u4").astype(np.uint32)
-    dec = constriction.stream.queue.RangeDecoder(words)
-    model = _bernoulli()
+    dec = constriction.stream.queue.RangeDecoder(padded_words(body))  # the tail ``trim`` cut, restored
+    model = bernoulli()
     if prior is None or prior.depth != grid.depth:
         prior = NeuralPrior(grid.prior_cells(prior_points), grid.depth)
     last = grid.depth if max_level is None else max(0, min(int(max_level), grid.depth))

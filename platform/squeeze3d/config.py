@@ -84,6 +84,11 @@ class LossConfig:
     output_batch: int = 0
     """Rows of each training batch the output term decodes (a seeded random subset per step: the
     decoder costs more than the mapping, e.g. 3D grids); 0: all. Validation decodes every row."""
+    lambda_rate: float = 0.0
+    """Weight of the code's rate, in bits per code: the k-bit levels (``code_noise_bits``) priced by a
+    running histogram of the training codes (``mapping/rate.py``), so the loss is distortion + λ·rate
+    and the fitted code prior stores the code in fewer bytes. 0: off. A sweep axis: each λ trades
+    bytes for quality. Needs bounded codes and ``code_noise_bits``."""
 
 
 @dataclass
@@ -245,6 +250,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         (0 <= lo.code_noise_bits <= 16, "loss.code_noise_bits must be in 0..16 (0: off)"),
         (lo.code_noise_bits == 0 or m.code_bound == "tanh",
          "loss.code_noise_bits needs bounded codes: set mapping.code_bound=tanh"),
+        (lo.lambda_rate >= 0, "loss.lambda_rate must be >= 0"),
+        (lo.lambda_rate == 0 or lo.code_noise_bits > 0,
+         "loss.lambda_rate prices the k-bit levels of the code: set loss.code_noise_bits (and mapping.code_bound=tanh)"),
         (lo.output_points >= 0, "loss.output_points must be >= 0 (0: all points)"),
         (lo.output_batch >= 0, "loss.output_batch must be >= 0 (0: every row)"),
         (o.lr_start > 0 and o.lr_end > 0, "optim learning rates must be > 0"),

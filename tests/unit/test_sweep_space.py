@@ -13,13 +13,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_pointnet_lion_space_has_loss_axes_and_trials_resolve():
     space = SearchSpace.from_yaml(ROOT / "tuning" / "pointnet_lion.yaml")
-    assert set(space.loss) == {"lambda_output", "lambda_gen"}
+    assert set(space.loss) == {"lambda_output", "lambda_gen", "lambda_rate"}
     assert space.loss["lambda_output"] == ("choice", [0.0, 1.0])
     base = train_config_for_pair("pointnet_lion", extra=space.base)
     cfg = resolve([to_dict(base), trial_overrides({"d_code": 64, "lambda_gram": 1e-4, "loss.lambda_output": 1.0,
-                                                   "loss.lambda_gen": 0.01})])
-    assert (cfg.mapping.d_code, cfg.loss.lambda_gram, cfg.loss.lambda_output, cfg.loss.lambda_gen) == \
-        (64, 1e-4, 1.0, 0.01)
+                                                   "loss.lambda_gen": 0.01, "loss.lambda_rate": 1e-3})])
+    assert (cfg.mapping.d_code, cfg.loss.lambda_gram, cfg.loss.lambda_output, cfg.loss.lambda_gen,
+            cfg.loss.lambda_rate) == (64, 1e-4, 1.0, 0.01, 1e-3)
     assert cfg.mapping.code_bound == "tanh" and cfg.loss.code_noise_bits == 8
 
 

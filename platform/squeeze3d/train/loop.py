@@ -105,13 +105,13 @@ def _quantised(code: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
 def evaluate(f_e: MappingHalf, f_d: MappingHalf, source: BatchSource, cfg: TrainConfig,
              objective: Objective | None = None) -> dict[str, float]:
     """Validation metrics: latent MSE (standardised and raw z_G units), gram term, the set and
-    output terms when they are on, d_eff and κ of the codes. Codes are rounded as the codec will
+    output terms and the rate (bits per code) when they are on, d_eff and κ of the codes. Codes are rounded as the codec will
     round them (``code_noise_bits``). Modules are put in eval mode (dropout off)."""
     f_e.eval()
     f_d.eval()
     objective = objective or Objective(cfg, next(f_e.parameters()).device)
     dev = next(f_e.parameters()).device
-    codes, sums, n, nb = [], {"mse": 0.0, "mse_raw": 0.0, "set": 0.0, "output": 0.0}, 0, 0
+    codes, sums, n, nb = [], {"mse": 0.0, "mse_raw": 0.0, "set": 0.0, "output": 0.0, "rate": 0.0}, 0, 0
     gram = 0.0
     for z_e, z_g in source.batches(0):
         z_e, z_g = z_e.to(dev), z_g.to(dev)
@@ -123,6 +123,7 @@ def evaluate(f_e: MappingHalf, f_d: MappingHalf, source: BatchSource, cfg: Train
         sums["mse_raw"] += float((f_d.norm.inverse(pred_std) - z_g).pow(2).mean()) * b
         sums["set"] += float(out["set"]) * b
         sums["output"] += float(out["output"]) * b
+        sums["rate"] += float(out["rate"]) * b
         gram += float(out["gram"])
         n += b
         nb += 1
@@ -134,6 +135,8 @@ def evaluate(f_e: MappingHalf, f_d: MappingHalf, source: BatchSource, cfg: Train
         res["val_set"] = sums["set"] / n
     if objective.decoder is not None:
         res["val_output"] = sums["output"] / n
+    if cfg.loss.lambda_rate > 0:
+        res["val_rate"] = sums["rate"] / n  # bits per code under the training histogram
     return {**res, **code_diagnostics(torch.cat(codes))}
 
 

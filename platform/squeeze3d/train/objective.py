@@ -6,6 +6,8 @@
          + λ_output·Chamfer(G(ẑ_G), G(z_G))          (decoded clouds, pair.loss_decoder; the
                                                       pair's output_distance instead of Chamfer
                                                       when it declares one, e.g. grids)
+         + λ_rate·bits(code)                         (the code's k-bit levels priced by a running
+                                                      histogram: ``mapping/rate.py``)
 
 Nothing here names a pair: the set and output terms ask the pair registry for the declarations,
 and a pair without them gets a clear error when those weights are non-zero.
@@ -18,9 +20,10 @@ import torch
 from squeeze3d.config import ConfigError, TrainConfig
 from squeeze3d.mapping.common import MappingHalf
 from squeeze3d.mapping.losses import mapping_loss
+from squeeze3d.mapping.rate import LevelRate
 from squeeze3d.mapping.setloss import chamfer_sq, latent_point_xyz
 
-TERMS = ("loss", "mse", "gram", "set", "output")
+TERMS = ("loss", "mse", "gram", "set", "output", "rate")
 
 
 class Objective:
@@ -32,6 +35,8 @@ class Objective:
         self.decoder: torch.nn.Module | None = None
         self.distance = chamfer_sq
         self.gen = torch.Generator().manual_seed(int(seed) + 7)
+        self.device = device
+        self.rate: LevelRate | None = None  # built at the first batch, when the code width is known
         if self.lo.lambda_set > 0 or self.lo.lambda_output > 0:
             from squeeze3d.pairs import get_pair
 
@@ -68,7 +73,13 @@ class Objective:
         lg = lo.lambda_gram if lambda_gram is None else lambda_gram
         out = mapping_loss(code, pred_std, f_d.norm(z_g), lo.lambda_gen, lg, lo.gram_variant)
         zero = torch.zeros((), device=code.device)
-        out["set"], out["output"] = zero, zero
+        out["set"], out["output"], out["rate"] = zero, zero, zero
+        if lo.lambda_rate > 0:
+            if self.rate is None:
+                self.rate = LevelRate(code[0].numel(), lo.code_noise_bits, code.device)
+            # training batches update the histogram; validation only reads it
+            out["rate"] = self.rate(code, update=torch.is_grad_enabled()).mean()
+            out["loss"] = out["loss"] + lo.lambda_rate * out["rate"]
         if self.layout is not None or self.decoder is not None:
             pred = f_d.norm.inverse(pred_std)
             if self.layout is not None:

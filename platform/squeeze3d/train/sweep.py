@@ -217,7 +217,7 @@ def run_sweep(base_cfg: TrainConfig, space: SearchSpace, datasets: dict[str, Any
                           "d_code": code_values(resolve([to_dict(base_cfg), trial_overrides(r.config)])),
                           "lambda_gram": r.config.get("lambda_gram"), "epochs": int(m.get("epoch", -1)) + 1,
                           **{k: v for k, v in r.config.items() if k.startswith(("loss.", "mapping."))},
-                          **{k: m.get(k) for k in (asha_metric, pair.objective_metric, "val_mse", "d_eff", "kappa")},
+                          **{k: m.get(k) for k in (asha_metric, pair.objective_metric, "val_mse", "val_rate", "d_eff", "kappa")},
                           "status": "error" if r.error else ("stopped" if int(m.get("epoch", -1)) + 1 <
                                                              base_cfg.optim.epochs else "done"),
                           "_checkpoint": r.checkpoint})
@@ -266,7 +266,10 @@ def _trial_run_id(parent_run_id: str, trial_id: str) -> str:
 
 def format_table(rows: list[dict[str, Any]], metrics: list[str]) -> str:
     axes = sorted({k for r in rows for k in r if k.startswith(("loss.", "mapping."))})
-    cols = ["trial", "d_code", "lambda_gram", *axes, "epochs", *dict.fromkeys(metrics), "val_mse", "d_eff", "status"]
+    # the code's bits per trial when a trial trained for rate (loss.lambda_rate): quality against bytes
+    rate = ["val_rate"] if any(r.get("val_rate") is not None for r in rows) else []
+    cols = ["trial", "d_code", "lambda_gram", *axes, "epochs", *dict.fromkeys(metrics), "val_mse", *rate, "d_eff",
+            "status"]
 
     def cell(v):
         return f"{v:.4g}" if isinstance(v, float) else str(v)

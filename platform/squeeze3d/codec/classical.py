@@ -95,7 +95,8 @@ class OctreeClassical(Classical):
         fine, coarse = octree.exponent_range(x)
         out = []
         for e in range(coarse, fine - 1, -self.LADDER_STEP):
-            out.append((octree.encode_points(x, e), 0, float(self.h.quality(x, octree.reconstruct(x, e)))))
+            q, smooth = octree.best_reconstruction(x, e, self.h.quality)
+            out.append((octree.encode_points(x, e, smooth=smooth), 0, q))
         return out
 
     def decode(self, blob, param, max_level: int | None = None):

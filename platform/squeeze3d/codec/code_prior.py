@@ -52,6 +52,21 @@ class CodePrior:
             h.update(str(b).encode() + self.tables[b].tobytes())
         return h.hexdigest()
 
+    def level_costs(self, bits: int) -> np.ndarray:
+        """``[d, 2^bits]``: the bits the prior spends on each level of each code dimension (the sum of
+        −log2 P along the level's path down the tree); what test-time refinement prices a code by."""
+        t = self.tables[int(bits)].astype(np.float64) / 65536.0
+        d, levels = t.shape[0], 1 << int(bits)
+        q = np.arange(levels)
+        cost = np.zeros((d, levels))
+        node = np.ones(levels, np.int64)
+        for j in range(int(bits) - 1, -1, -1):
+            bit = (q >> j) & 1
+            p1 = t[:, node - 1]
+            cost -= np.log2(np.where(bit == 1, p1, 1.0 - p1))
+            node = 2 * node + bit
+        return cost
+
     # ----------------------------------------------------------------- coding
     def _probs(self, bits: int, node: np.ndarray) -> np.ndarray:
         t = self.tables[int(bits)]

@@ -67,6 +67,7 @@ from squeeze3d.codec.quantise import (
     from_levels,
     quantise,
 )
+from squeeze3d.codec.refine import RATE_WEIGHT
 from squeeze3d.errors import UserError
 from squeeze3d.io import InputError, atomic_write_bytes
 
@@ -182,8 +183,9 @@ class Codec:
         self.device = str(device)
         self._resolved = None
         self._size: int | None = None
-        self._refined: dict[tuple[str, int], np.ndarray] = {}
+        self._refined: dict[tuple[str, int, float], np.ndarray] = {}
         self._lock = threading.Lock()
+        self.rate_weight = RATE_WEIGHT  # refinement's rate term, when the model has a code prior
 
     @property
     def asset_size(self) -> int:
@@ -363,15 +365,19 @@ class Codec:
             return code
         from squeeze3d.codec.refine import refine_code
 
-        key = (hashlib.sha256(np.ascontiguousarray(norm, np.float32).tobytes()).hexdigest(), int(effort))
+        bits = int(self.train_config.loss.code_noise_bits or 8)
+        prior = self.code_prior
+        costs = prior.level_costs(bits) if prior is not None and prior.covers(code.size, bits) else None
+        key = (hashlib.sha256(np.ascontiguousarray(norm, np.float32).tobytes()).hexdigest(), int(effort),
+               self.rate_weight if costs is not None else 0.0)
         with self._lock:
             hit = self._refined.get(key)
         if hit is None:
             for p in self.f_d.parameters():
                 p.requires_grad_(False)
             hit = refine_code(code, self.handler.refine_target(norm), self.f_d, self._loss_decoder(),
-                              steps=int(effort), bits=int(self.train_config.loss.code_noise_bits or 8),
-                              prefixes=self.prefixes)
+                              steps=int(effort), bits=bits, prefixes=self.prefixes, rate_costs=costs,
+                              rate_weight=self.rate_weight)
             with self._lock:  # directory mode compresses in threads that share this codec
                 self._refined[key] = hit
                 while len(self._refined) > 4:

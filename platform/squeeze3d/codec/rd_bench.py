@@ -121,8 +121,8 @@ def ours(codec, ref: np.ndarray, effort: int | None, grids_step: int = 2) -> dic
                      "decompress_ms": d_ms}
     fine, coarse = octree.exponent_range(ref, max_bits=12)
     for e in range(coarse, fine - 1, -grids_step):
-        q = d1(ref, octree.reconstruct(ref, e))
-        out["octree"].append((len(octree.encode_points(ref, e)) + 9, q))  # + the container
+        q, smooth = octree.best_reconstruction(ref, e, d1)  # as the codec decides it
+        out["octree"].append((len(octree.encode_points(ref, e, smooth=smooth)) + 9, q))  # + the container
         if q > MAX_DB:  # the curves are compared up to 40 dB: finer grids only cost time
             break
     norm, centre, scale = h.normalise(ref)
@@ -139,8 +139,8 @@ def ours(codec, ref: np.ndarray, effort: int | None, grids_step: int = 2) -> dic
         nb, prior = shortest
         for e in range(coarse, fine - 1, -2 * grids_step):
             ge = octree.exponent_for(octree.step_of(e) / scale)  # about the same grid in the normalised frame
-            q = d1(ref, h.denormalise(octree.reconstruct(norm, ge), centre, scale))
-            out["neural+octree"].append((nb + len(octree.encode_points(norm, ge, prior=prior)) + 1, q))
+            q, smooth = octree.best_reconstruction(norm, ge, lambda _, rec: d1(ref, h.denormalise(rec, centre, scale)))
+            out["neural+octree"].append((nb + len(octree.encode_points(norm, ge, prior=prior, smooth=smooth)) + 1, q))
             if q > MAX_DB:
                 break
     return out

@@ -55,10 +55,20 @@ class LevelRate:
             raise ValueError(f"codes of {c.shape[1]} numbers, rate model of {self.counts.shape[0]}")
         if update:
             self.update(c)
-        t = (c.clamp(-1, 1) + 1) / self.step  # position in level units, 0 .. 2^k − 1
-        j = t.detach().floor().clamp(0, self.levels - 2)
-        w = t - j
-        cost = self.costs().to(c.device).unsqueeze(0).expand(c.shape[0], -1, -1)
-        lo = cost.gather(2, j.long().unsqueeze(2)).squeeze(2)
-        hi = cost.gather(2, j.long().unsqueeze(2) + 1).squeeze(2)
-        return ((1 - w) * lo + w * hi).sum(dim=1)
+        return interpolated_bits(c, self.costs().to(c.device))
+
+
+def interpolated_bits(code: torch.Tensor, costs: torch.Tensor) -> torch.Tensor:
+    """Codes ``[B, k]`` in [-1, 1] priced by the level costs ``[d ≥ k, 2^bits]`` of their first ``k``
+    dimensions, interpolated linearly between the two levels around each number → bits ``[B]``.
+    Differentiable in the code; exact at the levels. Shared by the training rate term and test-time
+    refinement (which prices with the model's code prior: ``CodePrior.level_costs``)."""
+    c = code.flatten(1)
+    levels = costs.shape[1]
+    t = (c.clamp(-1, 1) + 1) * ((levels - 1) / 2.0)  # position in level units, 0 .. 2^k − 1
+    j = t.detach().floor().clamp(0, levels - 2).long()
+    w = t - j
+    cost = costs[:c.shape[1]].to(c.device, c.dtype).unsqueeze(0).expand(c.shape[0], -1, -1)
+    lo = cost.gather(2, j.unsqueeze(2)).squeeze(2)
+    hi = cost.gather(2, j.unsqueeze(2) + 1).squeeze(2)
+    return ((1 - w) * lo + w * hi).sum(dim=1)

@@ -222,3 +222,44 @@ def test_gate_off_keeps_the_rung_it_would_pick_without_a_prior(models, monkeypat
     assert (raw.d_code, raw.draco_bits) != (24, 8)
     assert (ec.d_code, ec.draco_bits) == (raw.d_code, raw.draco_bits)
     assert len(pack(ec)) <= len(pack(raw))
+
+
+def test_level_costs_are_the_bits_the_prior_spends(prior):
+    costs = prior.level_costs(4)
+    assert costs.shape == (32, 16) and np.allclose(np.exp2(-costs).sum(axis=1), 1.0)  # a distribution per dim
+    q = fixed_levels(_codes(1, seed=9)[0], 4)
+    bits = costs[np.arange(32), q].sum()
+    coded = len(prior.encode(q, 4, trimmed=False)) * 8
+    assert bits <= coded <= bits + 64  # the range coder's flush: at most two 32-bit words
+
+
+def test_refinement_with_a_rate_weight_stores_a_cheaper_code(prior):
+    """Rate + distortion at test time (``refine_code``): a rate weight moves the code to levels the
+    prior codes in fewer bits than the distortion-only search, at some cost in distortion."""
+    import torch
+
+    from squeeze3d.codec.refine import refine_code
+    from squeeze3d.mapping.setloss import chamfer_sq
+
+    torch.manual_seed(0)
+    f_d = torch.nn.Linear(32, 64 * 3)  # a toy F_D and a "decoder" that reads its output as 64 points
+
+    def decoder(z, keep=None, generator=None):
+        return z.view(z.shape[0], 64, 3)
+
+    target = torch.randn(64, 3)
+    code = _codes(1, seed=3)[0]
+    costs = prior.level_costs(8)
+
+    def bits(c):
+        return float(costs[np.arange(c.size), fixed_levels(c, 8)].sum())
+
+    def err(c):
+        with torch.no_grad():
+            return float(chamfer_sq(decoder(f_d(torch.as_tensor(c)[None])), target[None]).mean())
+
+    plain = refine_code(code, target, f_d, decoder, steps=60, bits=8)
+    cheap = refine_code(code, target, f_d, decoder, steps=60, bits=8, rate_costs=costs, rate_weight=1e-2)
+    assert bits(cheap) < bits(plain) - 8 and err(cheap) > err(plain)
+    same = refine_code(code, target, f_d, decoder, steps=60, bits=8, rate_costs=costs, rate_weight=0.0)
+    assert np.array_equal(same, plain)  # weight 0: the distortion-only search, bit for bit

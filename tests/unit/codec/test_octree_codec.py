@@ -74,7 +74,7 @@ def test_enhancement_layer_file_round_trips_to_its_octree():
     assert unpack(data) == c and len(data) == len(pack(base)) + 1 + len(c.enhancement)
     out = decompress_bytes(data).data
     g, _ = octree.Grid.parse(c.enhancement)
-    want = h.denormalise(octree.reconstruct(norm, g.e), c.centre, c.scale)  # the file's normalisation
+    want = h.denormalise(octree.reconstruct(norm, g.e, g.smooth), c.centre, c.scale)  # the file's normalisation
     assert np.allclose(np.unique(out, axis=0), np.unique(want, axis=0), atol=1e-5 * scale)
     with pytest.raises(ContainerError):  # the layer cut: its words no longer add up, or the CRC fails
         decompress_bytes(data[:-3] + data[-2:])

@@ -168,3 +168,37 @@ def test_encode_and_decode_in_other_processes_and_thread_counts(tmp_path):
     pts = _cloud()
     assert blob == octree.encode_points(pts, octree.exponent_for(0.004), prior=pts[::2] * np.float32(1.01))
     assert _same_set(np.load(f), octree.reconstruct(pts, octree.exponent_for(0.004)))
+
+
+def test_smoothing_moves_cells_toward_their_occupied_neighbours():
+    cells = np.array([[5, 5, 5], [6, 5, 5], [6, 6, 5], [20, 20, 20]], np.int64)
+    got = coder.smoothed(cells, 5, weight=0.5)
+    assert np.array_equal(got[3], cells[3])  # isolated: stays at its centre
+    assert np.allclose(got[0], [5.5, 5.25, 5.0])  # neighbours (1,0,0), (1,1,0): mean (1, .5, 0), half way
+    assert np.allclose(got[1], [5.75, 5.25, 5.0])  # (−1,0,0), (0,1,0)
+
+
+def test_a_smoothed_stream_says_so_and_decodes_to_its_smoothed_reconstruction():
+    pts = _cloud()
+    e = octree.exponent_for(0.05)
+    plain, smooth = octree.encode_points(pts, e), octree.encode_points(pts, e, smooth=True)
+    assert len(plain) == len(smooth) and plain[1:] == smooth[1:] and smooth[0] == plain[0] | coder.SMOOTH_FLAG
+    assert octree.Grid.parse(smooth)[0].smooth and not octree.Grid.parse(plain)[0].smooth
+    assert _same_set(octree.decode_points(plain), octree.reconstruct(pts, e))
+    rec = octree.decode_points(smooth)
+    assert _same_set(rec, octree.reconstruct(pts, e, smooth=True)) and not _same_set(rec, octree.decode_points(plain))
+    grid, cells = octree.Grid.fit(pts, e, smooth=True)
+    coarse = octree.decode_points(smooth, max_level=3)  # progressive: level 3's cells, smoothed among themselves
+    want = grid.to_points(np.unique(cells >> (grid.depth - 3), axis=0), 3)
+    assert _same_set(coarse, want)
+
+
+def test_the_encoder_smooths_when_that_buys_quality():
+    """On a smooth surface the smoothed centres measure better, so the floor is met on a coarser grid:
+    the file is no larger and smaller here; ``smooth=False`` keeps plain centres."""
+    pts = _cloud()
+    blob, e, q = octree.encode_min_quality(pts, 35.0, d1_psnr_pair)
+    plain, pe, pq = octree.encode_min_quality(pts, 35.0, d1_psnr_pair, smooth=False)
+    assert q >= 35.0 and pq >= 35.0 and not octree.Grid.parse(plain)[0].smooth
+    assert octree.Grid.parse(blob)[0].smooth and len(blob) < len(plain) and e > pe
+    assert d1_psnr_pair(pts, octree.decode_points(blob)) == pytest.approx(q, abs=1e-6)

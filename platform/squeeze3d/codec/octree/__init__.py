@@ -5,6 +5,7 @@ whose contexts see the neural reconstruction.
     points = decode_points(blob)                          # leaf cell centres
     coarse = decode_points(blob, max_level=4)             # progressive: any prefix of the levels
     blob, e, q = encode_min_quality(points, 30.0)         # the coarsest grid meeting a D1-PSNR floor
+                                                          # (cell centres smoothed where that is better)
     blob = encode_points(points, e, prior=neural_points)  # enhancement: same frame as ``points``
 
 See ``coder`` (stream layout), ``context`` (what a probability depends on) and ``tables`` (the
@@ -22,7 +23,7 @@ from squeeze3d.codec.octree import coder
 from squeeze3d.codec.octree.coder import MAX_DEPTH, Grid, exponent_for, step_of
 from squeeze3d.codec.octree.tables import table
 
-__all__ = ["MAX_DEPTH", "Grid", "decode_points", "encode_min_quality", "encode_points", "exponent_for",
+__all__ = ["MAX_DEPTH", "Grid", "best_reconstruction", "decode_points", "encode_min_quality", "encode_points", "exponent_for",
            "reconstruct", "step_of", "exponent_range"]
 
 
@@ -30,19 +31,32 @@ def _table(prior) -> np.ndarray:
     return table("classical" if prior is None else "neural")
 
 
-def encode_points(points: np.ndarray, e: int, prior: np.ndarray | None = None, trimmed: bool = True) -> bytes:
-    """``trimmed=False``: skip the tail cut (~2 bytes larger; for fast size comparisons)."""
-    return coder.encode(points, e, _table(prior), prior, trimmed)
+def encode_points(points: np.ndarray, e: int, prior: np.ndarray | None = None, trimmed: bool = True,
+                  smooth: bool = False) -> bytes:
+    """``trimmed=False``: skip the tail cut (~2 bytes larger; for fast size comparisons); ``smooth``:
+    the decoder smooths the cell centres (``coder.smoothed``; the same bytes, one header bit)."""
+    return coder.encode(points, e, _table(prior), prior, trimmed, smooth)
 
 
 def decode_points(blob: bytes, prior: np.ndarray | None = None, max_level: int | None = None) -> np.ndarray:
     return coder.decode(blob, _table(prior), prior, max_level)
 
 
-def reconstruct(points: np.ndarray, e: int) -> np.ndarray:
+def reconstruct(points: np.ndarray, e: int, smooth: bool = False) -> np.ndarray:
     """What the decoder will return for ``points`` on grid ``e`` (without coding)."""
-    grid, cells = Grid.fit(points, e)
+    grid, cells = Grid.fit(points, e, smooth)
     return grid.to_points(cells)
+
+
+def best_reconstruction(points: np.ndarray, e: int, quality: Callable[[np.ndarray, np.ndarray], float],
+                        smooth: bool = True) -> tuple[float, bool]:
+    """``(quality, smoothed)`` of grid ``e``'s decode, smoothed or not, whichever measures better
+    (``smooth=False``: never smoothed). The two files have the same size."""
+    plain = float(quality(points, reconstruct(points, e)))
+    if not smooth:
+        return plain, False
+    sm = float(quality(points, reconstruct(points, e, True)))
+    return (sm, True) if sm > plain else (plain, False)
 
 
 def exponent_range(points: np.ndarray, max_bits: int = 16) -> tuple[int, int]:
@@ -60,20 +74,25 @@ def exponent_range(points: np.ndarray, max_bits: int = 16) -> tuple[int, int]:
 
 
 def encode_min_quality(points: np.ndarray, floor_db: float, quality: Callable[[np.ndarray, np.ndarray], float],
-                       prior: np.ndarray | None = None, max_bits: int = 16) -> tuple[bytes, int, float]:
+                       prior: np.ndarray | None = None, max_bits: int = 16,
+                       smooth: bool = True) -> tuple[bytes, int, float]:
     """The coarsest grid whose decode reaches ``floor_db`` (``quality(reference, test)``), by
     bisection over the grid exponent (quality falls as the grid coarsens); the finest grid's coding
-    if none does. Returns ``(blob, e, quality)``."""
+    if none does. Each grid's decode is smoothed when that measures better (``smooth=False``: never).
+    Returns ``(blob, e, quality)``."""
     fine, coarse = exponent_range(points, max_bits)
-    memo: dict[int, float] = {}
+    memo: dict[int, tuple[float, bool]] = {}
 
     def q(e: int) -> float:
         if e not in memo:
-            memo[e] = float(quality(points, reconstruct(points, e)))
-        return memo[e]
+            memo[e] = best_reconstruction(points, e, quality, smooth)
+        return memo[e][0]
+
+    def code(e: int, trimmed: bool = True) -> bytes:
+        return encode_points(points, e, prior, trimmed, smooth=memo[e][1])
 
     if q(fine) < floor_db:
-        return encode_points(points, fine, prior), fine, q(fine)
+        return code(fine), fine, q(fine)
     # the tail cut costs a few decodes: sizes are compared untrimmed, the winner is trimmed
     lo, hi = fine, coarse  # invariant: q(lo) >= floor
     if q(hi) >= floor_db:
@@ -89,7 +108,7 @@ def encode_min_quality(points: np.ndarray, floor_db: float, quality: Callable[[n
     best = None
     for e in range(max(fine, lo - 3), min(lo + 4, coarse) + 1):
         if q(e) >= floor_db:
-            blob = encode_points(points, e, prior, trimmed=False)
+            blob = code(e, trimmed=False)
             if best is None or len(blob) < len(best[0]):
                 best = (blob, e, q(e))
     blob, e, qe = best

@@ -29,7 +29,7 @@ NEURAL_BINS = 5
 N_CONTEXTS = LEVEL_BINS * NEURAL_BINS * SIB_BINS * 8 * AXIS_STATES
 
 _AXES = ((4, 0), (2, 1), (1, 2))  # (bit of k, coordinate column) for x, y, z
-_NEIGHBOURS_26 = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)
+NEIGHBOURS_26 = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)
                            if (i, j, k) != (0, 0, 0)], np.int64)
 
 
@@ -78,7 +78,7 @@ class NeuralPrior:
             nq = self.cells >> (self.depth - level)
             k, counts = np.unique(keys(nq, level), return_counts=True)
             uq = np.unique(nq, axis=0)
-            dil = np.unique(keys((uq[:, None, :] + _NEIGHBOURS_26[None]).reshape(-1, 3), level))
+            dil = np.unique(keys((uq[:, None, :] + NEIGHBOURS_26[None]).reshape(-1, 3), level))
             self._levels[level] = (k, counts, dil)
         return self._levels[level]
 

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from fit_octree_tables import procedural_clouds, real_clouds
 
+from squeeze3d.codec import DEFAULT_EFFORT
 from squeeze3d.codec.code_prior import FILE_NAME, fit_for_codec
-from squeeze3d.codec.compressor import DEFAULT_EFFORT, PREFIX_BITS, get_codec
+from squeeze3d.codec.compressor import PREFIX_BITS, get_codec
 from squeeze3d.errors import UserError, run_main
 
 

@@ -59,7 +59,8 @@ def compress(points_or_path, *, pair: str = DEFAULT_PAIR, model: str | None = No
         x, attributes = for_codec(c.handler.read(Path(x), c.pair, seed), x, drop_attributes)
     elif drop_attributes:
         attributes = None
-    return c.compress_asset(x, dtype, quant, min_quality, target_bytes, effort=effort, attributes=attributes).data
+    return c.compress_asset(x, dtype=dtype, quant=quant, min_quality=min_quality, target_bytes=target_bytes, effort=effort,
+                            attributes=attributes).data
 
 
 def decompress(data, *, model: str | None = None, codec=None, device: str = "cpu", attributes: bool = False):
@@ -67,8 +68,8 @@ def decompress(data, *, model: str | None = None, codec=None, device: str = "cpu
     ``[num_points, 3]`` points or a ``[4, R, R, R]`` grid). ``model`` defaults to the registry version
     recorded in the data; a ``codec`` from ``load_codec`` is used for neural data of its pair.
     ``attributes=True``: ``(asset, {"colour": ..., "intensity": ...})`` with the attributes the file keeps."""
-    from squeeze3d.codec.compressor import decompress_bytes
     from squeeze3d.codec.container import unpack
+    from squeeze3d.codec.decompress import decompress_bytes
 
     if isinstance(data, (str, os.PathLike)):
         data = Path(data).read_bytes()

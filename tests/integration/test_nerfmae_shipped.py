@@ -5,8 +5,9 @@ neural code is clearly better than decoding another object's code."""
 import numpy as np
 import pytest
 
-from squeeze3d.codec.compressor import clear_cache, compress_asset, decompress_bytes
+from squeeze3d.codec.compressor import clear_cache, compress_asset
 from squeeze3d.codec.container import unpack
+from squeeze3d.codec.decompress import decompress_bytes
 from squeeze3d.codec.models import shipped
 
 pytestmark = pytest.mark.integration

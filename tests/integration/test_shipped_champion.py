@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from squeeze3d.baselines import draco
-from squeeze3d.codec.compressor import clear_cache, compress_points, decompress_bytes
+from squeeze3d.codec.compressor import clear_cache, compress_points
 from squeeze3d.codec.container import unpack
+from squeeze3d.codec.decompress import decompress_bytes
 from squeeze3d.codec.models import shipped
 
 pytestmark = pytest.mark.integration

@@ -300,8 +300,9 @@ def mesh_ckpt(tmp_path_factory):
 
 def test_codec_round_trip_on_debug_mesh(mesh_ckpt, tmp_path):
     from squeeze3d.cli import main
-    from squeeze3d.codec.compressor import compress_file, decompress_file
+    from squeeze3d.codec.compressor import compress_file
     from squeeze3d.codec.container import read_container
+    from squeeze3d.codec.decompress import decompress_file
     from squeeze3d.codec.interpolate import interpolate
 
     src = _textured_obj(tmp_path)

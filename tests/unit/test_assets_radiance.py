@@ -226,7 +226,8 @@ def test_grid_baselines_shapes_rates_and_fallback_search():
 
 
 def test_compress_decompress_round_trip_and_container(fake_pair, tmp_path):
-    from squeeze3d.codec.compressor import compress_file, decompress_file, get_codec
+    from squeeze3d.codec.compressor import compress_file, get_codec
+    from squeeze3d.codec.decompress import decompress_file
 
     src = tmp_path / "scene.npz"
     src.write_bytes(encode_grid(_scene(4), "npz"))
@@ -252,7 +253,8 @@ def test_compress_decompress_round_trip_and_container(fake_pair, tmp_path):
 
 
 def test_gate_falls_back_to_fewest_qz_bits(fake_pair, tmp_path):
-    from squeeze3d.codec.compressor import compress_asset, decompress_bytes
+    from squeeze3d.codec.compressor import compress_asset
+    from squeeze3d.codec.decompress import decompress_bytes
 
     g = _scene(5)
     neural = compress_asset(g, pair=PAIR, model=fake_pair, min_quality=-100.0)

@@ -13,14 +13,9 @@ import trimesh
 
 from squeeze3d.baselines import draco
 from squeeze3d.cli import main
-from squeeze3d.codec.compressor import (
-    compress_file,
-    compress_points,
-    decompress_bytes,
-    decompress_file,
-    get_codec,
-)
+from squeeze3d.codec.compressor import compress_file, compress_points, get_codec
 from squeeze3d.codec.container import ContainerError, read_container, unpack
+from squeeze3d.codec.decompress import decompress_bytes, decompress_file
 from squeeze3d.codec.interpolate import interpolate
 from squeeze3d.errors import UserError
 from squeeze3d.io import read_asset

@@ -245,7 +245,8 @@ def test_attribute_layer_round_trip_and_damage():
 
 
 def test_container_v3_round_trip_and_strictness(tmp_path, ckpt):
-    from squeeze3d.codec.compressor import decompress_bytes, get_codec
+    from squeeze3d.codec.compressor import get_codec
+    from squeeze3d.codec.decompress import decompress_bytes
 
     pts, col, inten = _cloud(600)
     res = get_codec(PAIR, ckpt).compress_asset(pts, min_quality=None, effort=0,

@@ -9,8 +9,9 @@ from tiny_mappings import BOUNDED, train_debug_checkpoint
 
 from squeeze3d.baselines import draco
 from squeeze3d.codec import compressor
-from squeeze3d.codec.compressor import clear_cache, decompress_bytes, get_codec
+from squeeze3d.codec.compressor import clear_cache, get_codec
 from squeeze3d.codec.container import header_bytes, unpack
+from squeeze3d.codec.decompress import decompress_bytes
 from squeeze3d.errors import UserError
 
 PAIR = "debug"

@@ -123,8 +123,9 @@ def test_pair_round_trips_a_tiny_mapping_through_the_codec(name, tmp_path):
     """An untrained mapping of the pair's configured architecture, saved as a checkpoint, compresses
     one sampled asset to .sq3d and decompresses it to an asset of the right shape (gate off: an
     untrained mapping would always fall back)."""
-    from squeeze3d.codec.compressor import clear_cache, compress_asset, decompress_bytes
+    from squeeze3d.codec.compressor import clear_cache, compress_asset
     from squeeze3d.codec.container import unpack
+    from squeeze3d.codec.decompress import decompress_bytes
     from squeeze3d.config import train_config_for_pair
     from squeeze3d.mapping import build_mapping
     from squeeze3d.mapping.checkpoint import save_checkpoint

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from squeeze3d.errors import UserError
-
 
 class Classical:
     name = ""
@@ -110,8 +108,10 @@ def classical_for(handler, name: str | None = None, has_attributes: bool = False
     attributes, Draco, which codes colour and intensity itself)."""
     names = tuple(getattr(handler, "classical_codecs", ()))  # point clouds: ("octree", "draco")
     if name is not None and name not in names:
-        raise UserError(f"--classical {name}: this asset kind's classical codec is not selectable"
-                        if not names else f"--classical {name}: choose one of {', '.join(names)}")
+        from squeeze3d.codec.options import OptionError
+
+        raise OptionError("classical", f"{name}: this asset kind's classical codec is not selectable" if not names
+                          else f"{name}: choose one of {', '.join(names)}")
     if name is None and has_attributes and "draco" in names:
         name = "draco"
     name = name or (names[0] if names else None)
@@ -121,3 +121,14 @@ def classical_for(handler, name: str | None = None, has_attributes: bool = False
 def for_container(handler, coder: str) -> Classical:
     """The codec that reads a fallback container's payload."""
     return OctreeClassical(handler) if coder == "octree" else HandlerClassical(handler)
+
+
+def decode_payload(h, c) -> tuple[np.ndarray, dict]:
+    """A fallback container's payload → (its points, in the payload's frame; the attributes the file
+    keeps). ``h``: the kind's handler."""
+    from squeeze3d.codec import attributes as attributes_
+
+    if c.attributes and not c.attr_payload:  # the classical payload carries them (Draco)
+        return h.fallback_decode_attributes(c.payload, c.attributes)
+    pts = for_container(h, c.coder).decode(c.payload, c.draco_bits)
+    return pts, (attributes_.decode_for_points(c.attr_payload, pts, c.attributes) if c.attributes else {})

@@ -28,11 +28,16 @@ def _quality(value: str) -> float | None:
 
 
 def _os_errors(fn):
-    """File-system failures (permissions, full disk) are the user's to fix: one line, exit 2."""
+    """File-system failures (permissions, full disk) are the user's to fix: one line, exit 2. A
+    compress setting the codec refuses (``OptionError``) is told by its flag (``--min-quality``)."""
     @functools.wraps(fn)
     def wrapper(args):
+        from squeeze3d.codec.options import OptionError
+
         try:
             return fn(args)
+        except OptionError as e:
+            raise UserError(e.as_flag()) from None
         except BrokenPipeError:
             raise  # the reader of our output went away (`| head`): the CLI stops quietly
         except OSError as e:
@@ -109,7 +114,8 @@ def _batch(files: list[Path], label: str, one, jobs: int = 1) -> int:
         try:
             return one(f), None
         except UserError as e:
-            msg = str(e)  # most errors already start with the file's path: print it once
+            msg = e.as_flag() if hasattr(e, "as_flag") else str(e)  # a setting: named by its flag
+            # most errors already start with the file's path: print it once
             return None, msg if msg.startswith(f"{f}:") or msg.startswith(f"{f} ") else f"{f}: {msg}"
 
     failed = []
@@ -224,6 +230,15 @@ def _network_defaults() -> None:
     use_cli_network_defaults()
 
 
+def compress_options(args):
+    """The compress flags as the library's ``CompressOptions`` (checked here, before any file is read)."""
+    from squeeze3d.codec.options import CompressOptions
+
+    return CompressOptions(dtype=args.dtype, quant=args.quant, min_quality=args.min_quality,
+                           target_bytes=args.target_bytes, bits=args.bits, effort=args.effort, prefix=args.prefix,
+                           classical=args.classical).validate()
+
+
 @_os_errors
 def _cmd_compress(args) -> int:
     from squeeze3d.codec.compressor import check_sq3d_output, compress_file, get_codec
@@ -231,10 +246,8 @@ def _cmd_compress(args) -> int:
 
     _network_defaults()
     src, dst = Path(args.input), Path(args.output)
-    opts = dict(pair=args.pair, model=args.model, dtype=args.dtype, quant=args.quant,
-                min_quality=args.min_quality, device=args.device, seed=args.seed,
-                target_bytes=args.target_bytes, bits=args.bits, overwrite=bool(args.force),
-                effort=args.effort, prefix=args.prefix, classical=args.classical,
+    options = compress_options(args)
+    opts = dict(pair=args.pair, model=args.model, device=args.device, seed=args.seed, overwrite=bool(args.force),
                 drop_attributes=bool(args.drop_attributes))
     if not src.is_dir():
         check_sq3d_output(dst, src)  # before "exists, pass --force", which would not help
@@ -245,7 +258,7 @@ def _cmd_compress(args) -> int:
         with contextlib.redirect_stderr(note):  # the "model: ..." line, held back until it is news
             _ = codec.resolved  # the registry (or the checkpoint) first: a dead server fails before models load
         try:
-            res = compress_file(src, dst, **opts)
+            res = compress_file(src, dst, options, **opts)
         except InputError:
             raise  # the file is what is wrong: one line about it, not a line about the model first
         except BaseException:
@@ -269,7 +282,7 @@ def _cmd_compress(args) -> int:
         codec.handler.tune_for_batch()
     outs = dict(plan)
     return _batch([f for f, _ in plan], "compress",
-                  lambda f: _summary_line(f, compress_file(f, outs[f], **opts), codec), _jobs_for(codec, args))
+                  lambda f: _summary_line(f, compress_file(f, outs[f], options, **opts), codec), _jobs_for(codec, args))
 
 
 def _check_model_of(path, c, model: str | None, device: str) -> None:
@@ -282,7 +295,7 @@ def _check_model_of(path, c, model: str | None, device: str) -> None:
 
     name = model_name(c.pair)
     if model is None and c.model_version is None and c.version >= 2:
-        from squeeze3d.codec.compressor import model_for
+        from squeeze3d.codec.decompress import model_for
 
         model_for(c, None, f"{path}: ")  # by its hash: the shipped model, the champion, or a registered version
         return
@@ -329,7 +342,8 @@ def _cmd_decompress(args) -> int:
         c = read_container(src)
         _check_model_of(src, c, args.model, args.device)
     from squeeze3d.assets import handler_for
-    from squeeze3d.codec.compressor import decompress_file, pair_for_codec
+    from squeeze3d.codec.decompress import decompress_file
+    from squeeze3d.codec.models import pair_for_codec
 
     def describe(r) -> str:
         return handler_for(pair_for_codec(r.container.pair).asset_kind).describe(r.data)

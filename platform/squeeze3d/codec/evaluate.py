@@ -36,8 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from squeeze3d.baselines import draco
-from squeeze3d.codec import DEFAULT_DTYPE, DEFAULT_MIN_QUALITY_DB, DEFAULT_PAIR, DEFAULT_QUANT
-from squeeze3d.codec.compressor import decompress_bytes, get_codec
+from squeeze3d.codec import DEFAULT_MIN_QUALITY_DB, DEFAULT_PAIR
+from squeeze3d.codec.compressor import get_codec
+from squeeze3d.codec.decompress import decompress_bytes
 from squeeze3d.errors import UserError
 from squeeze3d.io import atomic_write_bytes, list_inputs
 
@@ -186,14 +187,14 @@ def evaluate(pair: str = DEFAULT_PAIR, model: str | None = None, split: str = "t
                             "compress_ms": c_ms, "decompress_ms": d_ms, "fallback": int(fallback)})
 
         if not warm:  # first call loads models and warms kernels: keep it out of the timings
-            decompress_bytes(codec.compress_asset(ref, DEFAULT_DTYPE, DEFAULT_QUANT, None, effort=0).data,
+            decompress_bytes(codec.compress_asset(ref, min_quality=None, effort=0).data,
                              model=dec_model, device=device)
             warm = True
         # the gated file first: its compress time then includes the refinement search, which the
         # per-rung calls below reuse (``Codec.refine`` remembers it per input)
         gate_shown = None
         if min_quality is not None:
-            res = codec.compress_asset(ref, DEFAULT_DTYPE, DEFAULT_QUANT, min_quality, effort=effort, **akw)
+            res = codec.compress_asset(ref, min_quality=min_quality, effort=effort, **akw)
             t0 = time.perf_counter()
             dec = decompress_bytes(res.data, model=dec_model, device=device)
             add(GATE_METHOD, res.nbytes, dec.data, res.encode_ms + res.gate_ms, _ms(t0), res.fallback,
@@ -201,8 +202,8 @@ def evaluate(pair: str = DEFAULT_PAIR, model: str | None = None, split: str = "t
             label = res.variant  # ``fallback octree``, ``fallback 4-bit`` (Draco), ``neural entropy-6``, ...
             gate_shown = (dec.data, res.nbytes)
         for dtype, quant, bits, prefix in run_variants:
-            res = codec.compress_asset(ref, dtype, quant, None, bits=bits or None, prefix=prefix or None,
-                                       effort=effort, **akw)
+            res = codec.compress_asset(ref, dtype=dtype, quant=quant, min_quality=None, bits=bits or None,
+                                       prefix=prefix or None, effort=effort, **akw)
             t0 = time.perf_counter()
             dec = decompress_bytes(res.data, model=dec_model, device=device)
             add(variant_name(dtype, quant, bits, prefix), res.nbytes, dec.data, res.encode_ms, _ms(t0),
@@ -213,7 +214,7 @@ def evaluate(pair: str = DEFAULT_PAIR, model: str | None = None, split: str = "t
             label = variant_name(dtype, quant, bits, prefix)
         shown, shown_bytes = (dec.data, res.nbytes) if gate_shown is None else gate_shown
         if target_bytes is not None:  # the rate knob: best quality within the byte budget
-            tb = codec.compress_asset(ref, DEFAULT_DTYPE, DEFAULT_QUANT, None, target_bytes=target_bytes, effort=effort)
+            tb = codec.compress_asset(ref, min_quality=None, target_bytes=target_bytes, effort=effort)
             t0 = time.perf_counter()
             tdec = decompress_bytes(tb.data, model=dec_model, device=device)
             add(f"sq3d@{target_bytes}B", tb.nbytes, tdec.data, tb.encode_ms + tb.gate_ms, _ms(t0), tb.fallback)

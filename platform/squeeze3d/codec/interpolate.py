@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from squeeze3d.assets.base import all_output_exts
-from squeeze3d.codec.compressor import get_codec, model_for
+from squeeze3d.codec.compressor import get_codec
 from squeeze3d.codec.container import read_container
+from squeeze3d.codec.decompress import model_for
 from squeeze3d.errors import UserError
 
 
@@ -39,7 +40,7 @@ def interpolate(a: str | Path, b: str | Path, steps: int, out_dir: str | Path, *
         raise UserError(f"unsupported output format {fmt!r} for a {h.kind.replace('_', ' ')}; use one of "
                         f"{', '.join(e[1:] for e in h.output_exts)}")
     codec.check_identity(ca, f"{a}: ")
-    za, zb = (codec._padded(codec.code_of(c)) for c in (ca, cb))  # a stored prefix: the rest reads as zeros
+    za, zb = (codec.padded(codec.code_of(c)) for c in (ca, cb))  # a stored prefix: the rest reads as zeros
     assets = []
     ts = np.linspace(0.0, 1.0, int(steps))
     for t in ts:

@@ -193,3 +193,18 @@ def resolve_for_hash(pair, prefix: str):
     raise UserError(f"the file was written by {pair.name} model {prefix}, which is neither the shipped model nor "
                     "in the registry; pass it with --model PATH (a checkpoint directory) or point "
                     "MLFLOW_TRACKING_URI at the registry that holds it")
+
+
+def pair_for_codec(name: str):
+    """The registered pair ``name``, checked for the codec (an unknown or unloadable pair is a user error)."""
+    from squeeze3d.assets import handler_for
+    from squeeze3d.pairs import UnknownPairError, get_pair
+
+    try:
+        pair = get_pair(name)
+    except UnknownPairError as e:
+        raise UserError(str(e)) from None
+    except ImportError as e:  # a registered pair whose module is not importable in this build
+        raise UserError(f"pair {name!r} is registered but cannot be loaded: {e}") from None
+    handler_for(pair.asset_kind).check_pair(pair)
+    return pair

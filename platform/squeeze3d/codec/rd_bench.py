@@ -103,7 +103,7 @@ def gpcc_live(tmc3: str, ref: np.ndarray, bits=GPCC_BITS) -> list[tuple[int, flo
 def ours(codec, ref: np.ndarray, effort: int | None, grids_step: int = 2) -> dict:
     """Every candidate of this codec for one reference cloud, plus the CLI's default file and times."""
     from squeeze3d.codec import octree
-    from squeeze3d.codec.compressor import decompress_bytes
+    from squeeze3d.codec.decompress import decompress_bytes
 
     h = codec.handler
     out: dict = {"octree": [], "neural": [], "neural+octree": []}

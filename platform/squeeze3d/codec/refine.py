@@ -38,7 +38,10 @@ LR = 0.05
 POINTS = 1024
 """Decoded points per step."""
 RATE_WEIGHT = 0.0
-"""Chamfer units per bit of the rate term (models with a code prior; 0: distortion only)."""
+"""Chamfer units per bit of the rate term (models with a code prior; 0: distortion only). Off by
+default: measured on 16 real train objects with the shipped champion, 3e-7 saved 5 B of a 146-byte
+gate-off file for 0.13 dB, 1e-6 9 B for 0.34 dB: ten times the ladder's own price of a byte, and the
+gated files' median did not move. ``Codec.rate_weight`` sets it per codec."""
 
 
 def refine_code(code: np.ndarray, target: torch.Tensor, f_d: torch.nn.Module, decoder: torch.nn.Module, *,

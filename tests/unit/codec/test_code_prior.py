@@ -132,7 +132,8 @@ def models(tmp_path_factory):
 
 
 def test_codec_writes_entropy_coded_codes_that_decode_like_raw_ones(models):
-    from squeeze3d.codec.compressor import compress_points, decompress_bytes
+    from squeeze3d.codec.compressor import compress_points
+    from squeeze3d.codec.decompress import decompress_bytes
 
     plain, with_prior = models
     pts = _debug_cloud(3)
@@ -175,14 +176,15 @@ sys.stdout.buffer.write(compress_points(_debug_cloud(4), pair="debug", model={mo
 """
 _DECODE = """
 import sys, numpy as np
-from squeeze3d.codec.compressor import decompress_bytes
+from squeeze3d.codec.decompress import decompress_bytes
 np.save(sys.stdout.buffer, decompress_bytes(sys.stdin.buffer.read(), model={model!r}).data)
 """
 
 
 def test_encode_and_decode_in_other_processes_and_thread_counts(models, tmp_path):
     """Files decode on any thread count: encode with 2 threads in one process, decode with 1 in another."""
-    from squeeze3d.codec.compressor import compress_points, decompress_bytes
+    from squeeze3d.codec.compressor import compress_points
+    from squeeze3d.codec.decompress import decompress_bytes
 
     model = models[1]
     tests = str(Path(__file__).parent)

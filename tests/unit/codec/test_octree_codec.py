@@ -5,8 +5,12 @@ import numpy as np
 import pytest
 
 from squeeze3d.codec import octree, rd_bench
-from squeeze3d.codec.compressor import compress_points, decompress_bytes, get_codec
+from squeeze3d.codec.classical import classical_for
+from squeeze3d.codec.compressor import compress_points, get_codec
 from squeeze3d.codec.container import ContainerError, pack, unpack
+from squeeze3d.codec.decompress import decompress_bytes
+from squeeze3d.codec.options import CompressOptions
+from squeeze3d.codec.rd_search import RDSearch
 from squeeze3d.errors import UserError
 from squeeze3d.metrics.pointcloud import d1_psnr_pair
 
@@ -61,15 +65,8 @@ def test_enhancement_layer_file_round_trips_to_its_octree():
     norm, centre, scale = h.normalise(h.prepare(pts, codec.pair))
     code = codec.encode(norm)
     base = unpack(codec.rung_file(code, 32, 2, centre, scale))
-    memo = {}
-
-    def decoded(c):
-        key = c.payload
-        if key not in memo:
-            memo[key] = (codec.rung_decode(code, 32, 2), {})
-        return memo[key]
-
-    data, c, q = codec._enhanced(base, norm, 33.0, decoded)
+    search = RDSearch(codec, classical_for(h), norm, norm, norm, {}, {}, CompressOptions())
+    data, c, q = search.enhanced(base, 33.0)  # the rung's own decode is the layer's context
     assert q >= 33.0 and c.version == 3 and c.enhancement and c.codec == "neural"
     assert unpack(data) == c and len(data) == len(pack(base)) + 1 + len(c.enhancement)
     out = decompress_bytes(data).data

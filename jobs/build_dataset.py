@@ -6,7 +6,8 @@ Text-conditioned pair:   python jobs/build_dataset.py --pair debug_text --prompt
                              --samples-per-prompt 4          # N defaults to n_prompts * k
 Cluster (Ray Jobs):      ray job submit --working-dir . -- python jobs/build_dataset.py --pair ... \
                              --output s3://bucket/prefix
-Unset options come from datasets/<pair>.yaml. Re-running the same command finishes a killed build.
+Unset options come from the pair's builder defaults: ./datasets/<pair>.yaml if present, else the
+file shipped in the package (platform/squeeze3d/data/datasets/<pair>.yaml). Re-running the same command finishes a killed build.
 Exit status: 0 done, 2 bad arguments or unusable output (nothing written), 1 anything else.
 """
 
@@ -14,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 try:
     import squeeze3d  # noqa: F401
 except ImportError:  # workers need it too, so a sys.path tweak here would only move the failure
@@ -50,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples-per-prompt", type=int, help="k samples per prompt (default: the table's k, else 4)")
     p.add_argument("--overwrite", action="store_true", help="replace an output holding a different build")
     p.add_argument("--address", default=None, help="Ray address (default: the job's cluster, else embedded)")
-    p.add_argument("--datasets-dir", default=str(ROOT / "datasets"), help="where <pair>.yaml defaults live")
+    p.add_argument("--datasets-dir", default=None, help="where <pair>.yaml defaults live (default: "
+                   "$SQUEEZE3D_DATASETS_DIR, ./datasets, then the package's squeeze3d/data/datasets)")
     return p
 
 

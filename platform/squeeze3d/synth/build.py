@@ -62,7 +62,8 @@ class BuildConfigError(ValueError):
 
 @dataclass
 class BuildConfig:
-    """Builder settings; defaults per pair come from ``datasets/<pair>.yaml``."""
+    """Builder settings; defaults per pair come from ``<pair>.yaml`` (``defaults_file``: shipped in
+    ``squeeze3d/data/datasets/``, or ``./datasets/`` of the working directory)."""
 
     pair: str
     """Registered pair name (``squeeze3d pairs``)."""
@@ -110,24 +111,33 @@ class BuildConfig:
 FIELDS = {f.name for f in dataclasses.fields(BuildConfig)}
 
 
-def default_datasets_dir() -> Path | None:
-    """``$SQUEEZE3D_DATASETS_DIR``, else ``./datasets``, else the repository's ``datasets/``."""
-    candidates = [os.environ.get("SQUEEZE3D_DATASETS_DIR"), "datasets",
-                  Path(__file__).resolve().parents[3] / "datasets"]
-    for c in candidates:
-        if c and Path(c).is_dir():
-            return Path(c)
-    return None
+DATASETS_DIR_ENV = "SQUEEZE3D_DATASETS_DIR"
+
+
+def defaults_file(pair: str, datasets_dir: str | Path | None = None) -> Path | None:
+    """Where the builder defaults of ``pair`` are: ``<datasets_dir>/<pair>.yaml`` when a folder is
+    given; else the first that exists of ``$SQUEEZE3D_DATASETS_DIR/<pair>.yaml``,
+    ``./datasets/<pair>.yaml`` of the working directory (a user's own pair, or an edited copy) and the
+    file shipped with the package (``squeeze3d/data/datasets/<pair>.yaml``). None when there is none."""
+    name = f"{pair}.yaml"
+    if datasets_dir:
+        candidates = [Path(datasets_dir) / name]
+    else:
+        from squeeze3d.package_data import shipped_path
+
+        env = os.environ.get(DATASETS_DIR_ENV)
+        candidates = [*([Path(env) / name] if env else []), Path("datasets") / name,
+                      shipped_path("datasets", name)]
+    return next((c for c in candidates if c.is_file()), None)
 
 
 def load_defaults(pair: str, datasets_dir: str | Path | None = None) -> dict:
-    """Builder defaults from ``<datasets_dir>/<pair>.yaml`` (``{}`` when there is none)."""
+    """Builder defaults from ``<pair>.yaml`` (``defaults_file``; ``{}`` when there is none)."""
     import yaml
 
-    d = Path(datasets_dir) if datasets_dir else default_datasets_dir()
-    if d is None or not (d / f"{pair}.yaml").is_file():
+    path = defaults_file(pair, datasets_dir)
+    if path is None:
         return {}
-    path = d / f"{pair}.yaml"
     data = yaml.safe_load(path.read_text()) or {}
     section = data.get("build", data) if isinstance(data, dict) else None
     if not isinstance(section, dict):
@@ -139,7 +149,7 @@ def load_defaults(pair: str, datasets_dir: str | Path | None = None) -> dict:
 
 
 def resolve_config(pair: str, datasets_dir: str | Path | None = None, **overrides) -> BuildConfig:
-    """Dataclass defaults < ``datasets/<pair>.yaml`` < explicit (non-None) ``overrides``."""
+    """Dataclass defaults < ``<pair>.yaml`` (``defaults_file``) < explicit (non-None) ``overrides``."""
     unknown = sorted(set(overrides) - FIELDS)
     if unknown:
         raise TypeError(f"unknown build settings {unknown}")
@@ -249,7 +259,7 @@ def build_dataset(pair: str, *, num_samples: int | None = None, output: str | No
                   on_shard: Callable[[ShardEntry], None] | None = None) -> BuildSummary:
     """Build (or finish) the (z_E, z_G) dataset of ``pair`` at ``output``; see the module docstring.
 
-    ``None`` settings come from ``datasets/<pair>.yaml``. ``prompts`` (text-conditioned pairs) is
+    ``None`` settings come from ``<pair>.yaml`` (``defaults_file``). ``prompts`` (text-conditioned pairs) is
     a prompt table URI; each prompt is sampled ``samples_per_prompt`` times. Raises ``BuildConfigError`` (nothing
     written) for bad arguments, an unusable output, or an output holding a different build unless
     ``overwrite``. ``on_shard`` is called after each new shard is durably written.

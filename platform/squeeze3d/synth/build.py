@@ -248,30 +248,25 @@ def _log_default(msg: str) -> None:
     print(f"[build_dataset] {mask_credentials(msg)}", flush=True)
 
 
-def build_dataset(pair: str, *, num_samples: int | None = None, output: str | None = None,
-                  seed: int | None = None, shard_rows: int | None = None,
-                  generator_workers: int | None = None, encoder_workers: int | None = None,
-                  generator_batch_size: int | None = None, encoder_batch_size: int | None = None,
-                  cpus_per_worker: float | None = None, gpus_per_worker: float | None = None,
-                  prompts: str | None = None, samples_per_prompt: int | None = None,
-                  generator_options: dict | None = None, overwrite: bool = False, datasets_dir: str | Path | None = None,
+def build_dataset(pair: str, *, overwrite: bool = False, datasets_dir: str | Path | None = None,
                   ray_address: str | None = None, log: Callable[[str], None] = _log_default,
-                  on_shard: Callable[[ShardEntry], None] | None = None) -> BuildSummary:
+                  on_shard: Callable[[ShardEntry], None] | None = None, **settings) -> BuildSummary:
     """Build (or finish) the (z_E, z_G) dataset of ``pair`` at ``output``; see the module docstring.
 
-    ``None`` settings come from ``<pair>.yaml`` (``defaults_file``). ``prompts`` (text-conditioned pairs) is
-    a prompt table URI; each prompt is sampled ``samples_per_prompt`` times. Raises ``BuildConfigError`` (nothing
-    written) for bad arguments, an unusable output, or an output holding a different build unless
-    ``overwrite``. ``on_shard`` is called after each new shard is durably written.
+    ``settings`` are ``BuildConfig`` fields (``num_samples``, ``output``, ``seed``, ``shard_rows``,
+    ``generator_workers``, ...); ``None`` or absent ones come from ``<pair>.yaml`` (``defaults_file``).
+    ``prompts`` (text-conditioned pairs) is a prompt table URI; each prompt is sampled
+    ``samples_per_prompt`` times. Raises ``BuildConfigError`` (nothing written) for bad arguments, an
+    unusable output, or an output holding a different build unless ``overwrite``; ``TypeError`` for a
+    setting that is not a ``BuildConfig`` field. ``on_shard`` is called after each new shard is durably
+    written.
     """
     t0 = time.perf_counter()
+    unknown = sorted(set(settings) - (FIELDS - {"pair"}))
+    if unknown:
+        raise TypeError(f"build_dataset() got unknown build settings {unknown}; allowed: {sorted(FIELDS - {'pair'})}")
     try:
-        cfg = resolve_config(pair, datasets_dir, num_samples=num_samples, output=output, seed=seed,
-                             shard_rows=shard_rows, generator_workers=generator_workers,
-                             encoder_workers=encoder_workers, generator_batch_size=generator_batch_size,
-                             encoder_batch_size=encoder_batch_size, cpus_per_worker=cpus_per_worker,
-                             gpus_per_worker=gpus_per_worker, prompts=prompts,
-                             samples_per_prompt=samples_per_prompt, generator_options=generator_options)
+        cfg = resolve_config(pair, datasets_dir, **settings)
     except TypeError as e:  # a YAML value of the wrong type
         raise BuildConfigError(str(e)) from e
     plan = _plan(cfg, overwrite, log)

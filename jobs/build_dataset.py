@@ -26,7 +26,7 @@ except ImportError:  # workers need it too, so a sys.path tweak here would only 
 # after the import check above
 from squeeze3d.config_flags import add_dataclass_flags, flag_overrides  # noqa: E402
 from squeeze3d.pairs.declared import PAIR_HELP, pair_arg  # noqa: E402
-from squeeze3d.synth.build import BuildConfig  # noqa: E402
+from squeeze3d.synth.build_config import BuildConfig  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

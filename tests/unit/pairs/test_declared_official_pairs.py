@@ -16,7 +16,7 @@ from squeeze3d.pairs import declared, declared_spec, get_pair
 from squeeze3d.zoo.lion import official as lo
 from squeeze3d.zoo.nerfmae import swin3d as nm
 
-REAL = Path(__file__).resolve().parents[2] / "datasets" / "pairs" / "real"
+REAL = Path(__file__).resolve().parents[3] / "datasets" / "pairs" / "real"
 
 # LION's tree at a tiny width (read from the weights) with a 3-step schedule (ddpm.num_steps in cfg.yml),
 # so the example file's own options (1000-step DDPM at full size) run here in seconds

@@ -1,6 +1,7 @@
 """Pairs declared from weights: a YAML file names an encoder adapter + checkpoint and a generator
 adapter + checkpoint (``zoo.adapters``), the asset and condition kinds and the mapping defaults; the
-latent shapes are read from the models, never written in the file.
+latent shapes are read from the models, never written in the file. This module reads and finds the
+files; ``pairs.declared_spec.load_file`` builds the ``PairSpec`` a file declares.
 
 Where pair files are found (``squeeze3d pairs`` lists them next to the registered pairs):
 - the pair files shipped with the package (``squeeze3d/data/pairs/*.yaml``) and ``datasets/pairs/*.yaml``
@@ -395,13 +396,3 @@ def source_of(name: str) -> Path | None:
         return find(name)
     except PairFileError:
         return None
-
-
-def __getattr__(name: str):
-    """The spec builders (``load_file``, ``latent_shapes``, ``ModelBuilder``) live in
-    ``pairs.declared_spec``, imported when first used (it imports this module)."""
-    if name in ("load_file", "latent_shapes", "ModelBuilder"):
-        from squeeze3d.pairs import declared_spec
-
-        return getattr(declared_spec, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

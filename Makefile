@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first, pinned: the CPU wheel on disk (unpinned would pull a CUDA build of several GB)
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	# this environment's state folder wherever its commands run (squeeze3d.tracking.state_dir)
+	mkdir -p $(VENV)/etc/squeeze3d && echo '$(CURDIR)/.state' > $(VENV)/etc/squeeze3d/state_dir
 	touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv and install torch (CPU) + the project with dev extras
@@ -61,7 +63,7 @@ N ?=
 BENCH_PAIR ?= debug
 .PHONY: bench-build
 
-build-dataset: $(STAMP)  ## synthetic (z_E, z_G) shards for PAIR into DATA (defaults: datasets/PAIR.yaml); N= ARGS="--seed 1"
+build-dataset: $(STAMP)  ## synthetic (z_E, z_G) shards for PAIR into DATA (defaults: platform/squeeze3d/data/datasets/PAIR.yaml); N= ARGS="--seed 1"
 	$(PY) jobs/build_dataset.py --pair $(PAIR) --output $(DATA) $(if $(N),--num-samples $(N)) $(ARGS)
 
 bench-build: $(STAMP)  ## builder efficiency vs a bare loop and 1 vs 2 nodes (BENCH_PAIR=debug, ARGS="--n 20000")

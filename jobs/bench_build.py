@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     p.add_argument("--pair", default="debug")
     p.add_argument("--n", type=int, default=20000, help="samples per run")
     p.add_argument("--batch-size", type=int, default=None, help="rows per G and E call (default: the "
-                   "pair's datasets/<pair>.yaml)")
+                   "pair's builder defaults, squeeze3d/data/datasets/<pair>.yaml)")
     p.add_argument("--shard-rows", type=int, default=None)
     p.add_argument("--only", choices=("efficiency", "nodes"), default=None)
     p.add_argument("--json", default=None, help="also write the results here")

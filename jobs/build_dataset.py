@@ -6,7 +6,8 @@ Text-conditioned pair:   python jobs/build_dataset.py --pair debug_text --prompt
                              --samples-per-prompt 4          # N defaults to n_prompts * k
 Cluster (Ray Jobs):      ray job submit --working-dir . -- python jobs/build_dataset.py --pair ... \
                              --output s3://bucket/prefix
-Unset options come from datasets/<pair>.yaml. Re-running the same command finishes a killed build.
+Unset options come from the pair's builder defaults: ./datasets/<pair>.yaml if present, else the
+file shipped in the package (platform/squeeze3d/data/datasets/<pair>.yaml). Re-running the same command finishes a killed build.
 Exit status: 0 done, 2 bad arguments or unusable output (nothing written), 1 anything else.
 """
 
@@ -14,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 try:
     import squeeze3d  # noqa: F401
 except ImportError:  # workers need it too, so a sys.path tweak here would only move the failure
@@ -24,7 +23,10 @@ except ImportError:  # workers need it too, so a sys.path tweak here would only 
              'submit with --runtime-env-json \'{"py_modules": ["platform/squeeze3d"]}\'')
 
 
-from squeeze3d.pairs.declared import PAIR_HELP, pair_arg  # noqa: E402  (after the import check above)
+# after the import check above
+from squeeze3d.config_flags import add_dataclass_flags, flag_overrides  # noqa: E402
+from squeeze3d.pairs.declared import PAIR_HELP, pair_arg  # noqa: E402
+from squeeze3d.synth.build_config import BuildConfig  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -35,22 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     """The job's flags (also used by tests/unit/test_infra_manifests.py to check RayJob entrypoints)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--pair", required=True, type=pair_arg, help=PAIR_HELP)
-    p.add_argument("--num-samples", type=int, help="N: rows in the finished dataset")
-    p.add_argument("--output", help="local directory or s3://bucket/prefix")
-    p.add_argument("--seed", type=int, help="ids, conditions and splits derive from (seed, index)")
-    p.add_argument("--shard-rows", type=int, help="rows per Parquet shard (the unit of resume)")
-    p.add_argument("--generator-workers", type=int, help="generator actors")
-    p.add_argument("--encoder-workers", type=int, help="encoder actors")
-    p.add_argument("--generator-batch-size", type=int, help="rows per generator call")
-    p.add_argument("--encoder-batch-size", type=int, help="rows per encoder call")
-    p.add_argument("--cpus-per-worker", type=float, help="logical CPUs per actor")
-    p.add_argument("--gpus-per-worker", type=float, help="GPUs per actor (> 0 runs the models on cuda)")
-    p.add_argument("--prompts", help="text-conditioned pairs: prompt table (jobs/build_prompts.py output)")
-    p.add_argument("--samples-per-prompt", type=int, help="k samples per prompt (default: the table's k, else 4)")
+    # one flag per BuildConfig field (a new field is a new flag), help from the field's docstring
+    add_dataclass_flags(p, BuildConfig, custom={"pair": {"type": pair_arg, "help": PAIR_HELP}})
     p.add_argument("--overwrite", action="store_true", help="replace an output holding a different build")
     p.add_argument("--address", default=None, help="Ray address (default: the job's cluster, else embedded)")
-    p.add_argument("--datasets-dir", default=str(ROOT / "datasets"), help="where <pair>.yaml defaults live")
+    p.add_argument("--datasets-dir", default=None, help="where <pair>.yaml defaults live (default: "
+                   "$SQUEEZE3D_DATASETS_DIR, ./datasets, then the package's squeeze3d/data/datasets)")
     return p
 
 
@@ -58,13 +50,8 @@ def main(argv=None) -> int:
     a = parse_args(argv)
     from squeeze3d.synth.build import build_dataset
 
-    s = build_dataset(a.pair, num_samples=a.num_samples, output=a.output, seed=a.seed,
-                      shard_rows=a.shard_rows, generator_workers=a.generator_workers,
-                      encoder_workers=a.encoder_workers, generator_batch_size=a.generator_batch_size,
-                      encoder_batch_size=a.encoder_batch_size, cpus_per_worker=a.cpus_per_worker,
-                      gpus_per_worker=a.gpus_per_worker, prompts=a.prompts,
-                      samples_per_prompt=a.samples_per_prompt, overwrite=a.overwrite,
-                      datasets_dir=a.datasets_dir, ray_address=a.address)
+    s = build_dataset(**flag_overrides(a, BuildConfig), overwrite=a.overwrite, datasets_dir=a.datasets_dir,
+                      ray_address=a.address)
     print(f"dataset:  {s.output}\nmanifest: {s.manifest}\nrows: {s.rows}  shards: {s.shards} "
           f"({s.shards_written} written, {s.shards_reused} reused)  bytes: {s.bytes}  "
           f"seconds: {s.seconds:.1f}  rows/s: {s.rows_per_s:.0f}")

@@ -2,7 +2,8 @@
 library never reads the source checkout, so an installed wheel has everything it needs.
 
 - ``data/pairs/``: pair files discovered by name (``squeeze3d pairs``);
-- ``data/prompts/``: the seed vocabularies of the prompt tables (``squeeze3d.prompts.topics``).
+- ``data/prompts/``: the seed vocabularies of the prompt tables (``squeeze3d.prompts.topics``);
+- ``data/datasets/``: the dataset builder's defaults per pair (``squeeze3d.synth.build.defaults_file``).
 
 The mini zoo's weights are ``squeeze3d/zoo/weights`` (``squeeze3d.zoo.pretrained``).
 """

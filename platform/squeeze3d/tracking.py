@@ -10,14 +10,16 @@ folder finds the registry ``make demo`` filled. The first of:
 1. ``$SQUEEZE3D_STATE_DIR``;
 2. ``<project>/.state`` for the nearest folder at or above the working directory that is a Squeeze3D
    checkout (a ``pyproject.toml`` naming the project ``squeeze3d``);
-3. ``<checkout>/.state`` of the checkout this package runs from (``make setup``'s editable install,
-   or ``PYTHONPATH=platform``), so a user's own folder of scans still sees the project's registry;
+3. the folder named in the environment's ``<sys.prefix>/etc/squeeze3d/state_dir`` (``make setup``
+   writes ``<checkout>/.state`` there), so a user's own folder of scans still sees the project's
+   registry; the library never looks for the source checkout itself;
 4. ``$XDG_DATA_HOME/squeeze3d`` (default ``~/.local/share/squeeze3d``) for an installed wheel.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,19 @@ def _is_checkout(d: Path) -> bool:
     return re.search(r'(?m)^\s*name\s*=\s*["\']squeeze3d["\']', text) is not None
 
 
+def environment_state_file() -> Path:
+    """The file in which an environment names its state folder (``make setup`` writes it)."""
+    return Path(sys.prefix) / "etc" / "squeeze3d" / "state_dir"
+
+
+def _environment_state_dir() -> Path | None:
+    try:
+        text = environment_state_file().read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return Path(text).expanduser().resolve() if text else None
+
+
 def state_dir() -> Path:
     """The state folder (see the module docstring for the order); absolute, not created here."""
     env = os.environ.get(STATE_DIR_ENV)
@@ -47,9 +62,9 @@ def state_dir() -> Path:
     for d in ([cwd, *cwd.parents] if cwd else []):
         if _is_checkout(d):
             return d / ".state"
-    home = Path(__file__).resolve().parents[2]  # <checkout>/platform/squeeze3d/tracking.py
-    if _is_checkout(home):
-        return home / ".state"
+    named = _environment_state_dir()
+    if named is not None:
+        return named
     xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(xdg).expanduser().resolve() / "squeeze3d"
 

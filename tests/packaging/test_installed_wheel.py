@@ -1,6 +1,6 @@
 """The package installed from a wheel, run from a folder outside the checkout: it must find
-everything it ships (pair files, prompt vocabularies, the mini zoo's weights, the shipped mapping
-models) through the package itself, never through the source tree.
+everything it ships (pair files, prompt vocabularies, the builder's defaults, the mini zoo's weights,
+the shipped mapping models) through the package itself, never through the source tree.
 
 The wheel goes into a fresh venv whose only link to the project's environment is a ``.pth`` file
 naming that environment's site-packages (its dependencies, not its editable squeeze3d): the
@@ -79,8 +79,10 @@ def test_the_wheel_runs_outside_the_checkout(installed):
 
     script = textwrap.dedent("""
         from squeeze3d.prompts.topics import load_topics
-        from squeeze3d.synth.build import build_dataset
+        from squeeze3d.synth.build import build_dataset, defaults_file, resolve_config
         assert load_topics().categories
+        # the builder's per-pair defaults ship with the package
+        assert defaults_file("debug") is not None and resolve_config("debug").shard_rows == 2048
         s = build_dataset("debug", num_samples=16, output="data_debug", seed=0, shard_rows=8)
         print("rows", s.rows)
     """)

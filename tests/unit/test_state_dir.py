@@ -1,6 +1,6 @@
 """Where the state folder (registry, caches) is: not wherever the command happens to run. The
-variable wins; then the enclosing Squeeze3D checkout; then the checkout this package runs from; then
-the XDG data folder. The codec says which model and registry it used."""
+variable wins; then the enclosing Squeeze3D checkout; then the folder the environment names (``make
+setup``); then the XDG data folder. The codec says which model and registry it used."""
 
 import os
 import subprocess
@@ -42,21 +42,35 @@ def test_the_enclosing_checkout_from_any_subfolder(tmp_path, monkeypatch):
     assert tracking.state_dir() != other.resolve() / ".state"
 
 
-def test_outside_any_checkout_the_packages_own_checkout_then_xdg(tmp_path, monkeypatch):
+def test_outside_any_checkout_the_environments_state_then_xdg(tmp_path, monkeypatch):
     monkeypatch.delenv("SQUEEZE3D_STATE_DIR", raising=False)
     outside = tmp_path / "home" / "scans"
     outside.mkdir(parents=True)
     monkeypatch.chdir(outside)
-    home = Path(squeeze3d.__file__).resolve().parents[2]
-    assert (home / "pyproject.toml").is_file(), "tests run from a checkout"
-    assert tracking.state_dir() == home / ".state"
-    # an installed wheel (no checkout around the package): the XDG data folder
-    monkeypatch.setattr(tracking, "__file__", str(tmp_path / "site-packages" / "squeeze3d" / "tracking.py"))
+    # `make setup` names the checkout's state folder in the environment (sys.prefix)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "venv"))
+    marker = tracking.environment_state_file()
+    assert marker == tmp_path / "venv" / "etc" / "squeeze3d" / "state_dir"
+    marker.parent.mkdir(parents=True)
+    marker.write_text(str(tmp_path / "proj" / ".state") + "\n")
+    assert tracking.state_dir() == (tmp_path / "proj").resolve() / ".state"
+    # an installed wheel (no checkout around the working directory, nothing named): the XDG data folder
+    marker.unlink()
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     assert tracking.state_dir() == (tmp_path / "xdg").resolve() / "squeeze3d"
     monkeypatch.delenv("XDG_DATA_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert tracking.state_dir() == (tmp_path / "home").resolve() / ".local" / "share" / "squeeze3d"
+
+
+def test_the_library_does_not_look_for_its_source_checkout(tmp_path, monkeypatch):
+    """Outside a checkout, where the package's files lie says nothing about the state folder."""
+    monkeypatch.delenv("SQUEEZE3D_STATE_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "venv"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    checkout = Path(squeeze3d.__file__).resolve().parents[2]
+    assert tracking.state_dir() == (tmp_path / "xdg").resolve() / "squeeze3d" != checkout / ".state"
 
 
 def test_printed_uris_hide_passwords():

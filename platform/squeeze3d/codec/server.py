@@ -47,213 +47,57 @@ talk to it, and a client talks only to a server of its own user.
 - The model is resolved for every request (the champion cache makes that cheap), so a new champion
   is used as soon as it is registered; loaded weights stay cached by path and hash.
 - ``SQUEEZE3D_NO_SERVER=1`` (or ``--no-server``) makes a command run in its own process.
+
+This module is the client (``forward``) and the server (``serve``); the wire protocol and request
+checks are ``codec.serve_protocol``, where the socket lives and the trust checks ``codec.serve_place``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import fcntl
-import hashlib
 import io
-import json
 import os
 import queue
 import select
 import signal
 import socket
-import stat
-import struct
 import sys
-import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 
+from squeeze3d.codec.serve_place import (  # noqa: F401  (socket_path, run_dir: public, re-exported)
+    _bind,
+    _clean_stale_dirs,
+    _Place,
+    _place,
+    _release,
+    _serve_lock,
+    _socket_problem,
+    run_dir,
+    socket_path,
+)
+from squeeze3d.codec.serve_protocol import (  # noqa: F401  (the protocol's public names, re-exported)
+    FORWARDED,
+    MAX_REQUEST_BYTES,
+    REQUEST_TIMEOUT_S,
+    ProtocolError,
+    _check_request,
+    _drain,
+    _Job,
+    _peer_uid,
+    _recv,
+    _send,
+    settings_digest,
+)
 from squeeze3d.errors import UserError
 
-FORWARDED = ("compress", "decompress", "inspect")
 CONNECT_TIMEOUT_S = 2.0
 ANSWER_TIMEOUT_S = 5.0
 HEARTBEAT_S = 1.0
-REQUEST_TIMEOUT_S = 5.0
-MAX_REQUEST_BYTES = 1 << 20
 _MAX_ANSWER_BYTES = 64 << 20
 _MAX_CONNECTIONS = 64
-_MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux
 _INTERRUPTED = "squeeze3d: interrupted\n"
-
-
-_MAX_JSON_DEPTH = 32  # requests are flat: argv list inside one object
-_MAX_DISCARD_BYTES = 64 << 20  # the most of an oversized frame read and dropped so its sender sees the answer
-
-
-class ProtocolError(ValueError):
-    """A frame that is too large, cut short, late, or not a JSON object. ``unread``: bytes of the
-    frame still in the connection (an oversized frame's body), to drain before closing."""
-
-    def __init__(self, msg: str, unread: int = 0):
-        super().__init__(msg)
-        self.unread = unread
-
-
-def _json_depth_problem(body: bytes, limit: int = _MAX_JSON_DEPTH) -> str | None:
-    """Why ``body`` nests deeper than ``limit`` arrays/objects, else None; checked before parsing,
-    because Python's JSON parser recurses and a frame of 200,000 "[" ends in RecursionError."""
-    import re
-
-    brackets = re.sub(rb'"(?:[^"\\]|\\.)*"', b"", body).translate(None, delete=bytes(
-        c for c in range(256) if c not in b"[]{}"))
-    depth = 0
-    for c in brackets:
-        depth += 1 if c in b"[{" else -1
-        if depth > limit:
-            return f"JSON nested deeper than {limit} levels"
-    return None
-
-
-def run_dir() -> Path:
-    from squeeze3d.tracking import state_dir
-
-    return state_dir() / "run"
-
-
-def _pointer() -> Path:
-    return run_dir() / "codec.sock-path"
-
-
-def _user_dir() -> Path:
-    """A folder of this user's that no other user can create or enter: ``$XDG_RUNTIME_DIR/squeeze3d``
-    (a per-user 0700 folder made at login) when there is one, else ``~/.cache/squeeze3d/run``. It holds
-    the pointer and lock of a server whose ``<state>/run`` another user owns."""
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg and _private_dir_problem(Path(xdg)) is None:
-        return Path(xdg) / "squeeze3d"
-    return Path.home() / ".cache" / "squeeze3d" / "run"
-
-
-def _user_pointer() -> Path:
-    """The pointer for this state folder in ``_user_dir`` (the state folder's path, hashed, names it)."""
-    from squeeze3d.tracking import state_dir
-
-    key = hashlib.sha256(str(state_dir()).encode()).hexdigest()[:16]
-    return _user_dir() / f"codec-{key}.sock-path"
-
-
-def _read_pointer(p: Path) -> Path | None:
-    """The socket path a pointer file names, if the file is this user's own regular file that nobody
-    else can write (a pointer anyone could write would send clients anywhere; the socket it names is
-    checked again before use)."""
-    try:
-        fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
-            return None
-        text = os.read(fd, 4096).decode(errors="replace").strip()
-    finally:
-        os.close(fd)
-    return Path(text) if text.startswith("/") and "\n" not in text else None
-
-
-def socket_path() -> Path:
-    """Where this user's server for this state folder listens (the file may not exist): the private
-    ``<state>/run/codec.sock``; else the folder a pointer names (``<state>/run/codec.sock-path`` when
-    that path is too long for a socket, the per-user pointer when another user owns ``<state>/run``)."""
-    d = run_dir()
-    p = d / "codec.sock"
-    if _private_dir_problem(d) is None:
-        if len(str(p)) <= _MAX_SOCKET_PATH:
-            return p
-        return _read_pointer(_pointer()) or p
-    return _read_pointer(_user_pointer()) or p
-
-
-def _private_dir_problem(d: Path) -> str | None:
-    """None when ``d`` is a directory (not a symlink) owned by this user that nobody else can enter."""
-    try:
-        st = os.lstat(d)
-    except OSError as e:
-        return f"{d}: {e.strerror}"
-    if not stat.S_ISDIR(st.st_mode):
-        return f"{d} is not a directory"
-    if st.st_uid != os.getuid():
-        return f"{d} belongs to uid {st.st_uid}, not to this user ({os.getuid()})"
-    if st.st_mode & 0o077:
-        return f"{d} is open to other users (mode {stat.S_IMODE(st.st_mode):o}, must be 700)"
-    return None
-
-
-def _socket_problem(p: Path) -> str | None:
-    problem = _private_dir_problem(p.parent)
-    if problem:
-        return problem
-    try:
-        st = os.lstat(p)
-    except OSError as e:
-        return f"{p}: {e.strerror}"
-    if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        return f"{p} is not a private socket of this user"
-    return None
-
-
-def _peer_uid(conn: socket.socket) -> int:
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", creds)[1]
-
-
-def _settings(env=None) -> dict:
-    env = os.environ if env is None else env
-    return {k: v for k, v in env.items()
-            if (k.startswith("SQUEEZE3D_") and k != "SQUEEZE3D_NO_SERVER") or k == "MLFLOW_TRACKING_URI"}
-
-
-def settings_digest(env=None) -> str:
-    """What a request says about the client's settings: a hash, so no value (password) travels."""
-    return hashlib.sha256(json.dumps(_settings(env), sort_keys=True).encode()).hexdigest()
-
-
-def _send(conn: socket.socket, doc: dict) -> None:
-    data = json.dumps(doc).encode()
-    conn.sendall(struct.pack(">I", len(data)) + data)
-
-
-def _recv(conn: socket.socket, limit: int, deadline: float | None = None) -> dict:
-    """One length-prefixed JSON object; ``deadline`` (time.monotonic) bounds the whole frame."""
-    def exactly(n: int) -> bytes:
-        buf = bytearray()
-        while len(buf) < n:
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise ProtocolError("the request did not arrive in time")
-                conn.settimeout(left)
-            try:
-                chunk = conn.recv(min(n - len(buf), 1 << 16))
-            except TimeoutError:
-                raise ProtocolError("the request did not arrive in time") from None
-            if not chunk:
-                raise ConnectionError("the peer closed the connection")
-            buf += chunk
-        return bytes(buf)
-
-    (n,) = struct.unpack(">I", exactly(4))
-    if n > limit:
-        raise ProtocolError(f"a {n}-byte request exceeds the {limit}-byte limit", unread=n)
-    body = exactly(n)
-    problem = _json_depth_problem(body)
-    if problem:
-        raise ProtocolError(problem)
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        raise ProtocolError(f"not JSON ({' '.join(str(e).split())[:200]})") from None
-    if not isinstance(doc, dict):
-        raise ProtocolError(f"expected a JSON object, got {type(doc).__name__}")
-    return doc
 
 
 # --- client ---------------------------------------------------------------------------------------
@@ -327,42 +171,6 @@ def _cancel(conn: socket.socket) -> int:
 
 
 # --- server ---------------------------------------------------------------------------------------
-
-@dataclass
-class _Job:
-    argv: list[str]
-    cwd: str
-    umask: int
-    result: tuple[int, str, str] | None = None
-    cancelled: bool = False
-    done: threading.Event = field(default_factory=threading.Event)
-    wake: tuple[int, int] | None = None
-    """A pipe the worker writes to when the job ends: the connection's thread waits on it and on the
-    client's socket in one ``select``, so the answer leaves as soon as the work ends (waiting on the
-    socket alone held every answer until the next heartbeat, up to a second)."""
-
-    def finish(self) -> None:
-        if self.wake is not None:  # written before done is set: the handler closes it only after done
-            with contextlib.suppress(OSError):
-                os.write(self.wake[1], b"!")
-        self.done.set()
-
-
-def _check_request(req: dict, own: str) -> tuple[_Job | None, dict]:
-    """(job, answer) for a request; job None when refused or malformed (the answer says why)."""
-    argv, cwd, umask, settings = req.get("argv"), req.get("cwd"), req.get("umask"), req.get("settings")
-    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
-        return None, {"error": "'argv' must be a list of strings"}
-    if not isinstance(cwd, str) or not isinstance(umask, int) or isinstance(umask, bool) \
-            or not 0 <= umask <= 0o777 or not isinstance(settings, str):
-        return None, {"error": "'cwd' (string), 'umask' (0..0o777) and 'settings' (string) are required"}
-    if settings != own:
-        return None, {"refused": "settings differ"}
-    if not argv or argv[0] not in FORWARDED:
-        return None, {"refused": "not forwarded"}
-    if not os.path.isdir(cwd):
-        return None, {"refused": "working directory not found"}
-    return _Job(argv, cwd, umask), {"accepted": True}
 
 
 def _run(main, argv: list[str]) -> tuple[int, str, str]:
@@ -554,181 +362,6 @@ class _Server:
             self.cancel(job)
         self.jobs.put(None)
         self.worker.join(timeout=30)
-
-
-def _drain(conn: socket.socket, n: int) -> None:
-    """Read and drop up to ``n`` bytes (at most ``_MAX_DISCARD_BYTES``, within ``REQUEST_TIMEOUT_S``)
-    of a refused frame, so that its sender, still sending, reads the answer instead of a reset; past
-    those bounds the connection is closed (the answer is already in the client's buffer)."""
-    left, deadline = min(n, _MAX_DISCARD_BYTES), time.monotonic() + REQUEST_TIMEOUT_S
-    with contextlib.suppress(OSError):
-        conn.shutdown(socket.SHUT_WR)  # the answer is complete: the client reads it, then EOF
-        while left > 0:
-            wait = deadline - time.monotonic()
-            if wait <= 0:
-                return
-            conn.settimeout(wait)
-            chunk = conn.recv(min(left, 1 << 16))
-            if not chunk:
-                return
-            left -= len(chunk)
-
-
-@contextlib.contextmanager
-def _serve_lock(lock: Path, what: Path):
-    """One server per state folder: an exclusive ``flock`` on ``lock`` held for the server's life."""
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise UserError(f"a codec server (pid {pid}) already serves {what}; stop it first, or use "
-                            "another SQUEEZE3D_STATE_DIR") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _private_dir(d: Path) -> str | None:
-    """Make ``d`` (and its parents) a private directory of this user; None when it is one, else why not."""
-    try:
-        d.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            d.mkdir(mode=0o700)
-        st = os.lstat(d)
-        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and st.st_mode & 0o077:
-            os.chmod(d, 0o700)  # made by an older version with the default umask
-    except OSError as e:
-        return f"{d}: {e.strerror}"
-    return _private_dir_problem(d)
-
-
-_OWNER_LOCK = "owner.lock"
-_STALE_AFTER_S = 60.0  # a folder with no owner lock younger than this may be a server starting up
-
-
-def _clean_stale_dirs(log) -> None:
-    """Remove socket folders (``squeeze3d-<uid>-*`` in the temp dir) of this user's servers that are
-    gone (SIGKILL, a crash): a live server holds a ``flock`` on the folder's owner lock for its life."""
-    import shutil
-
-    for d in Path(tempfile.gettempdir()).glob(f"squeeze3d-{os.getuid()}-*"):
-        try:
-            st = os.lstat(d)
-            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-                continue  # not ours (a squatter's name): never touched
-            try:
-                fd = os.open(d / _OWNER_LOCK, os.O_RDWR | os.O_NOFOLLOW)
-            except FileNotFoundError:  # an older server's folder, or one being made this instant
-                if time.time() - st.st_mtime < _STALE_AFTER_S or _listening(d / "codec.sock"):
-                    continue
-            else:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # its server is alive
-                finally:
-                    os.close(fd)
-            shutil.rmtree(d)
-            log(f"squeeze3d: removed {d}, left by a server that is gone")
-        except OSError:
-            continue
-
-
-def _listening(p: Path) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
-        c.settimeout(1.0)
-        try:
-            c.connect(str(p))
-        except OSError:
-            return False
-    return True
-
-
-def _fresh_private_dir() -> tuple[Path, int]:
-    """A new ``mkdtemp`` folder (mode 0700, unpredictable name) and the fd of its owner lock, held."""
-    d = Path(tempfile.mkdtemp(prefix=f"squeeze3d-{os.getuid()}-"))
-    fd = os.open(d / _OWNER_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    return d, fd
-
-
-@dataclass
-class _Place:
-    """Where a server listens: the socket, its lock, and (for a fresh folder) the pointer to it."""
-    lock: Path
-    socket: Path
-    pointer: Path | None = None
-    extra: Path | None = None
-    extra_fd: int | None = None
-
-
-def _place(log) -> _Place:
-    """``<state>/run/codec.sock`` when ``<state>/run`` is (or can be made) a private folder of this
-    user and the path fits a socket address; else a fresh private folder in the temp dir, named by a
-    pointer: ``<state>/run/codec.sock-path``, or, when another user owns ``<state>/run`` (a squatter
-    where the state folder's parent is world-writable), a pointer in this user's own folder
-    (``_user_dir``), so that no other user can keep the server from starting."""
-    d = run_dir()
-    problem = _private_dir(d)
-    if problem is None:
-        sock = d / "codec.sock"
-        if len(str(sock)) <= _MAX_SOCKET_PATH:
-            return _Place(d / "serve.lock", sock)
-        lock, pointer = d / "serve.lock", _pointer()
-    else:
-        udir = _user_dir()
-        why = _private_dir(udir)
-        if why is not None:
-            raise UserError(f"cannot serve: {problem}, and {why}")
-        pointer = _user_pointer()
-        lock = pointer.with_suffix(".lock")
-        log(f"squeeze3d: {problem}; serving from a private folder instead")
-    extra, fd = _fresh_private_dir()
-    sock = extra / "codec.sock"
-    if len(str(sock)) > _MAX_SOCKET_PATH:
-        os.close(fd)
-        import shutil
-
-        shutil.rmtree(extra, ignore_errors=True)
-        raise UserError(f"cannot serve: {sock} is too long for a Unix socket; set TMPDIR to a shorter folder")
-    return _Place(lock, sock, pointer, extra, fd)
-
-
-def _bind(place: _Place) -> socket.socket:
-    """The listening socket at ``place.socket``; the pointer (if any) is written once it is bound."""
-    path = place.socket
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()  # left by a server that died: we hold the lock, so nobody serves it
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o077)
-    try:
-        srv.bind(str(path))
-    finally:
-        os.umask(old)
-    if place.pointer is not None:
-        from squeeze3d.io import atomic_write_bytes
-
-        atomic_write_bytes(place.pointer, f"{path}\n".encode(), mode=0o600)
-    return srv
-
-
-def _release(place: _Place) -> None:
-    """Remove what this server made: its socket, its pointer (if it still names this server), its folder."""
-    import shutil
-
-    with contextlib.suppress(FileNotFoundError):
-        place.socket.unlink()
-    if place.pointer is not None and _read_pointer(place.pointer) == place.socket:
-        with contextlib.suppress(OSError):
-            place.pointer.unlink()
-    if place.extra is not None:
-        shutil.rmtree(place.extra, ignore_errors=True)
-        if place.extra_fd is not None:
-            os.close(place.extra_fd)
 
 
 def serve(main, pair: str | None = None, idle_timeout: float = 900.0, log=print) -> int:

@@ -50,7 +50,9 @@ def get_pair(name: str) -> PairSpec:
         if path is None:
             raise UnknownPairError(f"unknown pair {name!r}; registered pairs: {', '.join(names())}; declared in pair "
                                    f"files: {', '.join(declared.names()) or 'none'} (or pass one: --pair path/to/pair.yaml)")
-        return declared.load_file(path)
+        from squeeze3d.pairs.declared_spec import load_file
+
+        return load_file(path)
     spec = importlib.import_module(_REGISTRY[name]).PAIR
     if spec.name != name:
         raise RuntimeError(f"pair module {_REGISTRY[name]} defines {spec.name!r}, registered as {name!r}")

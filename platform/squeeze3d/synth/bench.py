@@ -4,7 +4,7 @@
    time of the Ray pipeline (``build_dataset`` end to end: actor start-up, shard writing and manifest
    included), same pair, N and batch size, on an embedded Ray with this machine's cores. The bare loop
    gets its best thread count (a short trial of 1 thread vs all cores). Pipeline settings: the pair's
-   builder defaults from ``datasets/<pair>.yaml``.
+   builder defaults (``synth.build.defaults_file``: ``squeeze3d/data/datasets/<pair>.yaml``).
 2. Node scaling: rows/s of the same build on a local cluster with 1, then 2 worker nodes, each node
    pinned to its own CPU core (so a node is a core, not a logical label), the head holding no work.
    Reported end to end and in steady state (from the first finished shard to the last).
@@ -111,7 +111,7 @@ def _timed_build(pair: str, n: int, output: str, **kw) -> dict:
 
 def efficiency(pair: str, n: int, batch_size: int | None = None, shard_rows: int | None = None,
                workdir: str | None = None) -> dict:
-    """Pipeline settings are the pair's builder defaults (``datasets/<pair>.yaml``) unless given."""
+    """Pipeline settings are the pair's builder defaults (``synth.build.defaults_file``) unless given."""
     import ray
 
     from squeeze3d.synth.build import resolve_config

@@ -1,4 +1,4 @@
-"""Writes the key/shape manifests of the published checkpoints that tests/unit/test_published_layouts.py
+"""Writes the key/shape manifests of the published checkpoints that tests/unit/zoo/test_published_layouts.py
 checks our model code against. Run from the repository root (CPU only, no download, no memory: meta device):
 
     PYTHONPATH=platform python tests/data/layouts/make_manifests.py

@@ -15,7 +15,7 @@ from squeeze3d.prompts.parse import PARSE_REASONS
 from squeeze3d.prompts.template import template_reply
 from squeeze3d.prompts.topics import derive_seed, load_topics, topic_for
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _accounting_holds(s):

@@ -25,7 +25,7 @@ from squeeze3d.synth.validate import validate_dataset
 # Each build starts Ray actors (seconds each on 2 shared cores): kept out of `make test-fast`.
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SMALL = dict(num_samples=50, shard_rows=16, generator_workers=1, encoder_workers=1,
              generator_batch_size=8, encoder_batch_size=12, cpus_per_worker=0.5)
 

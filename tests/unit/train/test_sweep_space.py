@@ -8,7 +8,7 @@ import pytest
 from squeeze3d.config import ConfigError, resolve, to_dict, train_config_for_pair
 from squeeze3d.train.sweep import SearchSpace, trial_overrides
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_pointnet_lion_space_has_loss_axes_and_trials_resolve():

@@ -12,11 +12,11 @@ import pytest
 import torch
 from official_weights import write_lion_release, write_nerfmae_checkpoint
 
-from squeeze3d.pairs import declared, get_pair
+from squeeze3d.pairs import declared, declared_spec, get_pair
 from squeeze3d.zoo.lion import official as lo
 from squeeze3d.zoo.nerfmae import swin3d as nm
 
-REAL = Path(__file__).resolve().parents[2] / "datasets" / "pairs" / "real"
+REAL = Path(__file__).resolve().parents[3] / "datasets" / "pairs" / "real"
 
 # LION's tree at a tiny width (read from the weights) with a 3-step schedule (ddpm.num_steps in cfg.yml),
 # so the example file's own options (1000-step DDPM at full size) run here in seconds
@@ -29,8 +29,10 @@ NERFMAE_TINY = nm.NerfMAESwinConfig(resolution=32, embed_dim=12)
 def _isolated(monkeypatch, tmp_path):
     """Fresh per-process caches of pair files and shapes: the example files are resolved against this
     test's checkpoints only."""
-    for cache in ("_FILES", "_CARRIED", "_SPECS", "_SHAPES"):
+    for cache in ("_FILES", "_CARRIED"):
         monkeypatch.setattr(declared, cache, {})
+    for cache in ("_SPECS", "_SHAPES"):
+        monkeypatch.setattr(declared_spec, cache, {})
     monkeypatch.setenv(declared.FILES_ENV, "")
     monkeypatch.setenv(declared.DIRS_ENV, str(tmp_path / "user_pairs"))
     monkeypatch.setenv("SQUEEZE3D_CHECKPOINTS", str(tmp_path / "ckpts"))

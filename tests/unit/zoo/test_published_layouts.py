@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-LAYOUTS = Path(__file__).resolve().parents[1] / "data" / "layouts"
+LAYOUTS = Path(__file__).resolve().parents[2] / "data" / "layouts"
 TEXT300M = 300e6  # openai/shap-e model-card.md: "text300M - the text-conditional latent diffusion model"
 
 
@@ -117,7 +117,7 @@ def test_manifest_counts_are_the_sums_of_their_shapes():
         assert total == m["num_parameters"], f.name
 
 
-REAL = Path(__file__).resolve().parents[2] / "datasets" / "pairs" / "real"
+REAL = Path(__file__).resolve().parents[3] / "datasets" / "pairs" / "real"
 
 
 def test_example_real_pair_files_parse_and_name_their_missing_variable(monkeypatch, tmp_path):
@@ -147,7 +147,7 @@ def test_shap_e_meshanything_example_with_tiny_weights_in_the_official_layout(mo
     from squeeze3d.zoo.meshanything.checkpoint import export_meshanything_layout
     from squeeze3d.zoo.meshanything.model import MeshAnythingConfig, MeshAnythingMini
 
-    spec = importlib.util.spec_from_file_location("t_shap_e", Path(__file__).parent / "test_shap_e.py")
+    spec = importlib.util.spec_from_file_location("t_shap_e", Path(__file__).parent / "shap_e" / "test_shap_e.py")
     t_shap_e = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(t_shap_e)
     root = tmp_path / "ckpts"

@@ -13,7 +13,7 @@ import torch
 from squeeze3d.pairs import UnknownPairError, all_names, declared, get_pair
 from squeeze3d.zoo import adapters
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SHIPPED_DEBUG_YAML = ROOT / "platform" / "squeeze3d" / "data" / "pairs" / "debug_yaml.yaml"
 
 

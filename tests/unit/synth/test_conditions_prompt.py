@@ -22,7 +22,7 @@ from squeeze3d.synth.conditions import (
     source_for,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _rows(n, word="chair"):

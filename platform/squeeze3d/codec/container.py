@@ -97,243 +97,52 @@ from __future__ import annotations
 import binascii
 import hashlib
 import math
-import re
 import struct
-import zlib
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from squeeze3d.codec import varint
+from squeeze3d.codec.container_fields import (  # the fields and constants are this module's API too
+    _EXT_ATTRS,
+    _EXT_ENHANCEMENT,
+    _EXT_ENTROPY,
+    _EXT_OCTREE,
+    ATTRIBUTES_VERSION,
+    CODECS,
+    CODERS,
+    DRACO_PREFIX,
+    DTYPES,
+    FORMAT_VERSION,
+    GROUP_SIZE,
+    LAYERED_VERSION,
+    LEVEL_DTYPES,
+    MAGIC,
+    MAGIC_V2,
+    MAX_CODE_NUMBERS,
+    MAX_FILE_BYTES,
+    MAX_FIXED_BITS,
+    MAX_PAIR_LEN,
+    MAX_POINTS,
+    QUANTS,
+    SUPPORTED_VERSIONS,
+    Container,
+    Reader,
+    check_semantics,
+    payload_size,
+)
+from squeeze3d.codec.container_v1 import pack_v1, unpack_v1
 from squeeze3d.errors import ContainerError  # noqa: F401 - re-exported: the codec's error type
 
-MAGIC = b"SQ3D"
-FORMAT_VERSION = 2
-ATTRIBUTES_VERSION = LAYERED_VERSION = 3
-"""Files that keep per-point attributes or carry octree layers (see the module doc); others are
-still written as version 2."""
-SUPPORTED_VERSIONS = (1, 2, 3)
-CODERS = ("draco", "octree")
-_EXT_OCTREE, _EXT_ENHANCEMENT, _EXT_ENTROPY, _EXT_ATTRS = 0x40, 0x80, 0x04, 0x03
-MAGIC_V2 = b"S3"
-MAX_FILE_BYTES = 64 * 1024 * 1024
-MAX_POINTS = 1 << 24
-MAX_CODE_NUMBERS = 1 << 20
-MAX_CODE_NDIM = 4
-MAX_PAIR_LEN = 64
-
-CODECS = ("neural", "fallback")
-DTYPES = ("none", "f32", "f16", "int8", "fixed", "entropy")
-"""``fixed``: codes bounded in [-1, 1] by the model (``mapping.code_bound``), stored as k-bit integers
-with no scale at all (version 2 only); ``entropy``: the same k-bit levels range-coded with the model's
-code prior (version 3 only)."""
-LEVEL_DTYPES = ("fixed", "entropy")
-"""Dtypes whose code is k-bit fixed-range levels (k in ``draco_bits``)."""
-MAX_FIXED_BITS = 16
-QUANTS = ("none", "per_vector", "per_group")
-GROUP_SIZE = 32  # int8 per-group: one f16 scale per GROUP_SIZE code numbers
-
-_HEAD = struct.Struct("<4sHBBBBB")  # magic version codec dtype quant draco_bits pair_len
-_MODEL = struct.Struct("<I8sIB")  # model_version model_hash num_points code_ndim
-_NORM = struct.Struct("<3df")  # centre scale
-_U32 = struct.Struct("<I")
-_PAIR_RE = re.compile(r"[a-z0-9_]{1,64}")
-
-
-
-
-def payload_size(dtype: str, quant: str, d_code: int, bits: int = 0) -> int:
-    """Bytes a neural payload of ``d_code`` numbers takes (see ``squeeze3d.codec.quantise``)."""
-    if dtype == "fixed":
-        if not 1 <= bits <= MAX_FIXED_BITS:
-            raise ContainerError(f"fixed-range code with {bits} bits (1..{MAX_FIXED_BITS} allowed)")
-        return -(-d_code * bits // 8)
-    if dtype == "f32":
-        return 4 * d_code
-    if dtype == "f16":
-        return 2 * d_code
-    if dtype == "int8" and quant == "per_vector":
-        return 4 + d_code
-    if dtype == "int8" and quant == "per_group":
-        return 2 * (-(-d_code // GROUP_SIZE)) + d_code
-    raise ContainerError(f"no neural payload layout for dtype {dtype!r} with quantisation {quant!r}")
-
-
-@dataclass(frozen=True)
-class Container:
-    pair: str
-    codec: str
-    """``neural`` (a quantised code) or ``fallback`` (the kind's classical codec: Draco, qz grid)."""
-    model_version: int | None
-    """Registry version of the mapping model that compressed; None for a checkpoint given by path."""
-    model_hash: str
-    """First 16 hex digits of the mapping weights' sha256."""
-    num_points: int
-    """Asset size: points (point clouds) or grid resolution R (radiance fields)."""
-    code_shape: tuple[int, ...]
-    dtype: str
-    quant: str
-    draco_bits: int
-    """Fallback: the classical codec's rate; neural ``fixed``: k, the bits per code number; else 0."""
-    centre: tuple[float, float, float]
-    scale: float
-    payload: bytes = field(repr=False)
-    version: int = FORMAT_VERSION
-    own_frame: bool = False
-    """Fallback only: the payload is the asset in its own frame (Draco keeps its quantisation frame),
-    so there is no normalisation, size or model hash in the file (format version 2, modes 6/7)."""
-    coder: str = "draco"
-    """Fallback only: the classical coder of the payload (``draco``, or ``octree``: version 3)."""
-    enhancement: bytes = field(default=b"", repr=False)
-    """Neural only (version 3): an octree stream of the asset, coded with the neural decode as
-    context (``codec.octree``); decoded, it replaces the neural points."""
-    attributes: tuple[str, ...] = ()
-    """Per-point attributes the file keeps (``squeeze3d.codec.attributes.NAMES``; format version 3)."""
-    attr_payload: bytes = field(default=b"", repr=False)
-    """Their coding for the decoded points; empty when the classical payload carries them (Draco)."""
-
-    @property
-    def d_code(self) -> int:
-        return math.prod(self.code_shape) if self.code_shape else 0
-
-    @property
-    def model_identity(self) -> str:
-        """Same form as ``squeeze3d.registry.ResolvedModel.identity``: ``v<version>:<hash>`` or
-        ``path:<hash>``; version 2 files name the weights only (``hash:<8 hex digits>``)."""
-        if self.version >= 2:
-            return f"hash:{self.model_hash}"
-        return f"{'v' + str(self.model_version) if self.model_version else 'path'}:{self.model_hash}"
-
-    def matches_weights(self, weights_hash: str) -> bool:
-        """Was this file written by the mapping weights with this sha256 (hex)?"""
-        return str(weights_hash).startswith(self.model_hash)
-
-    def describe(self) -> dict:
-        """Header fields as plain values (``squeeze3d inspect``)."""
-        return {
-            "format_version": self.version, "pair": self.pair, "codec": self.codec,
-            "model_identity": self.model_identity, "model_version": self.model_version,
-            "model_hash": self.model_hash, "num_points": self.num_points,
-            "code_shape": list(self.code_shape), "d_code": self.d_code, "dtype": self.dtype,
-            "quant": self.quant, "draco_bits": self.draco_bits, "centre": list(self.centre),
-            "scale": self.scale, "own_frame": self.own_frame, "coder": self.coder if self.codec == "fallback" else None,
-            "enhancement_bytes": len(self.enhancement),
-            "attributes": ", ".join(self.attributes) if self.attributes else "none",
-            "attribute_coding": (("in the classical payload" if not self.attr_payload else
-                                  f"transferred to the decoded points ({len(self.attr_payload)} bytes)")
-                                 if self.attributes else "none"),
-            "payload_bytes": self.stored_payload_bytes, "total_bytes": len(pack(self)),
-        }
-
-    @property
-    def stored_payload_bytes(self) -> int:
-        """Payload bytes as the file stores them: an own-frame Draco fallback keeps the payload without
-        Draco's fixed prefix (the mode says it was there), so it is shorter on disk than in memory."""
-        if self.own_frame and self.coder == "draco" and self.payload.startswith(DRACO_PREFIX):
-            return len(self.payload) - len(DRACO_PREFIX)
-        return len(self.payload)
-
-
-def _check_semantics(c: Container) -> None:
-    if c.attributes or c.attr_payload:
-        from squeeze3d.codec.attributes import mask_of
-
-        mask_of(c.attributes)  # known names only
-        if not c.attributes or c.version != ATTRIBUTES_VERSION:
-            raise ContainerError(f"attributes need format version {ATTRIBUTES_VERSION} and at least one name")
-        if tuple(sorted(c.attributes, key=lambda n: mask_of([n]))) != tuple(c.attributes) or len(set(c.attributes)) != len(c.attributes):
-            raise ContainerError(f"attributes {c.attributes} are not distinct names in their canonical order")
-    elif c.version == ATTRIBUTES_VERSION and not (c.coder == "octree" or c.enhancement or c.dtype == "entropy"):
-        raise ContainerError(f"format version {ATTRIBUTES_VERSION} is for files with attributes, octree layers "
-                             "or an entropy-coded code; this one has none")
-    if c.coder not in CODERS or (c.coder == "octree" and (c.version != LAYERED_VERSION or c.codec != "fallback")):
-        raise ContainerError(f"classical coder {c.coder!r} in a version {c.version} {c.codec} container")
-    if c.enhancement and (c.codec != "neural" or c.version != LAYERED_VERSION):
-        raise ContainerError("only version 3 neural containers carry an enhancement layer")
-    if c.codec not in CODECS:
-        raise ContainerError(f"unknown codec {c.codec!r}; known: {', '.join(CODECS)}")
-    if c.dtype not in DTYPES or c.quant not in QUANTS:
-        raise ContainerError(f"unknown dtype/quantisation {c.dtype!r}/{c.quant!r}")
-    if not _PAIR_RE.fullmatch(c.pair):
-        raise ContainerError(f"invalid pair name {c.pair!r} in header")
-    if not re.fullmatch(r"[0-9a-f]{16}" if c.version == 1 else r"[0-9a-f]{8}", c.model_hash):
-        raise ContainerError(f"invalid model hash {c.model_hash!r} in header")
-    if c.own_frame:
-        if c.codec != "fallback" or c.version not in (2, ATTRIBUTES_VERSION):
-            raise ContainerError("only version 2 fallback containers keep the asset's own frame")
-        if not (0 if c.coder == "octree" else 1) <= c.draco_bits <= 30 or not c.payload:
-            raise ContainerError(f"own-frame fallback with bits {c.draco_bits} and {len(c.payload)} payload bytes")
-        return
-    if c.model_version is not None and not 0 < c.model_version < 2**32:
-        raise ContainerError(f"invalid model version {c.model_version}")
-    if not 1 <= c.num_points <= MAX_POINTS:
-        raise ContainerError(f"num_points {c.num_points} outside 1..{MAX_POINTS}")
-    if not all(math.isfinite(v) for v in c.centre):
-        raise ContainerError(f"non-finite normalisation centre {c.centre}")
-    if not (math.isfinite(c.scale) and c.scale > 0):
-        raise ContainerError(f"normalisation scale {c.scale} is not a positive finite number")
-    if len(c.code_shape) > MAX_CODE_NDIM or any(not 1 <= d <= MAX_CODE_NUMBERS for d in c.code_shape):
-        raise ContainerError(f"invalid code shape {c.code_shape}")
-    if c.d_code > MAX_CODE_NUMBERS:
-        raise ContainerError(f"code of {c.d_code} numbers exceeds {MAX_CODE_NUMBERS}")
-    if c.codec == "neural":
-        if not c.code_shape:
-            raise ContainerError("neural container without a code shape")
-        if c.dtype == "none" or (c.draco_bits != 0) != (c.dtype in LEVEL_DTYPES):
-            raise ContainerError(f"neural container with dtype {c.dtype!r} and draco_bits (bits) {c.draco_bits}")
-        if c.dtype == "fixed" and c.version < 2:
-            raise ContainerError("fixed-range codes need format version 2")
-        if c.dtype == "entropy":
-            if c.version != LAYERED_VERSION or not 1 <= c.draco_bits <= MAX_FIXED_BITS or c.quant != "none":
-                raise ContainerError(f"an entropy-coded code needs format version {LAYERED_VERSION}, 1..16 bits "
-                                     "and no int8 quantisation")
-            return
-        if (c.dtype == "int8") != (c.quant != "none"):
-            raise ContainerError(f"dtype {c.dtype!r} does not go with quantisation {c.quant!r}")
-        want = payload_size(c.dtype, c.quant, c.d_code, c.draco_bits)
-        if len(c.payload) != want:
-            raise ContainerError(f"payload is {len(c.payload)} bytes but d_C={c.d_code} in {c.dtype}"
-                                 f"{'/' + c.quant if c.quant != 'none' else ''} needs {want}")
-    else:
-        if c.code_shape or c.dtype != "none" or c.quant != "none":
-            raise ContainerError("fallback container must have no code shape, dtype or quantisation")
-        if not 1 <= c.draco_bits <= 30:
-            raise ContainerError(f"fallback Draco quantisation bits {c.draco_bits} outside 1..30")
-        if not c.payload:
-            raise ContainerError("fallback container with an empty Draco payload")
-
+__all__ = ["ATTRIBUTES_VERSION", "CODECS", "CODERS", "DRACO_PREFIX", "DTYPES", "FORMAT_VERSION", "GROUP_SIZE",
+           "LAYERED_VERSION", "LEVEL_DTYPES", "MAGIC", "MAGIC_V2", "MAX_CODE_NUMBERS", "MAX_FILE_BYTES",
+           "MAX_FIXED_BITS", "MAX_PAIR_LEN", "MAX_POINTS", "QUANTS", "SUPPORTED_VERSIONS", "Container",
+           "ContainerError", "describe", "header_bytes", "pack", "pair_tag", "payload_size", "read_container",
+           "unpack", "with_attributes", "with_payload"]
 
 def pack(c: Container) -> bytes:
     """Serialise (validating first: a container that ``unpack`` would refuse is never written)."""
-    _check_semantics(c)
-    if c.version in (2, ATTRIBUTES_VERSION):
-        return _pack_v2(c)
-    pair = c.pair.encode("ascii")
-    out = bytearray()
-    out += _HEAD.pack(MAGIC, c.version, CODECS.index(c.codec), DTYPES.index(c.dtype),
-                      QUANTS.index(c.quant), c.draco_bits, len(pair))
-    out += pair
-    out += _MODEL.pack(c.model_version or 0, bytes.fromhex(c.model_hash), c.num_points, len(c.code_shape))
-    out += b"".join(_U32.pack(d) for d in c.code_shape)
-    out += _NORM.pack(*c.centre, c.scale)
-    out += _U32.pack(len(c.payload)) + c.payload
-    out += _U32.pack(zlib.crc32(out))
-    return bytes(out)
-
-
-class _Reader:
-    def __init__(self, data: bytes):
-        self.data, self.off = data, 0
-
-    def take(self, n: int, what: str) -> bytes:
-        if n < 0 or self.off + n > len(self.data):
-            raise ContainerError(f"truncated or corrupted: {what} needs {n} bytes at offset {self.off}, "
-                                 f"but the file has {len(self.data)} bytes")
-        b = self.data[self.off:self.off + n]
-        self.off += n
-        return b
-
-    def unpack(self, st: struct.Struct, what: str) -> tuple:
-        return st.unpack(self.take(st.size, what))
+    check_semantics(c)
+    return _pack_v2(c) if c.version in (2, ATTRIBUTES_VERSION) else pack_v1(c)
 
 
 def unpack(data: bytes) -> Container:
@@ -349,48 +158,7 @@ def unpack(data: bytes) -> Container:
         raise ContainerError(f"not a .sq3d file (starts with {data[:4]!r}, expected {MAGIC_V2!r} or {MAGIC!r})")
     if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
         raise ContainerError(f"truncated or corrupted: {len(data)} bytes are too short for a .sq3d header")
-    r = _Reader(data)
-    r.take(len(MAGIC), "magic")
-    (version,) = struct.unpack("<H", r.take(2, "format version"))
-    if version != 1:  # the "SQ3D" layout is version 1 only; version 2 has its own magic
-        raise ContainerError(f".sq3d format version {version} is not supported; this build reads version(s) "
-                             f"{', '.join(map(str, SUPPORTED_VERSIONS))}")
-    r.off = 0
-    _, _, codec, dtype, quant, draco_bits, pair_len = r.unpack(_HEAD, "header")
-    if not 1 <= pair_len <= MAX_PAIR_LEN:
-        raise ContainerError(f"corrupted header: pair name length {pair_len}")
-    pair_b = r.take(pair_len, "pair name")
-    model_version, model_hash, num_points, ndim = r.unpack(_MODEL, "model identity")
-    if ndim > MAX_CODE_NDIM:
-        raise ContainerError(f"corrupted header: code has {ndim} dimensions (at most {MAX_CODE_NDIM})")
-    shape = tuple(_U32.unpack(r.take(4, f"code_shape[{i}]"))[0] for i in range(ndim))
-    *centre, scale = r.unpack(_NORM, "normalisation")
-    (plen,) = r.unpack(_U32, "payload length")
-    payload = r.take(plen, "payload")
-    (crc,) = r.unpack(_U32, "CRC32")
-    if r.off != len(data):
-        raise ContainerError(f"corrupted: {len(data) - r.off} unexpected bytes after the CRC32")
-    actual = zlib.crc32(data[:-4])
-    if actual != crc:
-        raise ContainerError(f"checksum mismatch (stored CRC32 {crc:08x}, computed {actual:08x}): the file is "
-                             "corrupted")
-    if codec >= len(CODECS):
-        raise ContainerError(f"unknown codec id {codec}; this build knows {', '.join(CODECS)}")
-    if dtype >= len(DTYPES):
-        raise ContainerError(f"unknown dtype id {dtype}; this build knows {', '.join(DTYPES[1:])}")
-    if quant >= len(QUANTS):
-        raise ContainerError(f"unknown quantisation id {quant}; this build knows {', '.join(QUANTS)}")
-    try:
-        pair = pair_b.decode("ascii")
-    except UnicodeDecodeError as e:
-        raise ContainerError(f"pair name {pair_b!r} is not ASCII") from e
-    c = Container(pair=pair, codec=CODECS[codec], model_version=model_version or None,
-                  model_hash=model_hash.hex(), num_points=num_points, code_shape=shape,
-                  dtype=DTYPES[dtype], quant=QUANTS[quant], draco_bits=draco_bits,
-                  centre=(float(centre[0]), float(centre[1]), float(centre[2])), scale=float(scale),
-                  payload=payload, version=version)
-    _check_semantics(c)
-    return c
+    return unpack_v1(data)
 
 
 def read_container(path: str | Path) -> Container:
@@ -419,8 +187,6 @@ def with_payload(c: Container, payload: bytes) -> Container:
 # ---------------------------------------------------------------------------------- version 2
 _V2_MODES = ("fixed", "f16", "f32", "int8/per_vector", "int8/per_group", "fallback", "fallback/own-elided",
              "fallback/own")
-DRACO_PREFIX = b"DRACO\x02\x03\x00\x01\x00\x00"
-"""What DracoPy's point clouds start with: magic, version 2.3, point cloud, kd-tree, no flags."""
 _FLAG_NORM_F32 = 0x10
 _NORM16 = struct.Struct("<4e")
 _NORM32 = struct.Struct("<4f")
@@ -441,7 +207,7 @@ def _pair_from_tag(tag: bytes) -> str:
     return hits[0]
 
 
-def _read_varint(r: _Reader, what: str) -> int:
+def _read_varint(r: Reader, what: str) -> int:
     n, r.off = varint.decode(r.data, r.off, what, max_bytes=4)  # ≤ 2^28: every size this format allows
     return n
 
@@ -508,7 +274,7 @@ def _pack_v2(c: Container) -> bytes:
 
 
 def _unpack_v2(data: bytes) -> Container:
-    r = _Reader(data)
+    r = Reader(data)
     r.take(2, "magic")
     (vf,) = r.take(1, "format version")
     version = vf & 0x0F
@@ -547,7 +313,7 @@ def _unpack_v2(data: bytes) -> Container:
                       code_shape=(), dtype="none", quant="none", draco_bits=bits, centre=(0.0, 0.0, 0.0),
                       scale=1.0, payload=(DRACO_PREFIX + payload) if mode == 6 else payload, version=version,
                       own_frame=True, attributes=attrs, attr_payload=attr_payload, coder=coder)
-        _check_semantics(c)
+        check_semantics(c)
         return c
     model_hash = r.take(4, "model hash").hex()
     size = _read_varint(r, "asset size")
@@ -586,7 +352,7 @@ def _unpack_v2(data: bytes) -> Container:
                   draco_bits=bits, centre=(float(centre[0]), float(centre[1]), float(centre[2])),
                   scale=float(scale), payload=payload, version=version, attributes=attrs,
                   attr_payload=attr_payload, enhancement=enhancement)
-    _check_semantics(c)
+    check_semantics(c)
     return c
 
 
@@ -604,3 +370,21 @@ def with_attributes(c: Container, names, attr_payload: bytes = b"") -> Container
     if not names:
         return c
     return replace(c, version=ATTRIBUTES_VERSION, attributes=names, attr_payload=bytes(attr_payload))
+
+
+def describe(c: Container) -> dict:
+        """Header fields as plain values (``squeeze3d inspect``)."""
+        return {
+            "format_version": c.version, "pair": c.pair, "codec": c.codec,
+            "model_identity": c.model_identity, "model_version": c.model_version,
+            "model_hash": c.model_hash, "num_points": c.num_points,
+            "code_shape": list(c.code_shape), "d_code": c.d_code, "dtype": c.dtype,
+            "quant": c.quant, "draco_bits": c.draco_bits, "centre": list(c.centre),
+            "scale": c.scale, "own_frame": c.own_frame, "coder": c.coder if c.codec == "fallback" else None,
+            "enhancement_bytes": len(c.enhancement),
+            "attributes": ", ".join(c.attributes) if c.attributes else "none",
+            "attribute_coding": (("in the classical payload" if not c.attr_payload else
+                                  f"transferred to the decoded points ({len(c.attr_payload)} bytes)")
+                                 if c.attributes else "none"),
+            "payload_bytes": c.stored_payload_bytes, "total_bytes": len(pack(c)),
+        }

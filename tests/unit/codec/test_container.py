@@ -14,6 +14,7 @@ from squeeze3d.codec.container import (
     SUPPORTED_VERSIONS,
     Container,
     ContainerError,
+    describe,
     pack,
     payload_size,
     read_container,
@@ -55,7 +56,7 @@ def test_round_trip_is_exact(make):
 def test_identity_strings():
     assert _neural().model_identity == "v7:0123456789abcdef"
     assert _fallback().model_identity == "path:fedcba9876543210"
-    info = _neural().describe()
+    info = describe(_neural())
     assert info["total_bytes"] == len(pack(_neural())) and info["d_code"] == 40
 
 
@@ -225,7 +226,7 @@ def test_grid_code_shapes_round_trip_and_limits():
                 scale=1.0)
     back = unpack(pack(c))
     assert back == c and back.code_shape == (24, 2, 2, 2) and back.d_code == 192
-    assert back.describe()["code_shape"] == [24, 2, 2, 2]
+    assert describe(back)["code_shape"] == [24, 2, 2, 2]
     with pytest.raises(ContainerError, match="code shape"):
         pack(_neural("f16", shape=(2, 2, 2, 2, 2)))
     data = pack(c)

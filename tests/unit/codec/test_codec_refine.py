@@ -8,7 +8,7 @@ from tiny_mappings import BOUNDED, train_debug_checkpoint
 
 from squeeze3d.baselines import draco
 from squeeze3d.codec.compressor import Variant, compress_points, get_codec
-from squeeze3d.codec.container import DRACO_PREFIX, ContainerError, pack, unpack
+from squeeze3d.codec.container import DRACO_PREFIX, ContainerError, describe, pack, unpack
 from squeeze3d.codec.decompress import decompress_bytes
 from squeeze3d.mapping import cut_code, prefix_mask
 
@@ -131,7 +131,7 @@ def test_own_frame_container_round_trip_and_corruption():
     assert len(data) == len(blob) - 3
     back = unpack(data)
     assert back.own_frame and back.payload == blob and back.draco_bits == 9 and back.pair == "debug"
-    assert back.describe()["own_frame"] is True
+    assert describe(back)["own_frame"] is True
     bad = bytearray(data)
     bad[10] ^= 0x40
     with pytest.raises(ContainerError, match="checksum"):

@@ -263,15 +263,15 @@ def test_directory_in_parallel_threads_writes_what_single_files_do(ckpts, tmp_pa
 def test_jobs_refused_for_a_generator_that_cannot_decode_in_threads():
     from types import SimpleNamespace
 
-    from squeeze3d.codec.cli import _jobs_for
+    from squeeze3d.codec.cli_batch import jobs_for
     from squeeze3d.errors import UserError
 
     codec = SimpleNamespace(generator=SimpleNamespace(thread_safe=False), pair=SimpleNamespace(name="p"))
-    assert _jobs_for(codec, SimpleNamespace(jobs=None)) == 1
+    assert jobs_for(codec, SimpleNamespace(jobs=None)) == 1
     with pytest.raises(UserError, match="cannot decode in parallel threads"):
-        _jobs_for(codec, SimpleNamespace(jobs=2))
+        jobs_for(codec, SimpleNamespace(jobs=2))
     with pytest.raises(UserError, match="at least 1"):
-        _jobs_for(SimpleNamespace(generator=SimpleNamespace(thread_safe=True)), SimpleNamespace(jobs=0))
+        jobs_for(SimpleNamespace(generator=SimpleNamespace(thread_safe=True)), SimpleNamespace(jobs=0))
 
 
 def test_inspect_reads_a_header_without_torch(ckpts, inputs, tmp_path, capsys):

@@ -22,7 +22,7 @@ import torch
 from squeeze3d.config import train_config_for_pair
 from squeeze3d.metrics.pointcloud import d1_psnr
 from squeeze3d.synth.corpus_pairs import corpus_pairs
-from squeeze3d.train.loop import TensorPairs, _quantised, fit
+from squeeze3d.train.loop import TensorPairs, fit, quantised
 
 RUNS = {  # name -> (z_E level, --set overrides)
     "b: no bottleneck (d_C 1024, f32)": ("global", ["mapping.d_code=1024"]),
@@ -45,7 +45,7 @@ COMMON = ["mapping.arch=deep_residual_mlp", "mapping.hidden=512", "mapping.depth
 def test_psnr(res, cfg, gen, z_e, pts) -> float:
     out = []
     for s in range(0, len(z_e), 32):
-        code = _quantised(res.f_e(z_e[s:s + 32]), cfg)
+        code = quantised(res.f_e(z_e[s:s + 32]), cfg)
         out.append(d1_psnr(pts[s:s + 32], gen.decode(res.f_d(code))))
     return float(torch.cat(out).mean())
 

@@ -103,15 +103,15 @@ from pathlib import Path
 
 from squeeze3d.codec import varint
 from squeeze3d.codec.container_fields import (  # the fields and constants are this module's API too
-    _EXT_ATTRS,
-    _EXT_ENHANCEMENT,
-    _EXT_ENTROPY,
-    _EXT_OCTREE,
     ATTRIBUTES_VERSION,
     CODECS,
     CODERS,
     DRACO_PREFIX,
     DTYPES,
+    EXT_ATTRS,
+    EXT_ENHANCEMENT,
+    EXT_ENTROPY,
+    EXT_OCTREE,
     FORMAT_VERSION,
     GROUP_SIZE,
     LAYERED_VERSION,
@@ -240,8 +240,8 @@ def _attr_section(c: Container) -> bytes:
     from squeeze3d.codec.attributes import mask_of
 
     mask = mask_of(c.attributes)
-    ext = mask | (_EXT_OCTREE if c.coder == "octree" else 0) | (_EXT_ENHANCEMENT if c.enhancement else 0) \
-        | (_EXT_ENTROPY if c.dtype == "entropy" else 0)
+    ext = mask | (EXT_OCTREE if c.coder == "octree" else 0) | (EXT_ENHANCEMENT if c.enhancement else 0) \
+        | (EXT_ENTROPY if c.dtype == "entropy" else 0)
     return bytes([ext]) + ((varint.encode(len(c.attr_payload)) + c.attr_payload) if mask else b"")
 
 
@@ -293,16 +293,16 @@ def _unpack_v2(data: bytes) -> Container:
         from squeeze3d.codec.attributes import names_of
 
         (ext,) = r.take(1, "extension byte")
-        attrs = names_of(ext & _EXT_ATTRS)
-        if ext & ~(_EXT_ATTRS | _EXT_OCTREE | _EXT_ENHANCEMENT | _EXT_ENTROPY):
+        attrs = names_of(ext & EXT_ATTRS)
+        if ext & ~(EXT_ATTRS | EXT_OCTREE | EXT_ENHANCEMENT | EXT_ENTROPY):
             raise ContainerError(f"extension flags {ext:#04x} are not known to this build")
-        if not attrs and not ext & (_EXT_OCTREE | _EXT_ENHANCEMENT | _EXT_ENTROPY):
+        if not attrs and not ext & (EXT_OCTREE | EXT_ENHANCEMENT | EXT_ENTROPY):
             raise ContainerError("corrupted header: a version 3 file with no attributes, octree layers or entropy-coded code")
         if attrs:
             attr_payload = r.take(_read_varint(r, "attribute length"), "attribute payload")
         if r.off > len(data) - 2:
             raise ContainerError("truncated or corrupted: the attribute payload runs into the checksum")
-    coder = "octree" if ext & _EXT_OCTREE else "draco"
+    coder = "octree" if ext & EXT_OCTREE else "draco"
     if _V2_MODES[mode].startswith("fallback/own"):
         if vf & 0xF0:
             raise ContainerError("corrupted header: an own-frame fallback has no flags")
@@ -321,10 +321,10 @@ def _unpack_v2(data: bytes) -> Container:
     d_code = _read_varint(r, "code size") if name != "fallback" else 0
     norm = _NORM32 if vf & _FLAG_NORM_F32 else _NORM16
     *centre, scale = r.unpack(norm, "normalisation")
-    entropy = bool(ext & _EXT_ENTROPY)
+    entropy = bool(ext & EXT_ENTROPY)
     if entropy and name != "fixed":
         raise ContainerError(f"corrupted header: an entropy-coded code in mode {name}")
-    if entropy and ext & _EXT_ENHANCEMENT:
+    if entropy and ext & EXT_ENHANCEMENT:
         n = _read_varint(r, "code length")
         if r.off + n > len(data) - 2:
             raise ContainerError("truncated or corrupted: the code runs into the checksum")
@@ -338,7 +338,7 @@ def _unpack_v2(data: bytes) -> Container:
     if codec == "neural" and not 1 <= d_code <= MAX_CODE_NUMBERS:
         raise ContainerError(f"corrupted header: code of {d_code} numbers")
     enhancement = b""
-    if ext & _EXT_ENHANCEMENT:
+    if ext & EXT_ENHANCEMENT:
         if codec != "neural":
             raise ContainerError("corrupted header: an enhancement layer without a neural code")
         n = n if entropy else payload_size(dtype, quant, d_code, bits)

@@ -19,7 +19,7 @@ ATTRIBUTES_VERSION = LAYERED_VERSION = 3
 still written as version 2."""
 SUPPORTED_VERSIONS = (1, 2, 3)
 CODERS = ("draco", "octree")
-_EXT_OCTREE, _EXT_ENHANCEMENT, _EXT_ENTROPY, _EXT_ATTRS = 0x40, 0x80, 0x04, 0x03
+EXT_OCTREE, EXT_ENHANCEMENT, EXT_ENTROPY, EXT_ATTRS = 0x40, 0x80, 0x04, 0x03
 MAGIC_V2 = b"S3"
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_POINTS = 1 << 24
@@ -38,10 +38,10 @@ MAX_FIXED_BITS = 16
 QUANTS = ("none", "per_vector", "per_group")
 GROUP_SIZE = 32  # int8 per-group: one f16 scale per GROUP_SIZE code numbers
 
-_HEAD = struct.Struct("<4sHBBBBB")  # magic version codec dtype quant draco_bits pair_len
-_MODEL = struct.Struct("<I8sIB")  # model_version model_hash num_points code_ndim
-_NORM = struct.Struct("<3df")  # centre scale
-_U32 = struct.Struct("<I")
+V1_HEAD = struct.Struct("<4sHBBBBB")  # magic version codec dtype quant draco_bits pair_len
+V1_MODEL = struct.Struct("<I8sIB")  # model_version model_hash num_points code_ndim
+V1_NORM = struct.Struct("<3df")  # centre scale
+U32 = struct.Struct("<I")
 _PAIR_RE = re.compile(r"[a-z0-9_]{1,64}")
 DRACO_PREFIX = b"DRACO\x02\x03\x00\x01\x00\x00"
 """What DracoPy's point clouds start with: magic, version 2.3, point cloud, kd-tree, no flags."""

@@ -8,10 +8,6 @@ import struct
 import zlib
 
 from squeeze3d.codec.container_fields import (
-    _HEAD,
-    _MODEL,
-    _NORM,
-    _U32,
     CODECS,
     DTYPES,
     MAGIC,
@@ -19,6 +15,10 @@ from squeeze3d.codec.container_fields import (
     MAX_PAIR_LEN,
     QUANTS,
     SUPPORTED_VERSIONS,
+    U32,
+    V1_HEAD,
+    V1_MODEL,
+    V1_NORM,
     Container,
     ContainerError,
     Reader,
@@ -30,14 +30,14 @@ def pack_v1(c: Container) -> bytes:
     """Version 1 bytes of a (checked) container."""
     pair = c.pair.encode("ascii")
     out = bytearray()
-    out += _HEAD.pack(MAGIC, c.version, CODECS.index(c.codec), DTYPES.index(c.dtype),
+    out += V1_HEAD.pack(MAGIC, c.version, CODECS.index(c.codec), DTYPES.index(c.dtype),
                       QUANTS.index(c.quant), c.draco_bits, len(pair))
     out += pair
-    out += _MODEL.pack(c.model_version or 0, bytes.fromhex(c.model_hash), c.num_points, len(c.code_shape))
-    out += b"".join(_U32.pack(d) for d in c.code_shape)
-    out += _NORM.pack(*c.centre, c.scale)
-    out += _U32.pack(len(c.payload)) + c.payload
-    out += _U32.pack(zlib.crc32(out))
+    out += V1_MODEL.pack(c.model_version or 0, bytes.fromhex(c.model_hash), c.num_points, len(c.code_shape))
+    out += b"".join(U32.pack(d) for d in c.code_shape)
+    out += V1_NORM.pack(*c.centre, c.scale)
+    out += U32.pack(len(c.payload)) + c.payload
+    out += U32.pack(zlib.crc32(out))
     return bytes(out)
 
 
@@ -50,18 +50,18 @@ def unpack_v1(data: bytes) -> Container:
         raise ContainerError(f".sq3d format version {version} is not supported; this build reads version(s) "
                              f"{', '.join(map(str, SUPPORTED_VERSIONS))}")
     r.off = 0
-    _, _, codec, dtype, quant, draco_bits, pair_len = r.unpack(_HEAD, "header")
+    _, _, codec, dtype, quant, draco_bits, pair_len = r.unpack(V1_HEAD, "header")
     if not 1 <= pair_len <= MAX_PAIR_LEN:
         raise ContainerError(f"corrupted header: pair name length {pair_len}")
     pair_b = r.take(pair_len, "pair name")
-    model_version, model_hash, num_points, ndim = r.unpack(_MODEL, "model identity")
+    model_version, model_hash, num_points, ndim = r.unpack(V1_MODEL, "model identity")
     if ndim > MAX_CODE_NDIM:
         raise ContainerError(f"corrupted header: code has {ndim} dimensions (at most {MAX_CODE_NDIM})")
-    shape = tuple(_U32.unpack(r.take(4, f"code_shape[{i}]"))[0] for i in range(ndim))
-    *centre, scale = r.unpack(_NORM, "normalisation")
-    (plen,) = r.unpack(_U32, "payload length")
+    shape = tuple(U32.unpack(r.take(4, f"code_shape[{i}]"))[0] for i in range(ndim))
+    *centre, scale = r.unpack(V1_NORM, "normalisation")
+    (plen,) = r.unpack(U32, "payload length")
     payload = r.take(plen, "payload")
-    (crc,) = r.unpack(_U32, "CRC32")
+    (crc,) = r.unpack(U32, "CRC32")
     if r.off != len(data):
         raise ContainerError(f"corrupted: {len(data) - r.off} unexpected bytes after the CRC32")
     actual = zlib.crc32(data[:-4])

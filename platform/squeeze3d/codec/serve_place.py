@@ -95,7 +95,7 @@ def _private_dir_problem(d: Path) -> str | None:
     return None
 
 
-def _socket_problem(p: Path) -> str | None:
+def socket_problem(p: Path) -> str | None:
     problem = _private_dir_problem(p.parent)
     if problem:
         return problem
@@ -109,7 +109,7 @@ def _socket_problem(p: Path) -> str | None:
 
 
 @contextlib.contextmanager
-def _serve_lock(lock: Path, what: Path):
+def serve_lock(lock: Path, what: Path):
     """One server per state folder: an exclusive ``flock`` on ``lock`` held for the server's life."""
     fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
@@ -144,7 +144,7 @@ _OWNER_LOCK = "owner.lock"
 _STALE_AFTER_S = 60.0  # a folder with no owner lock younger than this may be a server starting up
 
 
-def _clean_stale_dirs(log) -> None:
+def clean_stale_dirs(log) -> None:
     """Remove socket folders (``squeeze3d-<uid>-*`` in the temp dir) of this user's servers that are
     gone (SIGKILL, a crash): a live server holds a ``flock`` on the folder's owner lock for its life."""
     import shutil
@@ -191,7 +191,7 @@ def _fresh_private_dir() -> tuple[Path, int]:
 
 
 @dataclass
-class _Place:
+class Place:
     """Where a server listens: the socket, its lock, and (for a fresh folder) the pointer to it."""
     lock: Path
     socket: Path
@@ -200,7 +200,7 @@ class _Place:
     extra_fd: int | None = None
 
 
-def _place(log) -> _Place:
+def claim_place(log) -> Place:
     """``<state>/run/codec.sock`` when ``<state>/run`` is (or can be made) a private folder of this
     user and the path fits a socket address; else a fresh private folder in the temp dir, named by a
     pointer: ``<state>/run/codec.sock-path``, or, when another user owns ``<state>/run`` (a squatter
@@ -211,7 +211,7 @@ def _place(log) -> _Place:
     if problem is None:
         sock = d / "codec.sock"
         if len(str(sock)) <= _MAX_SOCKET_PATH:
-            return _Place(d / "serve.lock", sock)
+            return Place(d / "serve.lock", sock)
         lock, pointer = d / "serve.lock", _pointer()
     else:
         udir = _user_dir()
@@ -229,10 +229,10 @@ def _place(log) -> _Place:
 
         shutil.rmtree(extra, ignore_errors=True)
         raise UserError(f"cannot serve: {sock} is too long for a Unix socket; set TMPDIR to a shorter folder")
-    return _Place(lock, sock, pointer, extra, fd)
+    return Place(lock, sock, pointer, extra, fd)
 
 
-def _bind(place: _Place) -> socket.socket:
+def bind_socket(place: Place) -> socket.socket:
     """The listening socket at ``place.socket``; the pointer (if any) is written once it is bound."""
     path = place.socket
     with contextlib.suppress(FileNotFoundError):
@@ -250,7 +250,7 @@ def _bind(place: _Place) -> socket.socket:
     return srv
 
 
-def _release(place: _Place) -> None:
+def release_place(place: Place) -> None:
     """Remove what this server made: its socket, its pointer (if it still names this server), its folder."""
     import shutil
 

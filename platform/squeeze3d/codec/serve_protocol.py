@@ -45,7 +45,7 @@ def _json_depth_problem(body: bytes, limit: int = _MAX_JSON_DEPTH) -> str | None
     return None
 
 
-def _peer_uid(conn: socket.socket) -> int:
+def peer_uid(conn: socket.socket) -> int:
     creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     return struct.unpack("3i", creds)[1]
 
@@ -61,12 +61,12 @@ def settings_digest(env=None) -> str:
     return hashlib.sha256(json.dumps(_settings(env), sort_keys=True).encode()).hexdigest()
 
 
-def _send(conn: socket.socket, doc: dict) -> None:
+def send_frame(conn: socket.socket, doc: dict) -> None:
     data = json.dumps(doc).encode()
     conn.sendall(struct.pack(">I", len(data)) + data)
 
 
-def _recv(conn: socket.socket, limit: int, deadline: float | None = None) -> dict:
+def recv_frame(conn: socket.socket, limit: int, deadline: float | None = None) -> dict:
     """One length-prefixed JSON object; ``deadline`` (time.monotonic) bounds the whole frame."""
     def exactly(n: int) -> bytes:
         buf = bytearray()
@@ -102,7 +102,7 @@ def _recv(conn: socket.socket, limit: int, deadline: float | None = None) -> dic
 
 
 @dataclass
-class _Job:
+class Job:
     argv: list[str]
     cwd: str
     umask: int
@@ -121,7 +121,7 @@ class _Job:
         self.done.set()
 
 
-def _check_request(req: dict, own: str) -> tuple[_Job | None, dict]:
+def check_request(req: dict, own: str) -> tuple[Job | None, dict]:
     """(job, answer) for a request; job None when refused or malformed (the answer says why)."""
     argv, cwd, umask, settings = req.get("argv"), req.get("cwd"), req.get("umask"), req.get("settings")
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
@@ -135,10 +135,10 @@ def _check_request(req: dict, own: str) -> tuple[_Job | None, dict]:
         return None, {"refused": "not forwarded"}
     if not os.path.isdir(cwd):
         return None, {"refused": "working directory not found"}
-    return _Job(argv, cwd, umask), {"accepted": True}
+    return Job(argv, cwd, umask), {"accepted": True}
 
 
-def _drain(conn: socket.socket, n: int) -> None:
+def drain_frame(conn: socket.socket, n: int) -> None:
     """Read and drop up to ``n`` bytes (at most ``_MAX_DISCARD_BYTES``, within ``REQUEST_TIMEOUT_S``)
     of a refused frame, so that its sender, still sending, reads the answer instead of a reset; past
     those bounds the connection is closed (the answer is already in the client's buffer)."""

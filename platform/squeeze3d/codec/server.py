@@ -67,27 +67,27 @@ import threading
 import time
 
 from squeeze3d.codec.serve_place import (  # noqa: F401  (socket_path, run_dir: public, re-exported)
-    _bind,
-    _clean_stale_dirs,
-    _Place,
-    _place,
-    _release,
-    _serve_lock,
-    _socket_problem,
+    Place,
+    bind_socket,
+    claim_place,
+    clean_stale_dirs,
+    release_place,
     run_dir,
+    serve_lock,
     socket_path,
+    socket_problem,
 )
 from squeeze3d.codec.serve_protocol import (  # noqa: F401  (the protocol's public names, re-exported)
     FORWARDED,
     MAX_REQUEST_BYTES,
     REQUEST_TIMEOUT_S,
+    Job,
     ProtocolError,
-    _check_request,
-    _drain,
-    _Job,
-    _peer_uid,
-    _recv,
-    _send,
+    check_request,
+    drain_frame,
+    peer_uid,
+    recv_frame,
+    send_frame,
     settings_digest,
 )
 from squeeze3d.errors import UserError
@@ -105,13 +105,13 @@ _INTERRUPTED = "squeeze3d: interrupted\n"
 def _connect() -> socket.socket | None:
     """A connection to this user's server, verified before anything is sent; None when there is none."""
     path = socket_path()
-    if _socket_problem(path):
+    if socket_problem(path):
         return None
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.settimeout(CONNECT_TIMEOUT_S)
         conn.connect(str(path))
-        if _peer_uid(conn) != os.getuid():
+        if peer_uid(conn) != os.getuid():
             raise ConnectionError("the socket is served by another user")
     except (OSError, ConnectionError):
         conn.close()
@@ -123,7 +123,7 @@ def _answer(conn: socket.socket) -> dict:
     """The server's next frame other than a heartbeat; ``ANSWER_TIMEOUT_S`` of silence is a dead server."""
     while True:
         conn.settimeout(ANSWER_TIMEOUT_S)
-        doc = _recv(conn, _MAX_ANSWER_BYTES)
+        doc = recv_frame(conn, _MAX_ANSWER_BYTES)
         if not doc.get("wait"):
             return doc
 
@@ -139,7 +139,7 @@ def forward(argv: list[str]) -> int | None:
     umask = _current_umask()
     with conn:
         try:
-            _send(conn, {"argv": [str(a) for a in argv], "cwd": os.getcwd(), "umask": umask,
+            send_frame(conn, {"argv": [str(a) for a in argv], "cwd": os.getcwd(), "umask": umask,
                          "settings": settings_digest()})
             if not _answer(conn).get("accepted"):
                 return None  # refused (other settings, not forwardable): run here
@@ -161,7 +161,7 @@ def _cancel(conn: socket.socket) -> int:
     """Ctrl-C while the server runs our command: have it interrupt the command, and return once it has
     (so that, as in a cold run, nothing is written after "interrupted" is printed)."""
     with contextlib.suppress(OSError, ConnectionError, ProtocolError, KeyboardInterrupt):
-        _send(conn, {"cancel": True})
+        send_frame(conn, {"cancel": True})
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if not _answer(conn).get("wait"):
@@ -217,9 +217,9 @@ class _Server:
     def __init__(self, main, log):
         self.main, self.log = main, log
         self.own = settings_digest()
-        self.jobs: queue.Queue[_Job | None] = queue.Queue()
+        self.jobs: queue.Queue[Job | None] = queue.Queue()
         self.lock = threading.Lock()
-        self.running: _Job | None = None
+        self.running: Job | None = None
         self.busy = 0  # connections open now
         self.last_activity = time.monotonic()
         self.served = 0
@@ -253,7 +253,7 @@ class _Server:
             self.last_activity = time.monotonic()
             job.finish()
 
-    def _execute(self, job: _Job) -> None:
+    def _execute(self, job: Job) -> None:
         with self.lock:
             if job.cancelled:
                 job.result = (130, "", _INTERRUPTED)
@@ -267,7 +267,7 @@ class _Server:
         os.umask(job.umask)
         job.result = _run(self.main, job.argv)
 
-    def cancel(self, job: _Job) -> None:
+    def cancel(self, job: Job) -> None:
         with self.lock:
             if job.cancelled:
                 return
@@ -286,29 +286,29 @@ class _Server:
                 self.log(f"squeeze3d: bad request: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
                 with contextlib.suppress(OSError, ConnectionError):
                     conn.settimeout(1.0)
-                    _send(conn, {"error": f"the server could not handle the request ({type(e).__name__})"})
+                    send_frame(conn, {"error": f"the server could not handle the request ({type(e).__name__})"})
             finally:
                 with self.lock:
                     self.busy -= 1
                 self.last_activity = time.monotonic()
 
     def _handle(self, conn: socket.socket) -> None:
-        if _peer_uid(conn) != os.getuid():
+        if peer_uid(conn) != os.getuid():
             self.log("squeeze3d: refused a connection from another user")
             return
         try:
-            req = _recv(conn, MAX_REQUEST_BYTES, time.monotonic() + REQUEST_TIMEOUT_S)
+            req = recv_frame(conn, MAX_REQUEST_BYTES, time.monotonic() + REQUEST_TIMEOUT_S)
         except ProtocolError as e:
             self.log(f"squeeze3d: bad request: {e}")
             with contextlib.suppress(OSError):
                 conn.settimeout(1.0)
-                _send(conn, {"error": str(e)})
+                send_frame(conn, {"error": str(e)})
             if e.unread:
-                _drain(conn, e.unread)
+                drain_frame(conn, e.unread)
             return
-        job, answer = _check_request(req, self.own)
+        job, answer = check_request(req, self.own)
         conn.settimeout(HEARTBEAT_S)
-        _send(conn, answer)
+        send_frame(conn, answer)
         if job is None:
             if "error" in answer:
                 self.log(f"squeeze3d: bad request: {answer['error']}")
@@ -320,13 +320,13 @@ class _Server:
                 return
             rc, out, err = job.result
             conn.settimeout(ANSWER_TIMEOUT_S)
-            _send(conn, {"rc": rc, "out": out, "err": err})
+            send_frame(conn, {"rc": rc, "out": out, "err": err})
         finally:
             job.done.wait()  # the worker has written to the pipe by now: closing it is safe
             for fd in job.wake:
                 os.close(fd)
 
-    def _wait(self, conn: socket.socket, job: _Job) -> bool:
+    def _wait(self, conn: socket.socket, job: Job) -> bool:
         """Heartbeats until ``job`` ends (True), or a cancel / the client gone (False, job interrupted)."""
         try:
             while not job.done.is_set():
@@ -336,14 +336,14 @@ class _Server:
                 if conn in readable:  # a cancel, or the client went away (EOF, reset): interrupt its command
                     try:
                         conn.settimeout(HEARTBEAT_S)
-                        _recv(conn, 1024)
+                        recv_frame(conn, 1024)
                     except (OSError, ConnectionError, ProtocolError):
                         self.cancel(job)
                         return False
                     self.cancel(job)
                     continue
                 if not readable:
-                    _send(conn, {"wait": 1})
+                    send_frame(conn, {"wait": 1})
         except (OSError, ConnectionError):
             self.cancel(job)
             return False
@@ -371,14 +371,14 @@ def serve(main, pair: str | None = None, idle_timeout: float = 900.0, log=print)
     from squeeze3d.redact import mask_credentials
 
     log = _masked(log, mask_credentials)
-    _clean_stale_dirs(log)
-    place = _place(log)
+    clean_stale_dirs(log)
+    place = claim_place(log)
     try:
-        with _serve_lock(place.lock, run_dir().parent):
+        with serve_lock(place.lock, run_dir().parent):
             return _serve(main, pair, idle_timeout, log, place)
     finally:
         if place.extra is not None and place.extra.exists():
-            _release(place)
+            release_place(place)
 
 
 def _masked(log, mask):
@@ -388,7 +388,7 @@ def _masked(log, mask):
     return masked
 
 
-def _serve(main, pair, idle_timeout: float, log, place: _Place) -> int:
+def _serve(main, pair, idle_timeout: float, log, place: Place) -> int:
     if pair:
         from squeeze3d.codec.compressor import get_codec
 
@@ -400,7 +400,7 @@ def _serve(main, pair, idle_timeout: float, log, place: _Place) -> int:
             log(f"squeeze3d: {pair}'s default model not loaded ({e}); models load on first use")
         _forget_resolved_models()
     server = _Server(main, log)
-    srv = _bind(place)
+    srv = bind_socket(place)
     path = place.socket
 
     def on_term(signum, frame):
@@ -430,5 +430,5 @@ def _serve(main, pair, idle_timeout: float, log, place: _Place) -> int:
     finally:
         signal.signal(signal.SIGTERM, old_term)
         srv.close()
-        _release(place)
+        release_place(place)
         server.stop()

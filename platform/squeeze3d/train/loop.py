@@ -93,7 +93,7 @@ class FitResult:
 EpochCallback = Callable[[int, dict[str, float], Callable[[Path], Path]], None]
 
 
-def _quantised(code: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+def quantised(code: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     """What the receiver decodes: bounded codes rounded to ``code_noise_bits`` (if trained with it)."""
     bits = cfg.loss.code_noise_bits
     if not bits or cfg.mapping.code_bound != "tanh":
@@ -116,7 +116,7 @@ def evaluate(f_e: MappingHalf, f_d: MappingHalf, source: BatchSource, cfg: Train
     for z_e, z_g in source.batches(0):
         z_e, z_g = z_e.to(dev), z_g.to(dev)
         code = f_e(z_e)
-        pred_std = f_d.forward_std(_quantised(code, cfg))
+        pred_std = f_d.forward_std(quantised(code, cfg))
         out = objective(code, pred_std, z_g, f_d, lambda_gram=1.0 if z_e.shape[0] > 1 else 0.0)
         b = z_e.shape[0]
         sums["mse"] += float(out["mse"]) * b

@@ -377,8 +377,8 @@ def test_answers_do_not_wait_for_the_next_heartbeat(tmp_path, monkeypatch):
         ours.settimeout(60)
         ours.sendall(_frame({"argv": ["inspect", "x.sq3d"], "cwd": str(tmp_path), "umask": 0o22,
                              "settings": server.settings_digest()}))
-        assert server._recv(ours, 1 << 20) == {"accepted": True}
-        assert server._recv(ours, 1 << 20) == {"rc": 0, "out": "done\n", "err": ""}  # no heartbeat first
+        assert server.recv_frame(ours, 1 << 20) == {"accepted": True}
+        assert server.recv_frame(ours, 1 << 20) == {"rc": 0, "out": "done\n", "err": ""}  # no heartbeat first
     t.join(timeout=60)
     srv.stop()
 

@@ -57,3 +57,17 @@ def test_unknown_mapping_axis_is_refused(tmp_path):
     bad.write_text("space:\n  lambda_gram: {loguniform: [1e-4, 1e-2]}\n  mapping:\n    arch: {choice: [unet3d]}\n")
     with pytest.raises(ConfigError, match="space.mapping.arch must be a MappingConfig field"):
         SearchSpace.from_yaml(bad)
+
+
+def test_the_sweep_table_shows_the_code_rate_when_a_trial_trained_for_it():
+    from squeeze3d.train.sweep import format_table
+
+    rows = [{"trial": "a", "d_code": 64, "lambda_gram": 1e-3, "loss.lambda_rate": 0.0, "epochs": 2,
+             "val_d1_psnr": 28.1, "val_mse": 0.4, "val_rate": None, "d_eff": 9.0, "status": "done"},
+            {"trial": "b", "d_code": 64, "lambda_gram": 1e-3, "loss.lambda_rate": 1e-3, "epochs": 2,
+             "val_d1_psnr": 27.5, "val_mse": 0.5, "val_rate": 310.0, "d_eff": 6.0, "status": "done"}]
+    head, a, b = format_table(rows, ["val_d1_psnr"]).splitlines()
+    assert "loss.lambda_rate" in head and "val_rate" in head
+    assert b.split()[head.split().index("val_rate")] == "310"
+    plain = format_table([{**rows[0]}], ["val_d1_psnr"]).splitlines()[0]
+    assert "val_rate" not in plain  # no trial priced its code: no empty column

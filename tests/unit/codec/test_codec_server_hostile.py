@@ -313,8 +313,11 @@ def test_slow_peer_does_not_stall_others_and_a_stopped_server_means_a_cold_run(f
 def test_ctrl_c_on_a_served_command_interrupts_it_and_writes_nothing(fake_server, tmp_path):
     env, log, proc = fake_server
     out = tmp_path / "slow.txt"
+    # a terminal's process: Ctrl-C is not ignored (a runner that started the suite in the background
+    # would have it ignored, and Python would then never raise KeyboardInterrupt in the client)
     client = subprocess.Popen([sys.executable, "-c", CLIENT, "compress", str(out), "60"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for(lambda: Path(str(out) + ".started").exists() or client.poll() is not None, "command start")
     client.send_signal(signal.SIGINT)
     stdout, stderr = client.communicate(timeout=60)

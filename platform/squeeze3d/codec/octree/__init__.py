@@ -52,10 +52,12 @@ def best_reconstruction(points: np.ndarray, e: int, quality: Callable[[np.ndarra
                         smooth: bool = True) -> tuple[float, bool]:
     """``(quality, smoothed)`` of grid ``e``'s decode, smoothed or not, whichever measures better
     (``smooth=False``: never smoothed). The two files have the same size."""
-    plain = float(quality(points, reconstruct(points, e)))
+    grid, cells = Grid.fit(points, e)  # one fit serves both decodes: they differ only in the flag
+    plain = float(quality(points, grid.to_points(cells)))
     if not smooth:
         return plain, False
-    sm = float(quality(points, reconstruct(points, e, True)))
+    grid.smooth = True
+    sm = float(quality(points, grid.to_points(cells)))
     return (sm, True) if sm > plain else (plain, False)
 
 

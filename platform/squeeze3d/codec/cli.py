@@ -339,6 +339,7 @@ def add_commands(sub) -> None:
         DEFAULT_MIN_QUALITY_DB,
         DEFAULT_PAIR,
         DEFAULT_QUANT,
+        OFF_BUDGET_BYTES,
     )
 
     model_help = ("mapping model: models:/squeeze3d-PAIR@champion (default), a registry version number, a "
@@ -396,8 +397,9 @@ def add_commands(sub) -> None:
                    default=DEFAULT_MIN_QUALITY_DB, metavar="DB",
                    help=f"quality floor in dB (point clouds: D1-PSNR, radiance fields: render PSNR): the smallest "
                         f"file that meets it is written, among the neural variants and the kind's classical codec "
-                        f"(Draco / quantise+zstd) at each rate (default {DEFAULT_MIN_QUALITY_DB}; 'off' writes the "
-                        f"model's largest variant unchecked)")
+                        f"(Draco / quantise+zstd) at each rate (default {DEFAULT_MIN_QUALITY_DB}; 'off' writes, unmeasured, a "
+                        f"file of at most {OFF_BUDGET_BYTES} bytes: for point clouds the shortest code plus the "
+                        f"octree enhancement layer that fits; with --prefix, --bits or --dtype that code alone)")
     p.add_argument("--target-bytes", type=int, default=None, metavar="B",
                    help="instead of a floor: the best quality whose .sq3d file fits in B bytes")
     effort_flag(p)

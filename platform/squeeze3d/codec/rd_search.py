@@ -3,8 +3,9 @@
 Candidates are the neural rungs the codec built (``Codec.compress_asset``), the kind's classical
 codec at its rates, and (point clouds, octree) the shortest rung plus an octree enhancement layer.
 
-- gate off (no floor, no byte target): the model's rung, unmeasured (nested codes: the largest rung
-  whose raw file fits ``OFF_BUDGET_BYTES``, then stored as the code prior codes it);
+- gate off (no floor, no byte target): a file within ``OFF_BUDGET_BYTES``, unmeasured: point clouds
+  the shortest rung plus the finest octree enhancement layer that fits; otherwise (or a rung asked
+  for) the model's rung (nested codes: the largest whose raw file fits, stored as the prior codes it);
 - ``target_bytes``: the best quality whose file fits;
 - otherwise the *smallest* file meeting the floor (neural first on a tie), else the best quality.
 
@@ -109,14 +110,42 @@ class RDSearch:
         c = replace(base, version=LAYERED_VERSION, enhancement=blob)
         return pack(c), c, float(q)
 
+    def enhanced_within(self, base: Container, budget: int) -> Container | None:
+        """``base`` plus the finest octree enhancement layer whose file fits ``budget`` bytes,
+        unmeasured; None when none fits."""
+        from squeeze3d.codec import octree
+
+        # the layered container adds a varint of the code's length before the layer (1-2 bytes)
+        room = budget - len(pack(replace(base, version=LAYERED_VERSION, enhancement=b"\0")))
+        if room <= 0:
+            return None
+        prior = np.asarray(self.decoded(base)[0], np.float32)
+        got = octree.encode_max_bytes(np.asarray(self.ref), room + 1, prior=prior)
+        if got is None:
+            return None
+        c = replace(base, version=LAYERED_VERSION, enhancement=got[0])
+        return c if len(pack(c)) <= budget else None
+
     # ------------------------------------------------------------------ choices
     def gate_off(self, code: np.ndarray, variants: list, neural: list[Container], budget: int) -> Container:
-        """The rung written unmeasured: the model's largest; nested codes (no prefix asked): the
-        largest whose raw levels fit ``budget`` bytes, stored as the code prior codes it (the rung is
-        chosen as without a prior: the ladder is flat above it, so a prior's savings go to a smaller
-        file rather than to a longer code)."""
+        """The file written unmeasured, within ``budget`` bytes (``OFF_BUDGET_BYTES``).
+
+        Point clouds coded with the octree (no attributes, no rung asked for): the layered stream,
+        the shortest rung plus the finest octree enhancement layer that fits, chosen by size alone
+        (``octree.encode_max_bytes``; decoder-side smoothing on). The neural ladder is flat above its
+        shortest rung (F_D's range), so the budget buys more in the enhancement layer than in a
+        longer code (measured on train objects: docs/benchmarks.md).
+        Otherwise, or when no enhancement fits: the model's rung, the largest whose raw levels fit
+        ``budget`` for nested codes, stored as the code prior codes it (the rung is chosen as without
+        a prior: a prior's savings go to a smaller file rather than to a longer code)."""
+        o = self.o
+        rung_asked = o.dtype is not None or o.bits is not None or o.prefix is not None
+        if self.cc.coder == "octree" and not self.attrs and not rung_asked and neural[-1].dtype in LEVEL_DTYPES:
+            layered = self.enhanced_within(min(neural, key=lambda c: len(pack(c))), budget)
+            if layered is not None:
+                return layered
         off = neural[0]
-        if self.codec.prefixes and self.o.prefix is None:
+        if self.codec.prefixes and o.prefix is None:
             fits = [c for v, c in zip(variants, neural)
                     if len(pack(self.codec.neural_container(code, v, self.common, entropy=False))) <= budget]
             off = fits[0] if fits else neural[-1]

@@ -210,17 +210,21 @@ def test_fit_job_refuses_to_replace_a_prior(models, tmp_path):
 
 
 def test_gate_off_keeps_the_rung_it_would_pick_without_a_prior(models, monkeypatch):
-    """The prior shrinks the gate-off file; it does not buy a longer code with the savings."""
+    """The prior shrinks the gate-off file; it does not buy a longer code with the savings (the neural
+    code alone: Draco as the classical codec, so no octree enhancement layer)."""
     from squeeze3d.codec import compressor
     from squeeze3d.codec.compressor import compress_points
 
     plain, with_prior = models
     pts = _debug_cloud(6)
-    top = compress_points(pts, pair="debug", model=plain, min_quality=None, prefix=24, bits=8, effort=0)
+    top = compress_points(pts, pair="debug", model=plain, min_quality=None, prefix=24, bits=8, effort=0,
+                          classical="draco")
     # a budget the raw top rung misses by a byte, while its entropy-coded file fits
     monkeypatch.setattr(compressor, "OFF_BUDGET_BYTES", top.nbytes - 1)
-    raw = unpack(compress_points(pts, pair="debug", model=plain, min_quality=None, effort=0).data)
-    ec = unpack(compress_points(pts, pair="debug", model=with_prior, min_quality=None, effort=0).data)
+    raw = unpack(compress_points(pts, pair="debug", model=plain, min_quality=None, effort=0,
+                                     classical="draco").data)
+    ec = unpack(compress_points(pts, pair="debug", model=with_prior, min_quality=None, effort=0,
+                                     classical="draco").data)
     assert (raw.d_code, raw.draco_bits) != (24, 8)
     assert (ec.d_code, ec.draco_bits) == (raw.d_code, raw.draco_bits)
     assert len(pack(ec)) <= len(pack(raw))

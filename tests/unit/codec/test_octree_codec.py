@@ -77,6 +77,27 @@ def test_enhancement_layer_file_round_trips_to_its_octree():
         decompress_bytes(data[:-3] + data[-2:])
 
 
+def test_gate_off_writes_the_layered_stream_within_its_budget():
+    """Unmeasured: the shortest rung plus the finest enhancement layer that fits OFF_BUDGET_BYTES;
+    a rung asked for, or Draco as the classical codec, keeps the neural code alone."""
+    from squeeze3d.codec import OFF_BUDGET_BYTES
+
+    pts = _cloud(2)
+    res = compress_points(pts, pair=PAIR, min_quality=None, effort=0)
+    c = unpack(res.data)
+    assert res.nbytes <= OFF_BUDGET_BYTES and c.codec == "neural" and c.enhancement and res.psnr is None
+    assert (c.d_code, c.draco_bits) == (32, 2)  # the shortest rung: the budget goes to the layer
+    out = decompress_bytes(res.data).data
+    alone = [compress_points(pts, pair=PAIR, min_quality=None, effort=0, **kw) for kw in
+             (dict(prefix=128), dict(classical="draco"))]
+    for r in alone:
+        assert not unpack(r.data).enhancement
+        assert len(decompress_bytes(r.data).data) == get_codec(PAIR).asset_size
+    assert unpack(alone[0].data).d_code == 128  # the rung asked for, at the model's bits
+    assert alone[1].nbytes <= OFF_BUDGET_BYTES  # the largest rung whose raw file fits
+    assert d1_psnr_pair(pts, out) > max(d1_psnr_pair(pts, decompress_bytes(r.data).data) for r in alone)
+
+
 def test_classical_choice_is_checked():
     with pytest.raises(UserError, match="choose one of octree, draco"):
         compress_points(_cloud(), pair=PAIR, min_quality=30.0, effort=0, classical="gpcc")
@@ -98,6 +119,11 @@ def test_bench_pieces_on_one_object(tmp_path):
         assert curves[name] and all(b > 0 and np.isfinite(q) for b, q in curves[name]), name
     assert summary["ours"]["median_bytes_ge_30"] <= summary["draco"]["median_bytes_ge_30"]
     assert cli["obj"]["cli"]["d1"] >= 30.0 - 0.05
+    from squeeze3d.codec import OFF_BUDGET_BYTES
+
+    off, code = summary["cli_gate_off"], summary["cli_gate_off_code"]  # the layered file and the code alone
+    assert off["median_bytes"] <= OFF_BUDGET_BYTES and code["median_bytes"] <= OFF_BUDGET_BYTES
+    assert off["reach_30"] == (cli["obj"]["cli_off"]["d1"] >= 30.0)
     png = rd_bench.rd_plot(objects, tmp_path / "rd.png", "one object")
     assert png.is_file() and png.stat().st_size > 1000
     rows = [{"split": "corpus", "object_id": "obj", "codec": "tmc13_octree", "bits": "5", "bytes": "99",

@@ -95,6 +95,29 @@ def test_min_quality_search_meets_the_floor():
         assert d1_psnr_pair(pts, octree.decode_points(blob)) == pytest.approx(q, abs=1e-6)
 
 
+@pytest.mark.parametrize("budget", [40, 120, 600])
+def test_max_bytes_search_is_the_finest_grid_within_the_budget(budget):
+    pts = _cloud()
+    blob, e = octree.encode_max_bytes(pts, budget)
+    assert len(blob) <= budget
+    assert octree.coder.Grid.parse(blob)[0].e == e and octree.coder.Grid.parse(blob)[0].smooth
+    assert _same_set(octree.decode_points(blob), octree.reconstruct(pts, e, smooth=True))
+    fine, _ = octree.exponent_range(pts)
+    if e > fine:  # one grid finer does not fit, even with its tail cut
+        assert len(octree.encode_points(pts, e - 1, smooth=True)) > budget
+    bigger, _ = octree.encode_max_bytes(pts, 2 * budget)
+    assert d1_psnr_pair(pts, octree.decode_points(bigger)) > d1_psnr_pair(pts, octree.decode_points(blob))
+
+
+def test_max_bytes_search_with_a_prior_and_too_small_a_budget():
+    pts = _cloud()
+    prior = pts[::2] + 0.01
+    blob, e = octree.encode_max_bytes(pts, 80, prior=prior, smooth=False)
+    assert len(blob) <= 80 and not octree.coder.Grid.parse(blob)[0].smooth
+    assert _same_set(octree.decode_points(blob, prior=prior), octree.reconstruct(pts, e))
+    assert octree.encode_max_bytes(pts, 3) is None  # not even the grid's header fits
+
+
 def test_damaged_streams_are_refused():
     pts = _cloud()
     blob = octree.encode_points(pts, octree.exponent_for(0.02))

@@ -6,6 +6,7 @@ whose contexts see the neural reconstruction.
     coarse = decode_points(blob, max_level=4)             # progressive: any prefix of the levels
     blob, e, q = encode_min_quality(points, 30.0)         # the coarsest grid meeting a D1-PSNR floor
                                                           # (cell centres smoothed where that is better)
+    blob, e = encode_max_bytes(points, 64)                # the finest grid within 64 bytes, unmeasured
     blob = encode_points(points, e, prior=neural_points)  # enhancement: same frame as ``points``
 
 See ``coder`` (stream layout), ``context`` (what a probability depends on) and ``tables`` (the
@@ -23,7 +24,7 @@ from squeeze3d.codec.octree import coder
 from squeeze3d.codec.octree.coder import MAX_DEPTH, Grid, exponent_for, step_of
 from squeeze3d.codec.octree.tables import table
 
-__all__ = ["MAX_DEPTH", "Grid", "best_reconstruction", "decode_points", "encode_min_quality", "encode_points", "exponent_for",
+__all__ = ["MAX_DEPTH", "Grid", "best_reconstruction", "decode_points", "encode_max_bytes", "encode_min_quality", "encode_points", "exponent_for",
            "reconstruct", "step_of", "exponent_range"]
 
 
@@ -73,6 +74,55 @@ def exponent_range(points: np.ndarray, max_bits: int = 16) -> tuple[int, int]:
     while math.ceil(side / step_of(fine)) >= 2 ** MAX_DEPTH:
         fine += 1
     return fine, coarse
+
+
+TAIL_BYTES = 8
+"""At most what the range coder's tail cut saves (its flush: two 32-bit words)."""
+
+
+def encode_max_bytes(points: np.ndarray, budget: int, prior: np.ndarray | None = None, max_bits: int = 16,
+                     smooth: bool = True) -> tuple[bytes, int] | None:
+    """The finest grid whose (tail-cut) stream takes at most ``budget`` bytes, chosen by size alone:
+    nothing is decoded or measured (the gate-off file). ``smooth`` sets the decoder's smoothing bit.
+    Returns ``(blob, e)``, or None when even the coarsest grid does not fit."""
+    fine, coarse = exponent_range(points, max_bits)
+    sizes: dict[int, int] = {}
+
+    def size(e: int) -> int:  # untrimmed: the tail cut decodes a few times; it only makes a stream shorter
+        if e not in sizes:
+            sizes[e] = len(encode_points(points, e, prior, trimmed=False, smooth=smooth))
+        return sizes[e]
+
+    def trimmed(e: int) -> bytes:
+        return encode_points(points, e, prior, trimmed=True, smooth=smooth)
+
+    if size(coarse) > budget and len(trimmed(coarse)) > budget:
+        return None
+    # from the coarse end one bit (16 steps) at a time: a small budget is a coarse grid, and the
+    # finest grids are the slowest to code; then bisect within the last bit
+    # (invariant, sizes falling as the grid coarsens: size(hi) fits, size(lo) does not)
+    hi, lo = coarse, coarse
+    while lo > fine:
+        lo = max(fine, hi - 16)
+        if size(lo) > budget:
+            break
+        hi = lo
+    if hi == fine:
+        lo = hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if size(mid) <= budget:
+            hi = mid
+        else:
+            lo = mid
+    # the tail cut saves a few bytes, and sizes are not strictly monotone: a slightly finer grid may fit
+    best = (trimmed(hi), hi)
+    for e in range(hi - 1, max(fine, hi - 3) - 1, -1):
+        if size(e) <= budget + TAIL_BYTES:  # only a stream the cut could bring within the budget
+            blob = trimmed(e)
+            if len(blob) <= budget:
+                best = (blob, e)
+    return best
 
 
 def encode_min_quality(points: np.ndarray, floor_db: float, quality: Callable[[np.ndarray, np.ndarray], float],

@@ -124,6 +124,9 @@ def test_bench_pieces_on_one_object(tmp_path):
     off, code = summary["cli_gate_off"], summary["cli_gate_off_code"]  # the layered file and the code alone
     assert off["median_bytes"] <= OFF_BUDGET_BYTES and code["median_bytes"] <= OFF_BUDGET_BYTES
     assert off["reach_30"] == (cli["obj"]["cli_off"]["d1"] >= 30.0)
+    # the first objects time the gate-off compress as a user runs it; the code-alone file reuses it
+    assert off["timed_objects"] == 1 and off["median_compress_ms"] > 0
+    assert code["timed_objects"] == 0 and code["median_compress_ms"] is None
     png = rd_bench.rd_plot(objects, tmp_path / "rd.png", "one object")
     assert png.is_file() and png.stat().st_size > 1000
     rows = [{"split": "corpus", "object_id": "obj", "codec": "tmc13_octree", "bits": "5", "bytes": "99",

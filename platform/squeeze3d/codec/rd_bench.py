@@ -100,20 +100,20 @@ def gpcc_live(tmc3: str, ref: np.ndarray, bits=GPCC_BITS) -> list[tuple[int, flo
     return rows
 
 
-def ours(codec, ref: np.ndarray, effort: int | None, grids_step: int = 2, time_off: bool = False) -> dict:
+def ours(codec, ref: np.ndarray, effort: int | None, grids_step: int = 2, fresh_off: bool = False) -> dict:
     """Every candidate of this codec for one reference cloud, plus the CLI's default file and times.
-    ``time_off``: the gate-off file refines afresh, so its compress time is a user's (``fresh``)."""
+    ``fresh_off``: the gate-off file refines afresh, so its compress time is a user's (``fresh``)."""
     from squeeze3d.codec import octree
     from squeeze3d.codec.decompress import decompress_bytes
 
     h = codec.handler
     out: dict = {"octree": [], "neural": [], "neural+octree": []}
     # the CLI's own files first, timed as a user's compress (its refinement included); the gate-off
-    # files and the ladders below reuse that refinement (their time is a user's only with ``time_off``)
+    # files and the ladders below reuse that refinement (their time is a user's only with ``fresh_off``)
     # cli_off_code: the gate-off file without the octree layer (the neural code alone, as Draco-path
     # clouds and `--prefix` get it)
     for name, floor, kw in (("cli", 30.0, {}), ("cli_off", None, {}), ("cli_off_code", None, {"classical": "draco"})):
-        fresh = name == "cli" or (name == "cli_off" and time_off)
+        fresh = name == "cli" or (name == "cli_off" and fresh_off)
         if fresh:
             codec._refined.clear()
         t0 = time.perf_counter()
@@ -254,7 +254,7 @@ def run(refs: dict[str, np.ndarray], split: str, pair: str = "pointnet_lion", ef
     objects: dict[str, dict] = {}
     cli: dict[str, dict] = {}
     for i, (key, ref) in enumerate(refs.items()):
-        mine = ours(codec, ref, effort, grids_step, time_off=i < time_off)
+        mine = ours(codec, ref, effort, grids_step, fresh_off=i < time_off)
         cli[key] = {k: mine.pop(k) for k in ("cli", "cli_off", "cli_off_code")}
         curves = {**mine, **draco_curves(ref)}
         if tmc3:

@@ -110,21 +110,25 @@ class RDSearch:
         c = replace(base, version=LAYERED_VERSION, enhancement=blob)
         return pack(c), c, float(q)
 
+    def layer_base(self, neural: list[Container]) -> Container | None:
+        """The rung an octree enhancement layer goes on (the shortest), or None when this asset
+        cannot have one (no octree classical codec, kept attributes, or codes without k-bit levels)."""
+        if self.cc.coder != "octree" or self.attrs or neural[-1].dtype not in LEVEL_DTYPES:
+            return None
+        return min(neural, key=lambda c: len(pack(c)))
+
     def enhanced_within(self, base: Container, budget: int) -> Container | None:
         """``base`` plus the finest octree enhancement layer whose file fits ``budget`` bytes,
         unmeasured; None when none fits."""
         from squeeze3d.codec import octree
 
-        # the layered container adds a varint of the code's length before the layer (1-2 bytes)
-        room = budget - len(pack(replace(base, version=LAYERED_VERSION, enhancement=b"\0")))
-        if room <= 0:
+        # the file is the layered container (the code, a varint of its length) plus the layer's bytes
+        overhead = len(pack(replace(base, version=LAYERED_VERSION, enhancement=b"\0"))) - 1
+        if budget <= overhead:
             return None
         prior = np.asarray(self.decoded(base)[0], np.float32)
-        got = octree.encode_max_bytes(np.asarray(self.ref), room + 1, prior=prior)
-        if got is None:
-            return None
-        c = replace(base, version=LAYERED_VERSION, enhancement=got[0])
-        return c if len(pack(c)) <= budget else None
+        got = octree.encode_max_bytes(np.asarray(self.ref), budget - overhead, prior=prior)
+        return None if got is None else replace(base, version=LAYERED_VERSION, enhancement=got[0])
 
     # ------------------------------------------------------------------ choices
     def gate_off(self, code: np.ndarray, variants: list, neural: list[Container], budget: int) -> Container:
@@ -139,9 +143,9 @@ class RDSearch:
         ``budget`` for nested codes, stored as the code prior codes it (the rung is chosen as without
         a prior: a prior's savings go to a smaller file rather than to a longer code)."""
         o = self.o
-        rung_asked = o.dtype is not None or o.bits is not None or o.prefix is not None
-        if self.cc.coder == "octree" and not self.attrs and not rung_asked and neural[-1].dtype in LEVEL_DTYPES:
-            layered = self.enhanced_within(min(neural, key=lambda c: len(pack(c))), budget)
+        base = self.layer_base(neural)
+        if base is not None and o.dtype is None and o.bits is None and o.prefix is None:  # no rung asked for
+            layered = self.enhanced_within(base, budget)
             if layered is not None:
                 return layered
         off = neural[0]
@@ -188,11 +192,11 @@ class RDSearch:
             blob, b, fq = self.cc.at_floor(self.classical_in, float(floor), **self.akw)  # fewest classical bits
             fb = self.fallback(blob, b)
             cands.append((pack(fb), fb, float(fq)))
-        if self.cc.coder == "octree" and not self.attrs and neural[-1].dtype in LEVEL_DTYPES:
+        base = self.layer_base(neural)
+        if base is not None:
             # the enhancement layer: the shortest rung + an octree coded with its decode as context.
             # The context saves at most ~10 % of the octree's bytes (measured: 1-5 %), so it is only
             # tried when that could pay for the rung and its header
-            base = min(neural, key=lambda c: len(pack(c)))
             met = [len(x[0]) for x in cands if x[2] >= floor]
             octree_payload = len(cands[-1][1].payload) if cands[-1][1].coder == "octree" else 0
             if not met or min(met) > len(pack(base)) + 1 + 0.9 * octree_payload:

@@ -93,8 +93,12 @@ def encode_max_bytes(points: np.ndarray, budget: int, prior: np.ndarray | None =
             sizes[e] = len(encode_points(points, e, prior, trimmed=False, smooth=smooth))
         return sizes[e]
 
+    cut: dict[int, bytes] = {}
+
     def trimmed(e: int) -> bytes:
-        return encode_points(points, e, prior, trimmed=True, smooth=smooth)
+        if e not in cut:
+            cut[e] = encode_points(points, e, prior, trimmed=True, smooth=smooth)
+        return cut[e]
 
     if size(coarse) > budget and len(trimmed(coarse)) > budget:
         return None
@@ -107,8 +111,6 @@ def encode_max_bytes(points: np.ndarray, budget: int, prior: np.ndarray | None =
         if size(lo) > budget:
             break
         hi = lo
-    if hi == fine:
-        lo = hi
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if size(mid) <= budget:

@@ -165,7 +165,7 @@ def gpcc_main(a) -> int:
         refs = reference_clouds(src, a.limit, Path(a.out), a.pair)
         t0 = time.perf_counter()
         objects, cli, summary = rd_bench.run(refs, src, a.pair, a.effort, a.gpcc_csv, a.tmc3, a.grids_step,
-                                             time_off=a.time_off)
+                                             time_off=a.time_off, model=a.model)
         png = rd_bench.rd_plot(objects, Path(a.out) / f"rd_{src}.png", f"{src} test split, {len(refs)} objects")
         out["splits"][src] = {"summary": summary, "cli": cli, "objects": objects, "rd_png": str(png),
                               "wall_s": time.perf_counter() - t0, "load_avg": os.getloadavg()}

@@ -127,6 +127,10 @@ class TrainConfig:
     """Seed for weight init, shuffling and dropout."""
     device: str = "cpu"
     """Torch device for the single-device loop (``cuda`` on GPU workers; same code path)."""
+    init_from: str = ""
+    """A mapping checkpoint directory whose weights and normalisation start the fit (fine-tuning, e.g.
+    the shipped champion retrained for rate); its architecture and latent shapes must match. The
+    optimiser and schedule start afresh (unlike resuming). Empty: random initialisation."""
 
 
 # Paper App. A.1 / Table 6 defaults per architecture. The point-cloud values (d_C 1024, dropout 0.3,

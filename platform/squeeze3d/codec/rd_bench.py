@@ -245,11 +245,13 @@ def rd_plot(objects: dict[str, dict[str, list]], path: Path, title: str) -> Path
 
 def run(refs: dict[str, np.ndarray], split: str, pair: str = "pointnet_lion", effort: int | None = None,
         gpcc_csv: str | Path | None = None, tmc3: str | None = None, grids_step: int = 2, time_off: int = 20,
-        log: Callable[[str], None] = print) -> tuple[dict, dict, dict]:
-    """Every codec on every reference cloud of one split → (per-object curves, CLI rows, summary)."""
+        log: Callable[[str], None] = print, model: str | None = None) -> tuple[dict, dict, dict]:
+    """Every codec on every reference cloud of one split → (per-object curves, CLI rows, summary).
+    ``model``: a checkpoint directory or registry reference (default: the pair's champion, else the
+    shipped model), as the CLI's ``--model``."""
     from squeeze3d.codec.compressor import get_codec
 
-    codec = get_codec(pair)
+    codec = get_codec(pair, model)
     gpcc = gpcc_from_csv(gpcc_csv, split) if gpcc_csv and not tmc3 else {}
     objects: dict[str, dict] = {}
     cli: dict[str, dict] = {}

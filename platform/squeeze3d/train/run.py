@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from squeeze3d.config import TrainConfig, to_dict
+from squeeze3d.errors import UserError
 from squeeze3d.redact import mask_credentials
 from squeeze3d.train.ray_train import ARTIFACT_PATH, TrainOutcome, build_trainer, storage_uri
 
@@ -46,6 +49,10 @@ def run_training(cfg: TrainConfig, datasets: dict[str, Any], data_info: dict[str
     from squeeze3d.tracking import configure, experiment_id, flat_params
 
     pair = get_pair(cfg.pair)
+    if cfg.init_from:  # Ray Train workers run in their own directory: give them an absolute path
+        if not Path(cfg.init_from).is_dir():
+            raise UserError(f"init_from {cfg.init_from}: no such checkpoint directory")
+        cfg = replace(cfg, init_from=str(Path(cfg.init_from).resolve()))
     uri = configure()
     exp = experiment_id(pair.model_name)
     tags = {"pair": cfg.pair, "dataset_uri": mask_credentials(str(data_info.get("uri", ""))),
@@ -68,8 +75,6 @@ def run_training(cfg: TrainConfig, datasets: dict[str, Any], data_info: dict[str
                        wall_s=time.perf_counter() - t0)
     if result.checkpoint is not None:
         with result.checkpoint.as_directory() as d:
-            from pathlib import Path
-
             out.extra["weights_hash"] = read_config(Path(d) / ARTIFACT_PATH)["weights_hash"]
             out.checkpoint_dir = Path(result.checkpoint.path)
             out.extra["checkpoint_uri"] = storage_uri(result.checkpoint.path, result.checkpoint.filesystem)

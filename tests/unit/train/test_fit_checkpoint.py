@@ -1,6 +1,7 @@
 """The training loop on a known linear ground truth, the gram loss's effect, checkpoints, resume."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -91,3 +92,26 @@ def test_resume_continues_where_it_stopped(tmp_path):
     assert [h["epoch"] for h in resumed.history] == [0, 1, 2, 3, 4]
     # same data order, weights, optimiser state and LR schedule → the same final model
     assert resumed.final["val_mse"] == pytest.approx(full.final["val_mse"], rel=1e-4)
+
+
+def test_init_from_starts_from_the_checkpoint_and_refuses_another_shape(tmp_path, runs):
+    r = runs[0.0]
+    path = save_checkpoint(tmp_path / "ck", r.f_e, r.f_d, r.config)
+    ze, zg = _linear_data()
+    tr = TensorPairs(ze[:500], zg[:500], 32)
+    va = TensorPairs(ze[500:], zg[500:], 100, shuffle=False, drop_last=False)
+    # no epochs: the fit returns the checkpoint's weights and normalisation exactly
+    cfg = train_config_for_pair("debug", sets=["mapping.d_code=16", f"init_from={path}"])
+    same = fit(replace(cfg, optim=replace(cfg.optim, epochs=0)), (32,), (24,), tr, va)
+    for a, b in [(r.f_e, same.f_e), (r.f_d, same.f_d)]:
+        sa, sb = a.state_dict(), b.state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    # one epoch at a small rate starts where the checkpoint ended, far below a fresh start's error
+    tuned = fit(train_config_for_pair("debug", sets=["optim.epochs=1", "mapping.d_code=16", "optim.lr_start=1e-5",
+                                                     "optim.lr_end=1e-6", f"init_from={path}"]), (32,), (24,), tr, va)
+    fresh = fit(train_config_for_pair("debug", sets=["optim.epochs=1", "mapping.d_code=16"]), (32,), (24,), tr, va)
+    assert tuned.final["val_mse"] < 0.5 * fresh.final["val_mse"], (tuned.final["val_mse"], fresh.final["val_mse"])
+    assert tuned.final["val_mse"] < 1.5 * r.final["val_mse"]
+    with pytest.raises(CheckpointError, match="different architecture"):
+        fit(train_config_for_pair("debug", sets=["optim.epochs=1", "mapping.d_code=8", f"init_from={path}"]),
+            (32,), (24,), tr, va)

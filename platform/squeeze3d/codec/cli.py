@@ -89,8 +89,11 @@ def _cloud_tail(res, codec) -> str:
     what = " + ".join(["xyz f32"] + [{"colour": "RGB8", "intensity": "intensity16"}[k] for k in names])
     neural = res.container.codec == "neural" and not res.container.enhancement
     given = getattr(res.asset, "source_count", 0) if res.asset is not None else 0
+    # a classical or layered file keeps the input's points on its grid: fewer only where several
+    # fall in one cell (a coarse grid at a low rate merges many), which the line says in those words
     decodes = (_resample_desc(codec) if neural else
-               f"every input point ({n}{f' of {given}: exact duplicates on the grid merged' if given and n < given else ''})")
+               f"one point per occupied grid cell ({n} cells from {given} input points)" if given and n < given else
+               f"every input point ({n})")
     asset = res.asset
     dropped = tuple(getattr(asset, "unkept", ()) or ()) + (tuple(getattr(asset, "attributes", {}) or ())
                                                            if not names else ())

@@ -120,7 +120,7 @@ def ours(codec, ref: np.ndarray, effort: int | None, grids_step: int = 2, fresh_
         res = codec.compress_asset(ref, min_quality=floor, effort=effort, **kw)
         c_ms = (time.perf_counter() - t0) * 1e3
         t0 = time.perf_counter()
-        dec = decompress_bytes(res.data)
+        dec = decompress_bytes(res.data, model=codec.model_ref)  # the model that wrote it, as a user passes --model
         d_ms = (time.perf_counter() - t0) * 1e3
         out[name] = {"bytes": res.nbytes, "d1": d1(ref, dec.data), "variant": res.variant, "compress_ms": c_ms,
                      "decompress_ms": d_ms, "fresh": fresh}

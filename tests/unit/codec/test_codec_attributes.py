@@ -194,7 +194,7 @@ def test_20000_points_at_40db_decode_to_their_own_points(tmp_path, ckpt):
                               "--min-quality", "40"], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     line = r.stdout.strip()
-    assert "fallback" in line and "every input point" in line
+    assert "fallback" in line
     d1 = float(line.split("D1-PSNR ")[1].split(" dB")[0])
     assert d1 >= 40.0
     r = subprocess.run(run + ["decompress", str(sq), "-o", str(back)], capture_output=True, text=True, env=env,
@@ -203,7 +203,7 @@ def test_20000_points_at_40db_decode_to_their_own_points(tmp_path, ckpt):
     got = read_asset(back).cloud
     assert f"{len(got)} points" in r.stdout
     # the default classical path (the octree) codes every input point on its grid: the file decodes to
-    # one point per occupied cell of all 20,000 points (exact duplicates on the grid merged), more
+    # one point per occupied cell of all 20,000 points (the points sharing a cell merged), more
     # than the pair's 2,048-point resample occupies on that grid
     from squeeze3d.codec import octree
 
@@ -211,11 +211,14 @@ def test_20000_points_at_40db_decode_to_their_own_points(tmp_path, ckpt):
     assert c.coder == "octree"
     grid, _ = octree.Grid.parse(c.payload)
     assert len(got) == len(octree.Grid.fit(pts, grid.e)[1]) > len(octree.Grid.fit(pts[:2048], grid.e)[1])
+    assert (f"one point per occupied grid cell ({len(got)} cells from {len(pts)} input points)" if len(got) < len(pts)
+            else f"every input point ({len(got)})") in line, line
     # Draco keeps every point, less exact duplicates on its grid (a handful for a Gaussian blob)
     r = subprocess.run(run + ["compress", str(src), "-o", str(sq), "--pair", PAIR, "--model", ckpt, "--force",
                               "--min-quality", "40", "--classical", "draco"], capture_output=True, text=True,
                        env=env, timeout=300)
-    assert r.returncode == 0 and "every input point" in r.stdout, r.stderr
+    assert r.returncode == 0 and ("every input point" in r.stdout or "one point per occupied grid cell" in r.stdout), \
+        r.stdout + r.stderr
     r = subprocess.run(run + ["decompress", str(sq), "-o", str(back), "--force"], capture_output=True, text=True,
                        env=env, timeout=300)
     assert r.returncode == 0, r.stderr

@@ -140,6 +140,32 @@ def test_bench_pieces_on_one_object(tmp_path):
     assert rd_bench.gpcc_from_csv(tmp_path / "a.csv", "corpus") == {"obj": [(99, 31.5)]}
 
 
+def test_bench_measures_the_model_it_is_given(tmp_path):
+    """rd_bench.run(model=...) compresses and decodes with that model (it used to compress with the
+    default model, and a file of another model then failed to decode)."""
+    import torch
+
+    from squeeze3d.codec.models import shipped_path
+    from squeeze3d.mapping.checkpoint import load_checkpoint, save_checkpoint
+    from squeeze3d.pairs import get_pair
+
+    ck = load_checkpoint(shipped_path(get_pair(PAIR)))
+    with torch.no_grad():  # another model: the shipped one, slightly moved
+        for p in ck.f_d.parameters():
+            p.add_(1e-3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(0)))
+    other = save_checkpoint(tmp_path / "other", ck.f_e, ck.f_d, ck.config)
+    ref = _cloud(3)
+    objects, cli, _ = rd_bench.run({"obj": ref}, "corpus", PAIR, effort=0, grids_step=8, time_off=0,
+                                   log=lambda m: None, model=str(other))
+    assert objects["obj"]["neural"] and cli["obj"]["cli_off_code"]["d1"] > 20
+    res = get_codec(PAIR, str(other)).compress_asset(ref, min_quality=None, effort=0, classical="draco")
+    from squeeze3d.mapping.checkpoint import read_config
+
+    assert unpack(res.data).model_hash == read_config(other)["weights_hash"][:8] != ck.weights_hash[:8]
+    with pytest.raises(UserError, match="neither the shipped model nor in the registry"):
+        decompress_bytes(res.data)  # without the model it wrote it with
+
+
 def test_progressive_decode_from_the_cli(tmp_path):
     """``decompress --levels K``: a valid, coarser cloud from the first K octree levels of a file."""
     import subprocess

@@ -29,8 +29,11 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     return doc
 
 
-def ship(recipe_path: str | Path, *, workers: int = 1, log=print) -> dict[str, Any]:
-    """Run the recipe end to end; returns the summary also written beside the exported weights."""
+def ship(recipe_path: str | Path, *, workers: int = 1, sets: list[str] | None = None,
+         export_dir: str | Path | None = None, log=print) -> dict[str, Any]:
+    """Run the recipe end to end; returns the summary also written beside the exported weights.
+    ``sets``: training-config overrides on top of the recipe's (``loss.lambda_rate=1e-4``);
+    ``export_dir``: where the weights go instead of the recipe's ``export.dir``."""
     from squeeze3d import storage
     from squeeze3d.config import train_config_for_pair
     from squeeze3d.mapping.checkpoint import export_checkpoint
@@ -41,6 +44,10 @@ def ship(recipe_path: str | Path, *, workers: int = 1, log=print) -> dict[str, A
 
     r = load_recipe(recipe_path)
     pair, b = r["pair"], dict(r["build"])
+    start = (r["train"] or {}).get("init_from")
+    if start and not (Path(start) / "config.json").is_file():  # before minutes of building pairs
+        raise UserError(f"recipe {recipe_path}: init_from {start} is not a mapping checkpoint "
+                        "(run the recipe that exports it first)")
     t0 = time.perf_counter()
     out_uri = b["output"]
     if not storage.exists(storage.resolve(out_uri).join("manifest.json")):
@@ -52,13 +59,13 @@ def ship(recipe_path: str | Path, *, workers: int = 1, log=print) -> dict[str, A
     cfg_path = state_dir() / "recipes" / f"{pair}_train.yaml"
     cfg_path.parent.mkdir(parents=True, exist_ok=True)
     cfg_path.write_text(yaml.safe_dump(r["train"]))
-    cfg = train_config_for_pair(pair, cfg_path)
+    cfg = train_config_for_pair(pair, cfg_path, sets)
     connect_ray()
     datasets, info = open_training_data(out_uri, pair)
     outcome = run_training(cfg, datasets, info, workers=workers, heldout_rows=96, log=log)
     if outcome.checkpoint_dir is None:
         raise RuntimeError("training produced no checkpoint")
-    dest = Path(r["export"]["dir"])
+    dest = Path(export_dir or r["export"]["dir"])
     export_checkpoint(Path(outcome.checkpoint_dir) / ARTIFACT_PATH, dest, fp16=bool(r["export"].get("fp16", True)),
                       meta={"recipe": str(recipe_path), "dataset_manifest_hash": info.get("manifest_hash", "")})
     summary = {"pair": pair, "recipe": str(recipe_path), "rows": dict(info.get("counts", {})),

@@ -139,6 +139,12 @@ def reference_clouds(src: str, limit: int, out: Path, pair: str) -> dict:
     return {f.stem: read_asset(f, 2048, 0).data for f in files}
 
 
+def _of(cli_default: dict, anchor: str) -> str:
+    """"k/n" of the objects whose default file is not larger than the anchor's; "n/a" without its curves."""
+    k = cli_default[f"not_larger_than_{anchor}"]
+    return "n/a (not measured)" if k is None else f"{k}/{cli_default['objects']}"
+
+
 def markdown(split: str, n: int, summary: dict, gpcc_source) -> str:
     pct = lambda v: "n/a" if v is None else f"{100 * v:+.1f} %"  # noqa: E731
     num = lambda v: "n/a" if v is None else f"{v:.0f}"  # noqa: E731
@@ -152,8 +158,8 @@ def markdown(split: str, n: int, summary: dict, gpcc_source) -> str:
                         f"{pct(s['bd_rate_vs_gpcc'])} | {pct(s['bd_rate_vs_draco'])} |")
     c, g = summary["cli_default"], summary["cli_gate_off"]
     rows += ["", f"CLI default (floor 30 dB): median {c['median_bytes']:.0f} B at {c['median_d1']:.2f} dB; not larger "
-             f"than G-PCC at equal quality on {c['not_larger_than_gpcc']}/{c['objects']} objects, than bare Draco on "
-             f"{c['not_larger_than_draco']}/{c['objects']}; compress {c['median_compress_ms'] / 1e3:.2f} s, decompress "
+             f"than G-PCC at equal quality on {_of(c, 'gpcc')} objects, than bare Draco on "
+             f"{_of(c, 'draco')}; compress {c['median_compress_ms'] / 1e3:.2f} s, decompress "
              f"{c['median_decompress_ms']:.0f} ms (medians).",
              f"Gate off: median {g['median_bytes']:.0f} B at {g['median_d1']:.2f} dB ({g['reach_30']}/{c['objects']} "
              f"at >= 30 dB)" + (f", compress {g['median_compress_ms'] / 1e3:.2f} s (first {g['timed_objects']} objects, "
@@ -188,8 +194,8 @@ def gpcc_main(a) -> int:
                       f"{fmt(s['bd_rate_vs_gpcc']):>12} {fmt(s['bd_rate_vs_draco']):>12}")
         c, g = summary["cli_default"], summary["cli_gate_off"]
         print(f"  CLI default: median {c['median_bytes']:.0f} B at {c['median_d1']:.2f} dB; not larger than G-PCC "
-              f"at equal quality on {c['not_larger_than_gpcc']}/{c['objects']}, than bare Draco on "
-              f"{c['not_larger_than_draco']}/{c['objects']}; compress {c['median_compress_ms'] / 1e3:.2f} s, "
+              f"at equal quality on {_of(c, 'gpcc')}, than bare Draco on "
+              f"{_of(c, 'draco')}; compress {c['median_compress_ms'] / 1e3:.2f} s, "
               f"decompress {c['median_decompress_ms']:.0f} ms (median)")
         gc = summary["cli_gate_off_code"]
         took = (f"compress {g['median_compress_ms'] / 1e3:.2f} s (median of the first {g['timed_objects']}, refining "

@@ -190,12 +190,15 @@ def summarise(objects: dict[str, dict[str, list]], cli: dict[str, dict]) -> dict
             s[f"bd_rate_vs_{anchor}"] = statistics.median(bds) if bds else None
         out[name] = s
     # the CLI's default file against G-PCC's and bare Draco's smallest file of at least its quality
-    not_larger = {"gpcc": 0, "draco": 0}
+    # (None where no object has that anchor's curve: a split G-PCC was not measured on)
+    not_larger: dict = {"gpcc": None, "draco": None}
     for key, o in objects.items():
         c = cli[key]["cli"]
         for anchor in not_larger:
-            ok = [b for b, q in o.get(anchor, []) if q >= c["d1"] - 1e-9]
-            not_larger[anchor] += (not ok) or c["bytes"] <= min(ok)
+            if not o.get(anchor):
+                continue
+            ok = [b for b, q in o[anchor] if q >= c["d1"] - 1e-9]
+            not_larger[anchor] = (not_larger[anchor] or 0) + ((not ok) or c["bytes"] <= min(ok))
     n = len(objects)
     med = lambda k, f: statistics.median(cli[o][k][f] for o in cli)  # noqa: E731
     out["cli_default"] = {"objects": n, "not_larger_than_gpcc": not_larger["gpcc"],

@@ -74,7 +74,7 @@ def ship(recipe_path: str | Path, *, workers: int = 1, sets: list[str] | None = 
                "metrics": {k: v for k, v in outcome.metrics.items() if k.startswith(("val_", "test_"))},
                "metrics_note": "measured on the float32 weights during training; the shipped copy is float16"}
     (dest / "ship_summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    log(f"shipped {dest} ({sum(f.stat().st_size for f in dest.iterdir()) / 1e6:.1f} MB)")
+    log(f"exported {dest} ({sum(f.stat().st_size for f in dest.iterdir()) / 1e6:.1f} MB)")
     return summary
 
 

@@ -119,6 +119,9 @@ def test_bench_pieces_on_one_object(tmp_path):
         assert curves[name] and all(b > 0 and np.isfinite(q) for b, q in curves[name]), name
     assert summary["ours"]["median_bytes_ge_30"] <= summary["draco"]["median_bytes_ge_30"]
     assert cli["obj"]["cli"]["d1"] >= 30.0 - 0.05
+    # no G-PCC curve for this object: "not larger than G-PCC" is not measured, not counted as a win
+    assert summary["cli_default"]["not_larger_than_gpcc"] is None
+    assert summary["cli_default"]["not_larger_than_draco"] == 1
     from squeeze3d.codec import OFF_BUDGET_BYTES
 
     off, code = summary["cli_gate_off"], summary["cli_gate_off_code"]  # the layered file and the code alone

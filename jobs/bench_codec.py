@@ -142,7 +142,7 @@ def reference_clouds(src: str, limit: int, out: Path, pair: str) -> dict:
 def _of(cli_default: dict, anchor: str) -> str:
     """"k/n" of the objects whose default file is not larger than the anchor's; "n/a" without its curves."""
     k = cli_default[f"not_larger_than_{anchor}"]
-    return "n/a (not measured)" if k is None else f"{k}/{cli_default['objects']}"
+    return "n/a (no curves)" if k is None else f"{k}/{cli_default['objects']}"
 
 
 def markdown(split: str, n: int, summary: dict, gpcc_source) -> str:
@@ -158,14 +158,15 @@ def markdown(split: str, n: int, summary: dict, gpcc_source) -> str:
                         f"{pct(s['bd_rate_vs_gpcc'])} | {pct(s['bd_rate_vs_draco'])} |")
     c, g = summary["cli_default"], summary["cli_gate_off"]
     rows += ["", f"CLI default (floor 30 dB): median {c['median_bytes']:.0f} B at {c['median_d1']:.2f} dB; not larger "
-             f"than G-PCC at equal quality on {_of(c, 'gpcc')} objects, than bare Draco on "
+             f"than G-PCC at equal quality on {_of(c, 'gpcc')}, than bare Draco on "
              f"{_of(c, 'draco')}; compress {c['median_compress_ms'] / 1e3:.2f} s, decompress "
              f"{c['median_decompress_ms']:.0f} ms (medians).",
              f"Gate off: median {g['median_bytes']:.0f} B at {g['median_d1']:.2f} dB ({g['reach_30']}/{c['objects']} "
              f"at >= 30 dB)" + (f", compress {g['median_compress_ms'] / 1e3:.2f} s (first {g['timed_objects']} objects, "
                                 f"refining afresh)" if g["median_compress_ms"] is not None else "") +
              f", decompress {g['median_decompress_ms']:.0f} ms; the neural code alone (`--classical draco`): median "
-             f"{summary['cli_gate_off_code']['median_bytes']:.0f} B at {summary['cli_gate_off_code']['median_d1']:.2f} dB.",
+             f"{summary['cli_gate_off_code']['median_bytes']:.0f} B at {summary['cli_gate_off_code']['median_d1']:.2f} dB "
+             f"({summary['cli_gate_off_code']['reach_30']} at >= 30 dB).",
              ""]
     return "\n".join(rows)
 
@@ -183,28 +184,10 @@ def gpcc_main(a) -> int:
         png = rd_bench.rd_plot(objects, Path(a.out) / f"rd_{src}.png", f"{LABELS[src]} split, {len(refs)} objects")
         out["splits"][src] = {"summary": summary, "cli": cli, "objects": objects, "rd_png": str(png),
                               "wall_s": time.perf_counter() - t0, "load_avg": os.getloadavg()}
-        print(f"{src}: {len(refs)} objects, load {os.getloadavg()[0]:.2f}")
-        print(f"  {'codec':<14} {'B>=30dB':>8} {'B>=35dB':>8} {'BD vs G-PCC':>12} {'BD vs Draco':>12}")
-        for name in ("ours", "octree", "neural", "neural+octree", "gpcc", "draco_dedup", "draco"):
-            s = summary.get(name)
-            if s:
-                fmt = lambda v: "n/a" if v is None else f"{100 * v:+.1f} %"  # noqa: E731
-                num = lambda v: "n/a" if v is None else f"{v:.0f}"  # noqa: E731
-                print(f"  {name:<14} {num(s['median_bytes_ge_30']):>8} {num(s['median_bytes_ge_35']):>8} "
-                      f"{fmt(s['bd_rate_vs_gpcc']):>12} {fmt(s['bd_rate_vs_draco']):>12}")
-        c, g = summary["cli_default"], summary["cli_gate_off"]
-        print(f"  CLI default: median {c['median_bytes']:.0f} B at {c['median_d1']:.2f} dB; not larger than G-PCC "
-              f"at equal quality on {_of(c, 'gpcc')}, than bare Draco on "
-              f"{_of(c, 'draco')}; compress {c['median_compress_ms'] / 1e3:.2f} s, "
-              f"decompress {c['median_decompress_ms']:.0f} ms (median)")
-        gc = summary["cli_gate_off_code"]
-        took = (f"compress {g['median_compress_ms'] / 1e3:.2f} s (median of the first {g['timed_objects']}, refining "
-                f"afresh), " if g["median_compress_ms"] is not None else "")
-        print(f"  gate off: median {g['median_bytes']:.0f} B at {g['median_d1']:.2f} dB ({g['reach_30']}/{c['objects']} "
-              f">= 30 dB), {took}decompress {g['median_decompress_ms']:.0f} ms; the neural code alone: "
-              f"{gc['median_bytes']:.0f} B at {gc['median_d1']:.2f} dB ({gc['reach_30']} >= 30 dB)")
+        md = markdown(src, len(refs), summary, a.gpcc_csv or a.tmc3)
+        print(f"{src}: {len(refs)} objects, load {os.getloadavg()[0]:.2f}\n{md}")
         table = Path(a.out) / f"gpcc_{src}.md"
-        table.write_text(markdown(src, len(refs), summary, a.gpcc_csv or a.tmc3))
+        table.write_text(md)
         out["splits"][src]["table"] = str(table)
         print(f"table ({src}): {table}  (rate-distortion plot: {png})")
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)

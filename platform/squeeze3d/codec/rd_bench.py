@@ -191,14 +191,15 @@ def summarise(objects: dict[str, dict[str, list]], cli: dict[str, dict]) -> dict
         out[name] = s
     # the CLI's default file against G-PCC's and bare Draco's smallest file of at least its quality
     # (None where no object has that anchor's curve: a split G-PCC was not measured on)
-    not_larger: dict = {"gpcc": None, "draco": None}
-    for key, o in objects.items():
-        c = cli[key]["cli"]
-        for anchor in not_larger:
-            if not o.get(anchor):
-                continue
-            ok = [b for b, q in o[anchor] if q >= c["d1"] - 1e-9]
-            not_larger[anchor] = (not_larger[anchor] or 0) + ((not ok) or c["bytes"] <= min(ok))
+    not_larger: dict = {}
+    for anchor in ("gpcc", "draco"):
+        wins = []
+        for key, o in objects.items():
+            if o.get(anchor):
+                c = cli[key]["cli"]
+                ok = [b for b, q in o[anchor] if q >= c["d1"] - 1e-9]
+                wins.append((not ok) or c["bytes"] <= min(ok))
+        not_larger[anchor] = sum(wins) if wins else None
     n = len(objects)
     med = lambda k, f: statistics.median(cli[o][k][f] for o in cli)  # noqa: E731
     out["cli_default"] = {"objects": n, "not_larger_than_gpcc": not_larger["gpcc"],

@@ -36,7 +36,7 @@ def ship(recipe_path: str | Path, *, workers: int = 1, sets: list[str] | None = 
     ``export_dir``: where the weights go instead of the recipe's ``export.dir``."""
     from squeeze3d import storage
     from squeeze3d.config import train_config_for_pair
-    from squeeze3d.mapping.checkpoint import export_checkpoint
+    from squeeze3d.mapping.checkpoint import CheckpointError, export_checkpoint, read_config
     from squeeze3d.synth.build import build_dataset
     from squeeze3d.train.data import open_training_data
     from squeeze3d.train.ray_train import ARTIFACT_PATH, connect_ray
@@ -45,9 +45,11 @@ def ship(recipe_path: str | Path, *, workers: int = 1, sets: list[str] | None = 
     r = load_recipe(recipe_path)
     pair, b = r["pair"], dict(r["build"])
     start = (r["train"] or {}).get("init_from")
-    if start and not (Path(start) / "config.json").is_file():  # before minutes of building pairs
-        raise UserError(f"recipe {recipe_path}: init_from {start} is not a mapping checkpoint "
-                        "(run the recipe that exports it first)")
+    if start:  # before minutes of building pairs
+        try:
+            read_config(Path(start))
+        except CheckpointError as e:
+            raise UserError(f"recipe {recipe_path}: init_from {e}; run the recipe that exports it first") from None
     t0 = time.perf_counter()
     out_uri = b["output"]
     if not storage.exists(storage.resolve(out_uri).join("manifest.json")):

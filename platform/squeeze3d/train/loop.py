@@ -163,25 +163,25 @@ def fit(cfg: TrainConfig, z_e_shape: tuple[int, ...], z_g_shape: tuple[int, ...]
     objective = Objective(cfg, device, cfg.seed)
     history: list[dict[str, float]] = []
     start = 0
-    if resume is not None:
-        ck = load_checkpoint(resume, device, with_train_state=True)
+    def load_into_model(path, **kw):
+        """A checkpoint's weights and normalisation into ``model``, if it has this architecture."""
+        ck = load_checkpoint(path, device, **kw)
         if ck.z_e_shape != tuple(z_e_shape) or ck.z_g_shape != tuple(z_g_shape) or \
                 ck.config.mapping != cfg.mapping:
-            raise CheckpointError(f"{resume} was trained with a different architecture or latent shapes")
+            raise CheckpointError(f"{path} was trained with a different architecture or latent shapes")
         model.f_e.load_state_dict(ck.f_e.state_dict())
         model.f_d.load_state_dict(ck.f_d.state_dict())
+        return ck
+
+    if resume is not None:
+        ck = load_into_model(resume, with_train_state=True)
         opt.load_state_dict(ck.optimizer_state)
         history = list(ck.trainer_state.get("history", []))
         start = int(ck.trainer_state["epoch"]) + 1
     elif cfg.init_from:
         # fine-tuning: the start's normalisation comes with its weights (the code space it learned
-        # is relative to them), so the data's own stats are not recomputed
-        ck = load_checkpoint(cfg.init_from, device)
-        if ck.z_e_shape != tuple(z_e_shape) or ck.z_g_shape != tuple(z_g_shape) or \
-                ck.config.mapping != cfg.mapping:
-            raise CheckpointError(f"init_from {cfg.init_from}: trained with a different architecture or latent shapes")
-        model.f_e.load_state_dict(ck.f_e.state_dict())
-        model.f_d.load_state_dict(ck.f_d.state_dict())
+        # is relative to them), so the data's own stats are not used
+        load_into_model(cfg.init_from)
     else:
         mean_e, std_e, mean_g, std_g = stats if stats is not None else latent_stats(train)
         f_e.norm.set_stats(mean_e.to(device), std_e.to(device))

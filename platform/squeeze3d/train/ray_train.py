@@ -203,7 +203,8 @@ def build_trainer(cfg: TrainConfig, datasets: dict[str, Any], *, workers: int = 
     if "train" not in datasets or "val" not in datasets:
         raise ValueError(f"need 'train' and 'val' datasets, got {sorted(datasets)}")
     config = {"train_config": to_dict(cfg), "use_gpu": use_gpu,
-              "stats": dataset_stats(datasets["train"], pair.z_e_shape, pair.z_g_shape),
+              # (a fine-tune keeps its start's normalisation: no pass over the data for it)
+              "stats": None if cfg.init_from else dataset_stats(datasets["train"], pair.z_e_shape, pair.z_g_shape),
               # intra-op threads per worker: the node's CPUs shared by its workers (Ray's default of
               # one thread left a 1-worker fit on a 2-core machine at half speed)
               "torch_threads": max(1, int(_node_cpus() // max(1, workers))), **(loop_config or {})}

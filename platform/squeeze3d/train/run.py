@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from squeeze3d.config import TrainConfig, to_dict
-from squeeze3d.errors import UserError
 from squeeze3d.redact import mask_credentials
 from squeeze3d.train.ray_train import ARTIFACT_PATH, TrainOutcome, build_trainer, storage_uri
 
@@ -49,9 +48,8 @@ def run_training(cfg: TrainConfig, datasets: dict[str, Any], data_info: dict[str
     from squeeze3d.tracking import configure, experiment_id, flat_params
 
     pair = get_pair(cfg.pair)
-    if cfg.init_from:  # Ray Train workers run in their own directory: give them an absolute path
-        if not Path(cfg.init_from).is_dir():
-            raise UserError(f"init_from {cfg.init_from}: no such checkpoint directory")
+    if cfg.init_from:  # checked here, not as a traceback in a worker; workers run in their own
+        read_config(Path(cfg.init_from))  # directory, so they get an absolute path
         cfg = replace(cfg, init_from=str(Path(cfg.init_from).resolve()))
     uri = configure()
     exp = experiment_id(pair.model_name)
